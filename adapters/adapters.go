@@ -1,0 +1,186 @@
+// Package adapters holds the registry of practice source systems, keyed by
+// practice ODS code, and the patient index that says which practice holds a
+// patient's record. Each kind of source lives in its own sub-package
+// (embedded, gp2gp, ...) and never imports this one: it only has to satisfy
+// the small interfaces below.
+package adapters
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// Source is one practice system: it returns a patient's record, live.
+// Resources outside areas may be left out; the Patient is always returned.
+// A patient it does not hold is a fhir PATIENT_NOT_FOUND error.
+type Source interface {
+	Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error)
+}
+
+// Enumerator lists the patients a source holds, for the patient index.
+type Enumerator interface {
+	Patients(ctx context.Context) ([]fhir.NHSNumber, error)
+}
+
+// AccessRecorder is the optional hook through which a source writes an access
+// into the GP system's own audit trail (as the MIG does).
+type AccessRecorder interface {
+	RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error
+}
+
+// Practice is a registered practice and its source.
+type Practice struct {
+	ODS    string
+	Name   string
+	Kind   string // embedded | gp2gp | gpconnect | fhirapi
+	Source Source
+}
+
+// Registry maps practices to sources and patients to practices.
+type Registry struct {
+	mu        sync.RWMutex
+	practices map[string]*Practice
+	byNHS     map[fhir.NHSNumber]string // NHS number -> practice ODS
+	byID      map[string]fhir.NHSNumber // Patient logical id -> NHS number
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{
+		practices: map[string]*Practice{},
+		byNHS:     map[fhir.NHSNumber]string{},
+		byID:      map[string]fhir.NHSNumber{},
+	}
+}
+
+// Register adds a practice and indexes its patients when its source can list
+// them. A patient listed by two practices is an error: the index must be
+// unambiguous.
+func (r *Registry) Register(ctx context.Context, p Practice) error {
+	if p.ODS == "" || p.Source == nil {
+		return fmt.Errorf("register practice: ODS code and source are required")
+	}
+	var patients []fhir.NHSNumber
+	if en, ok := p.Source.(Enumerator); ok {
+		var err error
+		if patients, err = en.Patients(ctx); err != nil {
+			return fmt.Errorf("register practice %s: list patients: %w", p.ODS, err)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.practices[p.ODS]; dup {
+		return fmt.Errorf("register practice %s: already registered", p.ODS)
+	}
+	for _, n := range patients {
+		if other, ok := r.byNHS[n]; ok && other != p.ODS {
+			return fmt.Errorf("register practice %s: a patient is already registered at %s", p.ODS, other)
+		}
+	}
+	pp := p
+	r.practices[p.ODS] = &pp
+	for _, n := range patients {
+		r.byNHS[n] = p.ODS
+		r.byID[fhir.PatientID(n)] = n
+	}
+	return nil
+}
+
+// Reindex replaces the patient list of a registered practice (a source that
+// picks up new files calls it through its owner).
+func (r *Registry) Reindex(ctx context.Context, ods string) error {
+	r.mu.RLock()
+	p, ok := r.practices[ods]
+	r.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("reindex: practice %s not registered", ods)
+	}
+	en, ok := p.Source.(Enumerator)
+	if !ok {
+		return nil
+	}
+	patients, err := en.Patients(ctx)
+	if err != nil {
+		return fmt.Errorf("reindex %s: %w", ods, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for n, o := range r.byNHS {
+		if o == ods {
+			delete(r.byNHS, n)
+			delete(r.byID, fhir.PatientID(n))
+		}
+	}
+	for _, n := range patients {
+		r.byNHS[n] = ods
+		r.byID[fhir.PatientID(n)] = n
+	}
+	return nil
+}
+
+// Practices lists the registered practices in ODS order.
+func (r *Registry) Practices() []Practice {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]Practice, 0, len(r.practices))
+	for _, p := range r.practices {
+		out = append(out, *p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ODS < out[j].ODS })
+	return out
+}
+
+// Locate returns the practice that holds the patient's record.
+func (r *Registry) Locate(nhs fhir.NHSNumber) (*Practice, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ods, ok := r.byNHS[nhs]
+	if !ok {
+		return nil, fhir.Errorf(fhir.CodePatientNotFound, "no patient with that NHS number is registered at a connected practice")
+	}
+	return r.practices[ods], nil
+}
+
+// Resolve maps a Patient logical id to the NHS number.
+func (r *Registry) Resolve(patientID string) (fhir.NHSNumber, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n, ok := r.byID[patientID]
+	if !ok {
+		return "", fhir.Errorf(fhir.CodePatientNotFound, "no patient with that id")
+	}
+	return n, nil
+}
+
+// Record fetches the record from the patient's practice.
+func (r *Registry) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error) {
+	p, err := r.Locate(nhs)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := p.Source.Record(ctx, nhs, areas|fhir.AreaDemographics)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Practice == "" {
+		rec.Practice = p.ODS
+	}
+	return rec, nil
+}
+
+// RecordAccess forwards an audit entry to the practice's own audit trail when
+// its source supports it.
+func (r *Registry) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error {
+	p, err := r.Locate(nhs)
+	if err != nil {
+		return nil // nothing to tell a practice that does not hold the patient
+	}
+	if ar, ok := p.Source.(AccessRecorder); ok {
+		return ar.RecordAccess(ctx, nhs, e)
+	}
+	return nil
+}

@@ -1,0 +1,154 @@
+package fhir
+
+import (
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Link is a Bundle link (self, next, previous, first, last).
+type Link struct {
+	Relation string
+	URL      string
+}
+
+// BundleEntry is one spliced entry: the resource's canonical bytes plus the
+// search mode ("match", "include", "outcome"; "" for collections).
+type BundleEntry struct {
+	Resource *Resource
+	Mode     string
+}
+
+// Bundle describes a Bundle to assemble. Entries are spliced from their
+// canonical JSON bytes; nothing is re-encoded.
+type Bundle struct {
+	ID        string
+	Type      string // searchset | collection
+	Timestamp time.Time
+	Total     int // searchset only; -1 leaves it out
+	Links     []Link
+	Base      string // absolute base URL for fullUrl, no trailing slash
+	Entries   []BundleEntry
+}
+
+// Size estimates the assembled length, for preallocation.
+func (b *Bundle) Size() int {
+	n := 256 + len(b.ID)
+	for _, l := range b.Links {
+		n += 40 + len(l.URL)
+	}
+	for _, e := range b.Entries {
+		n += 64 + len(b.Base) + len(e.Resource.Type) + len(e.Resource.ID) + len(e.Resource.JSON)
+	}
+	return n
+}
+
+// AppendJSON appends the Bundle's JSON to dst and returns it. The output is
+// compact JSON in the element order jsonformat uses for R4 Bundle.
+func (b *Bundle) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"resourceType":"Bundle"`...)
+	if b.ID != "" {
+		dst = append(dst, `,"id":`...)
+		dst = AppendJSONString(dst, b.ID)
+	}
+	dst = append(dst, `,"meta":{"profile":["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Bundle"]}`...)
+	dst = append(dst, `,"type":`...)
+	dst = AppendJSONString(dst, b.Type)
+	if !b.Timestamp.IsZero() {
+		dst = append(dst, `,"timestamp":"`...)
+		dst = b.Timestamp.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+		dst = append(dst, '"')
+	}
+	if b.Type == "searchset" && b.Total >= 0 {
+		dst = append(dst, `,"total":`...)
+		dst = strconv.AppendInt(dst, int64(b.Total), 10)
+	}
+	if len(b.Links) > 0 {
+		dst = append(dst, `,"link":[`...)
+		for i, l := range b.Links {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"relation":`...)
+			dst = AppendJSONString(dst, l.Relation)
+			dst = append(dst, `,"url":`...)
+			dst = AppendJSONString(dst, l.URL)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	if len(b.Entries) > 0 {
+		dst = append(dst, `,"entry":[`...)
+		for i, e := range b.Entries {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			r := e.Resource
+			dst = append(dst, `{"fullUrl":"`...)
+			if e.Mode == "outcome" || r.ID == "" {
+				dst = append(dst, "urn:uuid:"...)
+				dst = append(dst, r.ID...)
+			} else {
+				dst = append(dst, b.Base...)
+				dst = append(dst, '/')
+				dst = append(dst, r.Type...)
+				dst = append(dst, '/')
+				dst = append(dst, r.ID...)
+			}
+			dst = append(dst, `","resource":`...)
+			dst = append(dst, r.JSON...)
+			if e.Mode != "" {
+				dst = append(dst, `,"search":{"mode":"`...)
+				dst = append(dst, e.Mode...)
+				dst = append(dst, `"}`...)
+			}
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
+	return append(dst, '}')
+}
+
+const hex = "0123456789abcdef"
+
+// AppendJSONString appends s as a JSON string literal.
+func AppendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

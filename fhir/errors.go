@@ -1,0 +1,202 @@
+package fhir
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// SpineErrorSystem is the code system of the GP Connect / Spine error and
+// warning codes carried in OperationOutcome.issue.details.
+const SpineErrorSystem = "https://fhir.nhs.uk/CodeSystem/Spine-ErrorOrWarningCode"
+
+// Code is a GP Connect (Spine) error or warning code.
+type Code string
+
+// The error codes gpgate answers with. Each has one HTTP status and one FHIR
+// issue type, so a handler never chooses a status by hand.
+const (
+	CodeBadRequest            Code = "BAD_REQUEST"
+	CodeInvalidNHSNumber      Code = "INVALID_NHS_NUMBER"
+	CodeInvalidParameter      Code = "INVALID_PARAMETER"
+	CodeInvalidResource       Code = "INVALID_RESOURCE"
+	CodeInvalidIdentifier     Code = "INVALID_IDENTIFIER_SYSTEM"
+	CodePatientNotFound       Code = "PATIENT_NOT_FOUND"
+	CodeNoRecordFound         Code = "NO_RECORD_FOUND"
+	CodeReferenceNotFound     Code = "REFERENCE_NOT_FOUND"
+	CodeAccessDenied          Code = "ACCESS_DENIED"
+	CodeNoPatientConsent      Code = "NO_PATIENT_CONSENT"
+	CodeNoOrganisationConsent Code = "NO_ORGANISATION_CONSENT"
+	CodeUnauthorized          Code = "UNAUTHORISED"
+	CodeMethodNotAllowed      Code = "METHOD_NOT_ALLOWED"
+	CodeNotAcceptable         Code = "NOT_ACCEPTABLE"
+	CodeUnsupportedMediaType  Code = "UNSUPPORTED_MEDIA_TYPE"
+	CodeBodyTooLarge          Code = "REQUEST_TOO_LARGE"
+	CodeTimeout               Code = "SERVICE_UNAVAILABLE"
+	CodeNotImplemented        Code = "NOT_IMPLEMENTED"
+	CodeInternal              Code = "INTERNAL_SERVER_ERROR"
+)
+
+type codeInfo struct {
+	status  int
+	issue   string // FHIR IssueType
+	display string
+}
+
+var codes = map[Code]codeInfo{
+	CodeBadRequest:            {http.StatusBadRequest, "invalid", "Bad request"},
+	CodeInvalidNHSNumber:      {http.StatusBadRequest, "value", "Invalid NHS number"},
+	CodeInvalidParameter:      {http.StatusUnprocessableEntity, "invalid", "Invalid parameter"},
+	CodeInvalidResource:       {http.StatusUnprocessableEntity, "invalid", "Invalid resource"},
+	CodeInvalidIdentifier:     {http.StatusBadRequest, "value", "Invalid identifier system"},
+	CodePatientNotFound:       {http.StatusNotFound, "not-found", "Patient not found"},
+	CodeNoRecordFound:         {http.StatusNotFound, "not-found", "No record found"},
+	CodeReferenceNotFound:     {http.StatusNotFound, "not-found", "Reference not found"},
+	CodeAccessDenied:          {http.StatusForbidden, "forbidden", "Access denied"},
+	CodeNoPatientConsent:      {http.StatusForbidden, "forbidden", "No patient consent to share"},
+	CodeNoOrganisationConsent: {http.StatusForbidden, "forbidden", "No organisational consent"},
+	CodeUnauthorized:          {http.StatusUnauthorized, "login", "Unauthorised"},
+	CodeMethodNotAllowed:      {http.StatusMethodNotAllowed, "not-supported", "Method not allowed"},
+	CodeNotAcceptable:         {http.StatusNotAcceptable, "not-supported", "Not acceptable"},
+	CodeUnsupportedMediaType:  {http.StatusUnsupportedMediaType, "not-supported", "Unsupported media type"},
+	CodeBodyTooLarge:          {http.StatusRequestEntityTooLarge, "too-costly", "Request too large"},
+	CodeTimeout:               {http.StatusServiceUnavailable, "timeout", "Service unavailable"},
+	CodeNotImplemented:        {http.StatusNotImplemented, "not-supported", "Not implemented"},
+	CodeInternal:              {http.StatusInternalServerError, "exception", "Internal server error"},
+}
+
+// Error is gpgate's one coded error. Diagnostics is safe to show the caller;
+// Cause is internal detail that goes to the log only.
+type Error struct {
+	Code        Code
+	Diagnostics string
+	Expression  string // FHIRPath of the offending element or parameter, optional
+	Cause       error
+}
+
+// Errorf builds a coded error with caller-safe diagnostics.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Diagnostics: fmt.Sprintf(format, args...)}
+}
+
+// Internal wraps an internal failure: the caller sees a generic 500, the log
+// sees cause.
+func Internal(cause error) *Error {
+	return &Error{Code: CodeInternal, Cause: cause}
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Diagnostics, e.Cause)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Diagnostics)
+}
+
+func (e *Error) Unwrap() error { return e.Cause }
+
+// At names the parameter or element that was wrong.
+func (e *Error) At(expression string) *Error { e.Expression = expression; return e }
+
+// Status is the HTTP status for the error's code.
+func (e *Error) Status() int {
+	if ci, ok := codes[e.Code]; ok {
+		return ci.status
+	}
+	return http.StatusInternalServerError
+}
+
+// AsError maps any error to a coded error. Errors that are not coded become
+// INTERNAL_SERVER_ERROR with the original kept as Cause (for the log only).
+func AsError(err error) *Error {
+	var fe *Error
+	if errors.As(err, &fe) {
+		if _, ok := codes[fe.Code]; ok {
+			return fe
+		}
+	}
+	return Internal(err)
+}
+
+// Issue is one OperationOutcome issue.
+type Issue struct {
+	Severity    string // fatal | error | warning | information
+	Code        Code
+	Diagnostics string
+	Expression  string
+}
+
+// OperationOutcome renders the error as a FHIR R4 OperationOutcome (UK Core
+// profile) in canonical JSON. INTERNAL_SERVER_ERROR never carries diagnostics.
+func (e *Error) OperationOutcome() []byte {
+	diag := e.Diagnostics
+	if e.Code == CodeInternal || codes[e.Code].status == 0 {
+		diag = "" // never leak internal detail
+	}
+	return OperationOutcome(Issue{Severity: "error", Code: e.Code, Diagnostics: diag, Expression: e.Expression})
+}
+
+type ooCoding struct {
+	System  string `json:"system"`
+	Code    string `json:"code"`
+	Display string `json:"display,omitempty"`
+}
+type ooIssue struct {
+	Severity string `json:"severity"`
+	Code     string `json:"code"`
+	Details  struct {
+		Coding []ooCoding `json:"coding"`
+	} `json:"details"`
+	Diagnostics string   `json:"diagnostics,omitempty"`
+	Expression  []string `json:"expression,omitempty"`
+}
+type ooResource struct {
+	ResourceType string    `json:"resourceType"`
+	Meta         metaOnly  `json:"meta"`
+	Issue        []ooIssue `json:"issue"`
+}
+type metaOnly struct {
+	Profile []string `json:"profile"`
+}
+
+// ProfileOperationOutcome is the UK Core OperationOutcome profile.
+const ProfileOperationOutcome = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-OperationOutcome"
+
+// OperationOutcome renders issues as an OperationOutcome.
+func OperationOutcome(issues ...Issue) []byte {
+	oo := ooResource{ResourceType: "OperationOutcome", Meta: metaOnly{Profile: []string{ProfileOperationOutcome}}}
+	for _, is := range issues {
+		ci, ok := codes[is.Code]
+		issueType := ci.issue
+		display := ci.display
+		if !ok {
+			issueType, display = "informational", warningDisplay[is.Code]
+		}
+		o := ooIssue{Severity: is.Severity, Code: issueType, Diagnostics: is.Diagnostics}
+		o.Details.Coding = []ooCoding{{System: SpineErrorSystem, Code: string(is.Code), Display: display}}
+		if is.Expression != "" {
+			o.Expression = []string{is.Expression}
+		}
+		oo.Issue = append(oo.Issue, o)
+	}
+	b, _ := json.Marshal(oo) // plain structs of strings: cannot fail
+	return b
+}
+
+// Warning codes (GP Connect ListWarningCode / Spine warnings) used when part of
+// an answer is withheld or missing.
+const (
+	WarnDataInTransit       Code = "data-in-transit"
+	WarnConfidentialItems   Code = "confidential-items"
+	WarnDataAwaitingFiling  Code = "data-awaiting-filing"
+	WarnAreaUnavailable     Code = "AREA_UNAVAILABLE"
+	WarnUnknownParamIgnored Code = "UNKNOWN_PARAMETER_IGNORED"
+)
+
+var warningDisplay = map[Code]string{
+	WarnConfidentialItems:   "Confidential Items",
+	WarnDataInTransit:       "Data in Transit",
+	WarnDataAwaitingFiling:  "Data Awaiting Filing",
+	WarnAreaUnavailable:     "Area unavailable",
+	WarnUnknownParamIgnored: "Unknown parameter ignored",
+}

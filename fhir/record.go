@@ -1,0 +1,151 @@
+package fhir
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"strings"
+)
+
+// Record is one patient's GP record as a source returned it: canonical
+// resources, with the Patient first, and any warnings about what is missing.
+type Record struct {
+	NHS       NHSNumber
+	PatientID string
+	Practice  string // provider practice ODS code
+	Version   string // source version of the record; changes whenever it does
+	Resources []*Resource
+	Warnings  []Issue // areas unavailable, items withheld at source, ...
+	Sharing   SharingConsent
+}
+
+// SharingConsent is the patient's consent to share as the GP system records it.
+type SharingConsent int
+
+const (
+	SharingUnknown SharingConsent = iota // no coded entry: the agreement's default applies
+	SharingConsented
+	SharingDissent
+)
+
+// Patient returns the record's Patient resource, or nil.
+func (r *Record) Patient() *Resource {
+	for _, x := range r.Resources {
+		if x.Type == "Patient" {
+			return x
+		}
+	}
+	return nil
+}
+
+// Find returns the resource of type t and id, or nil.
+func (r *Record) Find(t, id string) *Resource {
+	for _, x := range r.Resources {
+		if x.ID == id && x.Type == t {
+			return x
+		}
+	}
+	return nil
+}
+
+// Select returns the resources of the given type (all types when t is "")
+// inside areas.
+func (r *Record) Select(t string, areas Areas) []*Resource {
+	out := make([]*Resource, 0, len(r.Resources))
+	for _, x := range r.Resources {
+		if (t == "" || x.Type == t) && areas.Any(x.Ix.Area) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// PatientID derives the stable logical id of the Patient with NHS number n.
+// Every other resource of the record has an id that starts with it and a
+// hyphen (see ResourceID), so a read by id finds its record without a global
+// index. The id does not show the NHS number in URLs and logs.
+func PatientID(n NHSNumber) string {
+	sum := sha256.Sum256([]byte("gpgate/patient/v1:" + string(n)))
+	return "p" + idEncoding.EncodeToString(sum[:10])
+}
+
+// ResourceID builds the id of a record resource from its patient's id and an
+// id local to the record ([A-Za-z0-9.-], at most 64 - 18 characters).
+func ResourceID(patientID, local string) string {
+	return patientID + "-" + local
+}
+
+// PatientIDOf returns the patient id part of a resource id made by ResourceID.
+func PatientIDOf(resourceID string) string {
+	if i := strings.IndexByte(resourceID, '-'); i > 0 {
+		return resourceID[:i]
+	}
+	return resourceID
+}
+
+// Principal is the authenticated caller, bound from its access token.
+type Principal struct {
+	ClientID     string
+	ConsumerODS  string // caller's organisation
+	Practitioner string // clinician (subject_id), may be empty for system calls
+	Role         string
+	Name         string
+	PurposeOfUse string
+	Scopes       []string
+	PatientID    string // patient context; "" for system tokens
+	ConsentRef   string
+	TokenID      string // jti
+	BreakGlass   bool
+}
+
+// Request is what a handler asks of the record: which patient, which type and
+// areas, and the query, if any.
+type Request struct {
+	Interaction string // read | search-type | operation
+	Operation   string // $everything, $getstructuredrecord
+	Type        string
+	ID          string
+	PatientID   string
+	NHS         NHSNumber
+	Areas       Areas
+	Query       *Query
+}
+
+// Decision is a policy decision: which areas may be returned and why not.
+type Decision struct {
+	Permit bool
+	Areas  Areas
+	Code   Code   // denial code when !Permit
+	Rule   string // which rule decided, for the audit and the caller
+}
+
+type ctxKey int
+
+const (
+	principalKey ctxKey = iota
+	requestIDKey
+)
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey, p)
+}
+
+// PrincipalFrom returns the principal in ctx, or nil.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey).(*Principal)
+	return p
+}
+
+// WithRequestID returns ctx carrying the request id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey, id)
+}
+
+// RequestIDFrom returns the request id in ctx, or "".
+func RequestIDFrom(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey).(string)
+	return s
+}
