@@ -85,7 +85,7 @@ func (b *Bundle) AppendJSON(dst []byte) []byte {
 			}
 			r := e.Resource
 			dst = append(dst, `{"fullUrl":"`...)
-			if e.Mode == "outcome" || r.ID == "" {
+			if r.Type == "OperationOutcome" || r.ID == "" {
 				dst = append(dst, "urn:uuid:"...)
 				dst = append(dst, r.ID...)
 			} else {

@@ -25,6 +25,7 @@ const (
 	CodePatientNotFound       Code = "PATIENT_NOT_FOUND"
 	CodeNoRecordFound         Code = "NO_RECORD_FOUND"
 	CodeReferenceNotFound     Code = "REFERENCE_NOT_FOUND"
+	CodeUnknownResourceType   Code = "UNKNOWN_RESOURCE_TYPE"
 	CodeAccessDenied          Code = "ACCESS_DENIED"
 	CodeNoPatientConsent      Code = "NO_PATIENT_CONSENT"
 	CodeNoOrganisationConsent Code = "NO_ORGANISATION_CONSENT"
@@ -53,6 +54,7 @@ var codes = map[Code]codeInfo{
 	CodePatientNotFound:       {http.StatusNotFound, "not-found", "Patient not found"},
 	CodeNoRecordFound:         {http.StatusNotFound, "not-found", "No record found"},
 	CodeReferenceNotFound:     {http.StatusNotFound, "not-found", "Reference not found"},
+	CodeUnknownResourceType:   {http.StatusNotFound, "not-supported", "Unknown resource type"},
 	CodeAccessDenied:          {http.StatusForbidden, "forbidden", "Access denied"},
 	CodeNoPatientConsent:      {http.StatusForbidden, "forbidden", "No patient consent to share"},
 	CodeNoOrganisationConsent: {http.StatusForbidden, "forbidden", "No organisational consent"},
@@ -170,10 +172,14 @@ func OperationOutcome(issues ...Issue) []byte {
 		issueType := ci.issue
 		display := ci.display
 		if !ok {
-			issueType, display = "informational", warningDisplay[is.Code]
+			w := warnings[is.Code]
+			issueType, display = w.issue, w.display
+			if issueType == "" {
+				issueType = "informational"
+			}
 		}
 		o := ooIssue{Severity: is.Severity, Code: issueType, Diagnostics: is.Diagnostics}
-		o.Details.Coding = []ooCoding{{System: SpineErrorSystem, Code: string(is.Code), Display: display}}
+		o.Details.Coding = []ooCoding{{System: WarningSystem(is.Code), Code: string(is.Code), Display: display}}
 		if is.Expression != "" {
 			o.Expression = []string{is.Expression}
 		}
@@ -193,10 +199,20 @@ const (
 	WarnUnknownParamIgnored Code = "UNKNOWN_PARAMETER_IGNORED"
 )
 
-var warningDisplay = map[Code]string{
-	WarnConfidentialItems:   "Confidential Items",
-	WarnDataInTransit:       "Data in Transit",
-	WarnDataAwaitingFiling:  "Data Awaiting Filing",
-	WarnAreaUnavailable:     "Area unavailable",
-	WarnUnknownParamIgnored: "Unknown parameter ignored",
+var warnings = map[Code]struct{ issue, display string }{
+	WarnConfidentialItems:   {"suppressed", "Confidential Items"},
+	WarnDataInTransit:       {"incomplete", "Data in Transit"},
+	WarnDataAwaitingFiling:  {"incomplete", "Data Awaiting Filing"},
+	WarnAreaUnavailable:     {"incomplete", "Area unavailable"},
+	WarnUnknownParamIgnored: {"informational", "Unknown parameter ignored"},
+}
+
+// WarningSystem returns the code system a warning code belongs to: the UK
+// Core ListWarningCode system for list warnings, the Spine system otherwise.
+func WarningSystem(c Code) string {
+	switch c {
+	case WarnConfidentialItems, WarnDataInTransit, WarnDataAwaitingFiling:
+		return ListWarningCodeSystem
+	}
+	return SpineErrorSystem
 }

@@ -1,0 +1,112 @@
+package rest
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+// writeSearchset splices the page of all into a searchset Bundle with paging
+// links and writes it. all is every match; the page is cut here so total and
+// links agree.
+func (s *Server) writeSearchset(c echo.Context, req *fhir.Request, all []*fhir.Resource, warnings []fhir.Issue) error {
+	q := req.Query
+	page := pageOf(all, q)
+	b := fhir.Bundle{
+		ID:        newUUID(),
+		Type:      "searchset",
+		Timestamp: s.now(),
+		Total:     len(all),
+		Base:      s.cfg.BaseURL,
+		Links:     s.links(c, q, len(all)),
+		Entries:   make([]fhir.BundleEntry, 0, len(page)+1),
+	}
+	for _, r := range page {
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: r, Mode: "match"})
+	}
+	issues := append([]fhir.Issue(nil), warnings...)
+	for _, name := range q.Ignored {
+		issues = append(issues, fhir.Issue{Severity: "warning", Code: fhir.WarnUnknownParamIgnored, Diagnostics: "parameter " + name + " is not supported and was ignored", Expression: name})
+	}
+	if len(issues) > 0 {
+		oo := &fhir.Resource{Type: "OperationOutcome", ID: newUUID(), JSON: fhir.OperationOutcome(issues...)}
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo, Mode: "outcome"})
+	}
+	return s.writeBundle(c, &b)
+}
+
+func (s *Server) writeBundle(c echo.Context, b *fhir.Bundle) error {
+	bp := bufPool.Get().(*[]byte)
+	buf := b.AppendJSON((*bp)[:0])
+	err := s.writeJSON(c, http.StatusOK, buf)
+	if cap(buf) <= 8<<20 { // do not pin huge buffers
+		*bp = buf[:0]
+		bufPool.Put(bp)
+	}
+	return err
+}
+
+// links builds self/first/previous/next/last. The self link carries only the
+// parameters that were honoured.
+func (s *Server) links(c echo.Context, q *fhir.Query, total int) []fhir.Link {
+	orig := c.QueryParams()
+	ignored := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
+	for _, name := range q.Ignored {
+		ignored[name] = true
+	}
+	keys := make([]string, 0, len(orig))
+	for k := range orig {
+		if !ignored[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	base := s.cfg.BaseURL + c.Request().URL.Path + "?"
+	var prefix []byte
+	for _, k := range keys {
+		for _, v := range orig[k] {
+			prefix = append(prefix, url.QueryEscape(k)...)
+			prefix = append(prefix, '=')
+			prefix = append(prefix, url.QueryEscape(v)...)
+			prefix = append(prefix, '&')
+		}
+	}
+	at := func(offset int) string {
+		return base + string(prefix) + "_count=" + strconv.Itoa(q.Count) + "&_offset=" + strconv.Itoa(offset)
+	}
+	links := []fhir.Link{{Relation: "self", URL: at(q.Offset)}}
+	if q.Count == 0 {
+		return links
+	}
+	lastOff := 0
+	if total > 0 {
+		lastOff = (total - 1) / q.Count * q.Count
+	}
+	links = append(links, fhir.Link{Relation: "first", URL: at(0)})
+	if q.Offset > 0 {
+		links = append(links, fhir.Link{Relation: "previous", URL: at(max(0, q.Offset-q.Count))})
+	}
+	if q.Offset+q.Count < total {
+		links = append(links, fhir.Link{Relation: "next", URL: at(q.Offset + q.Count)})
+	}
+	links = append(links, fhir.Link{Relation: "last", URL: at(lastOff)})
+	return links
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
