@@ -1,0 +1,170 @@
+package audit
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// Entry is one committed audit record: the access decision as the caller
+// gave it plus what the log added — its sequence number, the time it was
+// committed, and its link in the hash chain.
+type Entry struct {
+	Seq      uint64
+	Recorded time.Time // commit time; never goes backwards along the log
+	Node     string    // gpgate node that recorded it (Options.Node)
+	Hash     [32]byte  // SHA-256(previous entry's Hash || canonical bytes)
+	fhir.AuditEntry
+}
+
+// ID is the AuditEvent logical id of the entry: "audit-" and the sequence
+// number as 12 zero-padded digits, so ids sort in log order.
+func (e *Entry) ID() string { return EventID(e.Seq) }
+
+// EventID is the AuditEvent id for sequence number seq.
+func EventID(seq uint64) string {
+	return fmt.Sprintf("audit-%012d", seq)
+}
+
+// ParseEventID is the inverse of EventID.
+func ParseEventID(id string) (uint64, bool) {
+	if len(id) < 7 || id[:6] != "audit-" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[6:], 10, 64)
+	if err != nil || n == 0 || EventID(n) != id {
+		return 0, false
+	}
+	return n, true
+}
+
+// wireEntry is the stored form of fhir.AuditEntry. Its tags are the storage
+// format: never rename one (old entries are verified over their stored bytes,
+// but must still decode).
+type wireEntry struct {
+	Time         string   `json:"time,omitempty"`
+	RequestID    string   `json:"req,omitempty"`
+	Action       string   `json:"action,omitempty"`
+	Interaction  string   `json:"ia,omitempty"`
+	Outcome      string   `json:"outcome,omitempty"`
+	Code         string   `json:"code,omitempty"`
+	Rule         string   `json:"rule,omitempty"`
+	ClientID     string   `json:"client,omitempty"`
+	ConsumerODS  string   `json:"ods,omitempty"`
+	Practitioner string   `json:"pract,omitempty"`
+	Role         string   `json:"role,omitempty"`
+	PurposeOfUse string   `json:"pou,omitempty"`
+	TokenID      string   `json:"jti,omitempty"`
+	BreakGlass   bool     `json:"bg,omitempty"`
+	Reason       string   `json:"reason,omitempty"`
+	PatientID    string   `json:"pid,omitempty"`
+	NHS          string   `json:"nhs,omitempty"`
+	Practice     string   `json:"practice,omitempty"`
+	Types        []string `json:"types,omitempty"`
+	Areas        string   `json:"areas,omitempty"`
+	Query        string   `json:"q,omitempty"`
+	Count        int      `json:"n,omitempty"`
+}
+
+// wireRecord is a whole stored record: the canonical bytes the hash covers.
+type wireRecord struct {
+	Seq      uint64          `json:"seq"`
+	Recorded string          `json:"recorded"`
+	Node     string          `json:"node,omitempty"`
+	Entry    json.RawMessage `json:"entry"`
+}
+
+const timeFormat = time.RFC3339Nano
+
+// encodePayload encodes the caller's entry. It runs in the caller's goroutine
+// so the group-commit writer only frames and hashes.
+func encodePayload(e *fhir.AuditEntry) ([]byte, error) {
+	w := wireEntry{
+		RequestID: e.RequestID, Action: e.Action, Interaction: e.Interaction,
+		Outcome: e.Outcome, Code: string(e.Code), Rule: e.Rule,
+		ClientID: e.ClientID, ConsumerODS: e.ConsumerODS, Practitioner: e.Practitioner,
+		Role: e.Role, PurposeOfUse: e.PurposeOfUse, TokenID: e.TokenID,
+		BreakGlass: e.BreakGlass, Reason: e.Reason,
+		PatientID: e.PatientID, NHS: string(e.NHS), Practice: e.Practice,
+		Types: e.Types, Query: e.Query, Count: e.Count,
+	}
+	if !e.Time.IsZero() {
+		w.Time = e.Time.UTC().Format(timeFormat)
+	}
+	if e.Areas != 0 {
+		w.Areas = e.Areas.String()
+	}
+	return json.Marshal(w)
+}
+
+// frame builds the canonical record bytes for a payload at seq.
+func frame(dst []byte, seq uint64, recorded time.Time, node string, payload []byte) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, `,"recorded":"`...)
+	dst = recorded.UTC().AppendFormat(dst, timeFormat)
+	dst = append(dst, '"')
+	if node != "" {
+		dst = append(dst, `,"node":`...)
+		dst = fhir.AppendJSONString(dst, node)
+	}
+	dst = append(dst, `,"entry":`...)
+	dst = append(dst, payload...)
+	return append(dst, '}')
+}
+
+// decodeRecord decodes a stored value (hash || canonical bytes).
+func decodeRecord(v []byte) (Entry, error) {
+	var e Entry
+	if len(v) < len(e.Hash)+2 {
+		return e, fmt.Errorf("audit record too short (%d bytes)", len(v))
+	}
+	copy(e.Hash[:], v[:32])
+	var r wireRecord
+	if err := json.Unmarshal(v[32:], &r); err != nil {
+		return e, fmt.Errorf("audit record: %w", err)
+	}
+	var w wireEntry
+	if err := json.Unmarshal(r.Entry, &w); err != nil {
+		return e, fmt.Errorf("audit record entry: %w", err)
+	}
+	rec, err := time.Parse(timeFormat, r.Recorded)
+	if err != nil {
+		return e, fmt.Errorf("audit record time: %w", err)
+	}
+	e.Seq, e.Recorded, e.Node = r.Seq, rec, r.Node
+	a := &e.AuditEntry
+	if w.Time != "" {
+		if a.Time, err = time.Parse(timeFormat, w.Time); err != nil {
+			return e, fmt.Errorf("audit entry time: %w", err)
+		}
+	}
+	a.RequestID, a.Action, a.Interaction = w.RequestID, w.Action, w.Interaction
+	a.Outcome, a.Code, a.Rule = w.Outcome, fhir.Code(w.Code), w.Rule
+	a.ClientID, a.ConsumerODS, a.Practitioner = w.ClientID, w.ConsumerODS, w.Practitioner
+	a.Role, a.PurposeOfUse, a.TokenID = w.Role, w.PurposeOfUse, w.TokenID
+	a.BreakGlass, a.Reason = w.BreakGlass, w.Reason
+	a.PatientID, a.NHS, a.Practice = w.PatientID, fhir.NHSNumber(w.NHS), w.Practice
+	a.Types, a.Query, a.Count = w.Types, w.Query, w.Count
+	if w.Areas != "" && w.Areas != "none" {
+		if a.Areas, err = fhir.ParseAreas(w.Areas); err != nil {
+			return e, fmt.Errorf("audit entry areas: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// seqKey is the big-endian key of seq: keys sort in log order.
+func seqKey(seq uint64) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], seq)
+	return k[:]
+}
+
+// HashHex is the entry's chain hash in hex.
+func (e *Entry) HashHex() string { return hex.EncodeToString(e.Hash[:]) }
