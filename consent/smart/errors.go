@@ -1,0 +1,150 @@
+package smart
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+)
+
+// OAuth 2.0 (RFC 6749 section 5.2) and RFC 6750 error codes.
+const (
+	ErrInvalidRequest         = "invalid_request"
+	ErrInvalidClient          = "invalid_client"
+	ErrInvalidGrant           = "invalid_grant"
+	ErrInvalidScope           = "invalid_scope"
+	ErrUnauthorizedClient     = "unauthorized_client"
+	ErrUnsupportedGrantType   = "unsupported_grant_type"
+	ErrServerError            = "server_error"
+	ErrTemporarilyUnavailable = "temporarily_unavailable"
+	ErrInvalidToken           = "invalid_token"
+	ErrInsufficientScope      = "insufficient_scope"
+)
+
+// OAuthError is an RFC 6749 error response: the token and introspection
+// endpoints answer it as JSON {error, error_description} with Status and
+// Cache-Control: no-store. A Narrower may return one to choose the error;
+// Description is shown to the caller, Cause only logged.
+type OAuthError struct {
+	Status      int
+	Code        string
+	Description string
+	Cause       error
+}
+
+func (e *OAuthError) Error() string {
+	s := e.Code
+	if e.Description != "" {
+		s += ": " + e.Description
+	}
+	if e.Cause != nil {
+		s += ": " + e.Cause.Error()
+	}
+	return s
+}
+
+func (e *OAuthError) Unwrap() error { return e.Cause }
+
+func oauthErr(status int, code, desc string) *OAuthError {
+	return &OAuthError{Status: status, Code: code, Description: desc}
+}
+
+func invalidClient(desc string, cause error) *OAuthError {
+	return &OAuthError{Status: http.StatusUnauthorized, Code: ErrInvalidClient, Description: desc, Cause: cause}
+}
+
+func invalidRequest(desc string) *OAuthError {
+	return oauthErr(http.StatusBadRequest, ErrInvalidRequest, desc)
+}
+
+func writeNoStore(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Pragma", "no-cache")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+	}
+	writeNoStore(w)
+	w.Header().Set("Content-Type", "application/json;charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
+	status := e.Status
+	if status == 0 {
+		status = http.StatusBadRequest
+	}
+	body := struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description,omitempty"`
+	}{e.Code, e.Description}
+	if e.Code == ErrServerError {
+		body.Description = "" // never leak internal detail
+	}
+	writeJSON(w, status, body)
+}
+
+// BearerError is a resource-server authentication failure (RFC 6750). Code
+// is "" when the request carried no token at all (the challenge then has no
+// error attribute), else invalid_token, invalid_request or
+// insufficient_scope. Description is safe to show the caller.
+type BearerError struct {
+	Code        string
+	Description string
+}
+
+// ErrNoToken is the error for a request without an access token.
+var ErrNoToken = &BearerError{}
+
+func (e *BearerError) Error() string {
+	if e.Code == "" {
+		return "no bearer token"
+	}
+	return e.Code + ": " + e.Description
+}
+
+// Status is the HTTP status RFC 6750 gives the error.
+func (e *BearerError) Status() int {
+	switch e.Code {
+	case ErrInvalidRequest:
+		return http.StatusBadRequest
+	case ErrInsufficientScope:
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
+}
+
+// WWWAuthenticate renders the WWW-Authenticate header value:
+// Bearer realm="..." (no error for a missing token), or
+// Bearer realm="...", error="invalid_token", error_description="...".
+func (e *BearerError) WWWAuthenticate(realm string) string {
+	var b strings.Builder
+	b.WriteString("Bearer")
+	sep := " "
+	if realm != "" {
+		b.WriteString(` realm="` + quotable(realm) + `"`)
+		sep = ", "
+	}
+	if e.Code != "" {
+		b.WriteString(sep + `error="` + e.Code + `"`)
+		if e.Description != "" {
+			b.WriteString(`, error_description="` + quotable(e.Description) + `"`)
+		}
+	}
+	return b.String()
+}
+
+// quotable keeps only the characters RFC 6750 allows in a quoted value
+// (%x20-21 / %x23-5B / %x5D-7E).
+func quotable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return ' '
+		}
+		return r
+	}, s)
+}
