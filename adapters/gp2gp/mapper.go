@@ -353,8 +353,12 @@ func (m *mapper) patient() error {
 			}()
 		}
 	}
-	verif := "01"
-	display := "Number present and verified"
+	// Demographics traced on PDS carry a verified NHS number; without a PDS
+	// entry the number is only what the extract or the manifest says.
+	verif, display := "02", "Number present but not traced"
+	if len(m.opt.Patient) > 0 {
+		verif, display = "01", "Number present and verified"
+	}
 	p["identifier"] = []obj{{
 		"extension": []obj{{
 			"url": fhir.ExtNHSNumberVerificationStatus,
