@@ -205,23 +205,28 @@ func (c *checker) object(x obj, path, key string) {
 		return
 	}
 	val, hasVal := x["value"].(string)
+	if !hasVal {
+		// a missing value is the table's (Patient.identifier:nhsNumber.value, ...)
+		if _, present := x["value"]; present {
+			c.add(path+".value", "gpgate-identifier", Error, "", "an identifier value is a string")
+		} else if strings.HasPrefix(sys, "https://fhir.nhs.uk/Id/") && sys != fhir.NHSNumberSystem && sys != fhir.ODSSystem && sys != odsSiteSystem {
+			c.add(path+".value", "gpgate-identifier", Error, "", "an identifier with system %s needs a value", sys)
+		}
+		return
+	}
 	switch sys {
 	case fhir.NHSNumberSystem:
-		if !hasVal || !fhir.ValidNHSNumber(val) {
+		if !fhir.ValidNHSNumber(val) {
 			// never quote the value: it is a patient identifier
 			c.add(path+".value", "gpgate-nhs-number", Error, "", "an NHS number is ten digits with a valid Modulus 11 check digit")
 		}
 	case fhir.ODSSystem, odsSiteSystem:
-		if !hasVal || !odsCode(val) {
+		if !odsCode(val) {
 			c.add(path+".value", "gpgate-ods-code", Error, "", "an ODS code is 3 to 12 upper-case letters and digits, found %s", show(x["value"]))
 		}
 	case sdsUserSystem, sdsRoleProfileSys:
-		if !hasVal || !sdsID(val) {
+		if !sdsID(val) {
 			c.add(path+".value", "gpgate-sds-id", Error, "", "an SDS identifier is letters and digits, found %s", show(x["value"]))
-		}
-	default:
-		if strings.HasPrefix(sys, "https://fhir.nhs.uk/Id/") && !hasVal {
-			c.add(path+".value", "gpgate-identifier", Error, "", "an identifier with system %s needs a value", sys)
 		}
 	}
 }
