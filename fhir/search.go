@@ -252,6 +252,9 @@ func (q *Query) add(def SearchParam, modifier, raw string) error {
 		q.Patient = id
 		return nil
 	case "identifier":
+		if modifier != "" { // identifier:not would otherwise be read as identifier
+			return Errorf(CodeInvalidParameter, "modifier :%s is not supported on identifier", safeName(modifier)).At("identifier")
+		}
 		sys, val, hasBar := strings.Cut(raw, "|")
 		if !hasBar || sys != NHSNumberSystem {
 			return Errorf(CodeInvalidIdentifier, "identifier must be %s|<NHS number>", NHSNumberSystem).At("identifier")
