@@ -1,0 +1,47 @@
+# gpgate — common tasks. `make run` serves the demo region; `make test` is what CI runs.
+GO      ?= go
+BIN     ?= bin/gpgate
+DATA    ?= ./gpgate-data
+LISTEN  ?= 127.0.0.1:8080
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+PKGS    ?= ./...
+FUZZTIME ?= 20s
+
+.PHONY: build run demo test vet bench fuzz lint clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gpgate
+
+# Generate the demo region once (kept between runs), then serve it.
+run: build
+	$(BIN) demo --data $(DATA)
+	$(BIN) serve --data $(DATA) --listen $(LISTEN) --log-format text
+
+demo: build
+	$(BIN) demo --data $(DATA) --force
+
+test: vet
+	$(GO) test -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || (echo "gofmt needed:"; gofmt -l .; exit 1)
+
+# Benchmarks of the hot paths; compare runs with benchstat (see docs/performance.md).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 $(PKGS) | tee bench.txt
+
+# Each fuzz target for FUZZTIME (go test runs one fuzz target at a time).
+fuzz:
+	@for pkg in $$($(GO) list $(PKGS)); do \
+		for name in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$name"; \
+			$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+		done; \
+	done
+
+lint: vet
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
+
+clean:
+	rm -rf bin $(DATA) bench.txt

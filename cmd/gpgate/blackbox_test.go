@@ -1,0 +1,265 @@
+package main
+
+// Black-box tests: the real server, started on :0 over a real demo region,
+// spoken to over HTTP only.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gpgate/gpgate/adapters/embedded"
+	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/fhir"
+)
+
+type testServer struct {
+	base     string
+	summary  *demo.Summary
+	dir      string
+	patients []fhir.NHSNumber // every indexed patient of the region
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *testServer
+	sharedErr  error
+)
+
+// demoPatients is the size of the region the black-box tests serve; the
+// default region (1,000) is walked by TestEveryDemoPatientEverything.
+const demoPatients = 1000
+
+// startServer generates a demo region once per test binary and serves it on
+// a free port for the whole run.
+func startServer(t testing.TB) *testServer {
+	t.Helper()
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gpgate-blackbox-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sum, err := demoRegion(context.Background(), demoOpts{data: dir, seed: 1, practices: 3, patients: demoPatients}, io.Discard)
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		patients, err := listPatients(dir)
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		ready := make(chan string, 1)
+		go func() {
+			log := slog.New(slog.NewJSONHandler(io.Discard, nil))
+			err := serve(context.Background(), serveOpts{data: dir, listen: "127.0.0.1:0"}, log, func(u string) { ready <- u })
+			if err != nil {
+				ready <- "error: " + err.Error()
+			}
+		}()
+		select {
+		case u := <-ready:
+			if strings.HasPrefix(u, "error: ") {
+				sharedErr = fmt.Errorf("%s", u)
+				return
+			}
+			shared = &testServer{base: u, summary: sum, dir: dir, patients: patients}
+		case <-time.After(60 * time.Second):
+			sharedErr = fmt.Errorf("server did not start")
+		}
+	})
+	if sharedErr != nil {
+		t.Fatalf("start server: %v", sharedErr)
+	}
+	return shared
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if shared != nil {
+		os.RemoveAll(shared.dir)
+	}
+	os.Exit(code)
+}
+
+func (s *testServer) notable(t testing.TB, k demo.NotableKind) demo.Notable {
+	t.Helper()
+	for _, n := range s.summary.Notable {
+		if n.Kind == k {
+			return n
+		}
+	}
+	t.Fatalf("demo region has no %s patient", k)
+	return demo.Notable{}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (s *testServer) do(t testing.TB, method, path string, body []byte, headers ...string) response {
+	t.Helper()
+	u := path
+	if !strings.HasPrefix(path, "http") {
+		u = s.base + path
+	}
+	req, err := http.NewRequest(method, u, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return response{res.StatusCode, res.Header, b}
+}
+
+func (s *testServer) get(t testing.TB, path string, headers ...string) response {
+	return s.do(t, http.MethodGet, path, nil, headers...)
+}
+
+type bundle struct {
+	ResourceType string `json:"resourceType"`
+	Type         string `json:"type"`
+	Total        *int   `json:"total"`
+	Link         []struct {
+		Relation string `json:"relation"`
+		URL      string `json:"url"`
+	} `json:"link"`
+	Entry []struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Search   *struct {
+			Mode string `json:"mode"`
+		} `json:"search"`
+	} `json:"entry"`
+}
+
+func (b *bundle) link(rel string) string {
+	for _, l := range b.Link {
+		if l.Relation == rel {
+			return l.URL
+		}
+	}
+	return ""
+}
+
+type resourceHead struct {
+	ResourceType string `json:"resourceType"`
+	ID           string `json:"id"`
+	Meta         struct {
+		Profile []string `json:"profile"`
+	} `json:"meta"`
+}
+
+func decodeBundle(t testing.TB, r response) *bundle {
+	t.Helper()
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d, want 200: %s", r.status, truncateBody(r.body))
+	}
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var b bundle
+	if err := json.Unmarshal(r.body, &b); err != nil {
+		t.Fatalf("bundle: %v", err)
+	}
+	if b.ResourceType != "Bundle" {
+		t.Fatalf("resourceType %q, want Bundle", b.ResourceType)
+	}
+	return &b
+}
+
+func truncateBody(b []byte) string {
+	if len(b) > 600 {
+		return string(b[:600]) + "…"
+	}
+	return string(b)
+}
+
+type outcome struct {
+	ResourceType string `json:"resourceType"`
+	Issue        []struct {
+		Severity string `json:"severity"`
+		Code     string `json:"code"`
+		Details  struct {
+			Coding []struct {
+				System string `json:"system"`
+				Code   string `json:"code"`
+			} `json:"coding"`
+		} `json:"details"`
+		Diagnostics string `json:"diagnostics"`
+	} `json:"issue"`
+}
+
+// expectOutcome checks status and GP Connect code of an error answer.
+func expectOutcome(t testing.TB, r response, status int, code fhir.Code) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, truncateBody(r.body))
+	}
+	var oo outcome
+	if err := json.Unmarshal(r.body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		t.Fatalf("not an OperationOutcome: %s", truncateBody(r.body))
+	}
+	got := ""
+	if len(oo.Issue[0].Details.Coding) > 0 {
+		got = oo.Issue[0].Details.Coding[0].Code
+	}
+	if got != string(code) {
+		t.Fatalf("code %q, want %q: %s", got, code, truncateBody(r.body))
+	}
+	if _, err := fhir.Parse(r.body); err != nil {
+		t.Fatalf("OperationOutcome is not valid R4: %v", err)
+	}
+}
+
+func patientSearch(nhs string) string {
+	return "/Patient?identifier=" + url.QueryEscape(fhir.NHSNumberSystem+"|"+nhs)
+}
+
+func listPatients(dir string) ([]fhir.NHSNumber, error) {
+	store, err := embedded.Open(filepath.Join(dir, recordsFile))
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	ps, err := store.Practices()
+	if err != nil {
+		return nil, err
+	}
+	var out []fhir.NHSNumber
+	for _, p := range ps {
+		ns, err := store.Source(p.ODS).Patients(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ns...)
+	}
+	return out, nil
+}

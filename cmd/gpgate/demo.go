@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gpgate/gpgate/adapters/embedded"
+	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/fhir"
+)
+
+const summaryFile = "demo-summary.json"
+
+type demoOpts struct {
+	data      string
+	seed      uint64
+	practices int
+	patients  int
+	force     bool
+	fast      bool
+}
+
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o demoOpts
+	fs := newFlags("demo [flags]", "Generates a deterministic synthetic region (practices, patients, full GP records)\ninto the embedded store in --data, and prints notable patients to try.\nAn existing region is kept unless --force is given.", stderr)
+	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.Uint64Var(&o.seed, "seed", 1, "random seed: the same seed gives the same region")
+	fs.IntVar(&o.practices, "practices", 3, "number of practices")
+	fs.IntVar(&o.patients, "patients", 1000, "number of patients (scales to 100000)")
+	fs.BoolVar(&o.force, "force", false, "regenerate even if the data directory already has a region")
+	fs.BoolVar(&o.fast, "fast", false, "skip the jsonformat R4 round trip per resource (~10x faster; for very large regions)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if o.patients < 1 || o.patients > 200000 || o.practices < 1 || o.practices > 999 {
+		return fmt.Errorf("--patients must be 1..200000 and --practices 1..999")
+	}
+	sum, err := demoRegion(ctx, o, stderr)
+	if err != nil {
+		return err
+	}
+	printSummary(stdout, sum, o.data)
+	return nil
+}
+
+// demoRegion generates the region unless one is already there.
+func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summary, error) {
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return nil, err
+	}
+	dbPath := filepath.Join(o.data, recordsFile)
+	sumPath := filepath.Join(o.data, summaryFile)
+	if !o.force {
+		if b, err := os.ReadFile(sumPath); err == nil {
+			var s demo.Summary
+			if json.Unmarshal(b, &s) == nil {
+				if _, err := os.Stat(dbPath); err == nil {
+					fmt.Fprintf(progress, "gpgate demo: keeping the existing region in %s (use --force to regenerate)\n", o.data)
+					return &s, nil
+				}
+			}
+		}
+	}
+	for _, f := range []string{dbPath, sumPath} {
+		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
+			return nil, err
+		}
+	}
+	start := time.Now()
+	store, err := embedded.Open(dbPath)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	opts := demo.Options{Seed: o.seed, Practices: o.practices, Patients: o.patients, SkipValidation: o.fast}
+	for _, p := range demo.Practices(opts) {
+		if err := store.PutPractice(p.ODS, p.Name); err != nil {
+			return nil, err
+		}
+	}
+	bulk := store.NewBulk(200)
+	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return bulk.PutRecord(p.ODS, rec)
+	})
+	if cerr := bulk.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generate region: %w", err)
+	}
+	b, _ := json.MarshalIndent(sum, "", "  ")
+	if err := os.WriteFile(sumPath, b, 0o600); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(progress, "gpgate demo: generated %d patients (%d resources) in %s\n", sum.Patients, sum.Resources, time.Since(start).Round(time.Millisecond))
+	return sum, nil
+}
+
+func printSummary(w io.Writer, s *demo.Summary, data string) {
+	fmt.Fprintf(w, "Demo region in %s: seed %d, %d practices, %d patients, %d resources (records of %d to %d resources, median %d).\n\n",
+		data, s.Seed, len(s.Practices), s.Patients, s.Resources, s.MinResources, s.MaxResources, s.MedianResources)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PRACTICE\tNAME\tPATIENTS")
+	for _, p := range s.Practices {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", p.ODS, p.Name, p.Patients)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NHS NUMBER\tPATIENT ID\tRESOURCES\tWHY")
+	for _, n := range s.Notable {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", n.NHS, n.PatientID, n.Resources, n.Description)
+	}
+	tw.Flush()
+}

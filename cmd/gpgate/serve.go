@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gpgate/gpgate/adapters"
+	"github.com/gpgate/gpgate/adapters/embedded"
+	"github.com/gpgate/gpgate/conformance"
+	"github.com/gpgate/gpgate/fhir"
+	"github.com/gpgate/gpgate/fhir/rest"
+)
+
+const recordsFile = "records.db"
+
+type serveOpts struct {
+	data    string
+	listen  string
+	baseURL string
+	logLvl  string
+	logFmt  string
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o serveOpts
+	fs := newFlags("serve [flags]", "Serves the GP records of the configured practices as UK Core FHIR R4.\nThe embedded store in --data is the default source; run `gpgate demo` first for demo data.", stderr)
+	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory (embedded store, keys, audit log)")
+	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free port)")
+	fs.StringVar(&o.baseURL, "base-url", "", "public base URL (default http://<listen address>)")
+	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	log := newLogger(stderr, o.logLvl, o.logFmt)
+	return serve(ctx, o, log, func(url string) { fmt.Fprintf(stdout, "gpgate serving FHIR R4 at %s\n", url) })
+}
+
+// serve runs the server until ctx ends. ready is called with the base URL once
+// the listener is open (tests use it to learn the port).
+func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url string)) error {
+	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err != nil {
+		return fmt.Errorf("no embedded store in %s (run `gpgate demo --data %s` first): %w", o.data, o.data, err)
+	}
+	store, err := embedded.Open(filepath.Join(o.data, recordsFile))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	reg := adapters.NewRegistry()
+	practices, err := store.Practices()
+	if err != nil {
+		return err
+	}
+	for _, p := range practices {
+		if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: p.Name, Kind: embedded.Kind, Source: store.Source(p.ODS)}); err != nil {
+			return err
+		}
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	base := o.baseURL
+	if base == "" {
+		base = "http://" + ln.Addr().String()
+	}
+	capability := conformance.CapabilityStatement(conformance.Options{BaseURL: base, Version: version, Date: time.Now()})
+	e := rest.New(rest.Config{
+		BaseURL:    base,
+		Records:    reg,
+		Locator:    locator{reg},
+		Capability: capability,
+		Logger:     log,
+	})
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
+	log.Info("gpgate listening", "url", base, "practices", len(practices), "version", version)
+	if ready != nil {
+		ready(base)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// locator adapts the registry to rest.Locator.
+type locator struct{ reg *adapters.Registry }
+
+func (l locator) PracticeOf(nhs fhir.NHSNumber) (string, error) {
+	p, err := l.reg.Locate(nhs)
+	if err != nil {
+		return "", err
+	}
+	return p.ODS, nil
+}

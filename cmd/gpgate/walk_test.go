@@ -1,0 +1,89 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// TestEveryDemoPatientEverything walks every demo patient's $everything and
+// checks that every resource and Bundle gpgate emits parses back with
+// google/fhir jsonformat under R4 validation, carries its UK Core profile and
+// no free text.
+func TestEveryDemoPatientEverything(t *testing.T) {
+	s := startServer(t)
+	if len(s.patients) < demoPatients-10 {
+		t.Fatalf("only %d patients indexed", len(s.patients))
+	}
+	resources := 0
+	for i, nhs := range s.patients {
+		next := "/Patient/" + fhir.PatientID(nhs) + "/$everything?_count=" + itoa(fhir.MaxCount)
+		for page := 0; next != ""; page++ {
+			r := s.get(t, next)
+			if r.status != http.StatusOK {
+				t.Fatalf("patient %d: status %d", i, r.status)
+			}
+			if i%50 == 0 && page == 0 { // the whole Bundle through jsonformat, for a sample
+				if _, err := fhir.Parse(r.body); err != nil {
+					t.Fatalf("patient %d: Bundle is not valid R4: %v", i, err)
+				}
+			}
+			b := decodeBundle(t, r)
+			for _, e := range b.Entry {
+				resources++
+				if _, err := fhir.Parse(e.Resource); err != nil {
+					t.Fatalf("patient %d: %s is not valid R4: %v", i, e.FullURL, err)
+				}
+				var h resourceHead
+				_ = json.Unmarshal(e.Resource, &h)
+				if len(h.Meta.Profile) == 0 || h.Meta.Profile[0] == "" {
+					t.Fatalf("%s has no UK Core profile", e.FullURL)
+				}
+				if key := freeTextKey(e.Resource); key != "" {
+					t.Fatalf("%s carries free text in %q", e.FullURL, key)
+				}
+			}
+			next = b.link("next")
+		}
+	}
+	t.Logf("walked %d patients, %d resources", len(s.patients), resources)
+}
+
+// freeTextKey returns the first free-text element found ("text" narrative,
+// "note", "comment", or a CodeableConcept "text"), or "".
+func freeTextKey(raw []byte) string {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return "unparseable"
+	}
+	var walk func(v any) string
+	walk = func(v any) string {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				switch k {
+				case "text", "note", "comment", "comments":
+					return k
+				}
+				if got := walk(c); got != "" {
+					return got
+				}
+			}
+		case []any:
+			for _, c := range x {
+				if got := walk(c); got != "" {
+					return got
+				}
+			}
+		}
+		return ""
+	}
+	return walk(v)
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
