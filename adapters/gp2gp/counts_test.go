@@ -41,10 +41,10 @@ func expectedCounts(t *testing.T, path string) counts {
 		t.Fatal(err)
 	}
 	type res struct {
-		ResourceType string `json:"resourceType"`
-		ID           string `json:"id"`
+		ResourceType string            `json:"resourceType"`
+		ID           string            `json:"id"`
 		Category     []json.RawMessage `json:"category"` // AllergyIntolerance: codes
-		Code struct {
+		Code         struct {
 			Coding []coding `json:"coding"`
 		} `json:"code"`
 		Related []struct {

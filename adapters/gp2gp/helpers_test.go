@@ -2,6 +2,7 @@ package gp2gp
 
 import (
 	"encoding/json"
+	"encoding/xml"
 	"os"
 	"path/filepath"
 	"strings"
@@ -139,4 +140,20 @@ func countTypes(rs []*fhir.Resource) map[string]int {
 		c[r.Type]++
 	}
 	return c
+}
+
+func jsonNoEscape(v any) []byte {
+	var b strings.Builder
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	_ = e.Encode(v)
+	return []byte(b.String())
+}
+
+func attrs(kv ...string) []xml.Attr {
+	var out []xml.Attr
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, xml.Attr{Name: xml.Name{Local: kv[i]}, Value: kv[i+1]})
+	}
+	return out
 }

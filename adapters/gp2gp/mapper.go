@@ -336,7 +336,11 @@ func (m *mapper) patient() error {
 		for _, k := range []string{"extension", "active", "name", "telecom", "gender", "birthDate", "deceasedBoolean",
 			"deceasedDateTime", "address", "maritalStatus", "multipleBirthBoolean", "multipleBirthInteger", "communication"} {
 			if v, ok := src[k]; ok {
-				p[k] = v
+				var x any
+				if err := json.Unmarshal(v, &x); err != nil {
+					return fmt.Errorf("gp2gp: PDS patient: %w", err)
+				}
+				p[k] = dropText(x)
 			}
 		}
 		var meta struct {
@@ -638,7 +642,7 @@ func (m *mapper) compound(s, comp *node, lab bool) {
 						m.withheld++
 						continue
 					}
-					m.allergy(c, comp, drug)
+					m.allergy(c, comp, drug, code)
 				} else {
 					m.statement(c, comp)
 				}
@@ -1078,7 +1082,7 @@ func (m *mapper) testGroup(s, comp *node) {
 
 // --- Allergies -------------------------------------------------------------------
 
-func (m *mapper) allergy(s, comp *node, drug bool) {
+func (m *mapper) allergy(s, comp *node, drug bool, header []coding) {
 	id := s.id()
 	code := codings(s.child("code"))
 	// A degraded entry carries only the category header as its code: the
@@ -1087,6 +1091,11 @@ func (m *mapper) allergy(s, comp *node, drug bool) {
 		if v := codings(s.child("value")); len(v) > 0 {
 			code = append(v, code...)
 		}
+	}
+	if len(code) == 0 {
+		// Degraded: no coded substance at all; the category header says
+		// what kind of allergy it is.
+		code = header
 	}
 	if id == "" || len(code) == 0 {
 		return
@@ -1317,4 +1326,21 @@ func sortedKeys(mm map[string]bool) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// dropText removes "text" elements (address and name text, narrative) from
+// demographics copied from PDS: the structured parts say the same.
+func dropText(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		delete(x, "text")
+		for k, c := range x {
+			x[k] = dropText(c)
+		}
+	case []any:
+		for i, c := range x {
+			x[i] = dropText(c)
+		}
+	}
+	return v
 }
