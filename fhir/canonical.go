@@ -42,8 +42,14 @@ func Parse(raw []byte) (proto.Message, error) {
 // Render marshals a google/fhir R4 proto (a resource or a ContainedResource)
 // to canonical JSON (compact, keys in jsonformat's sorted order) and indexes it.
 // Call it once per resource (at ingest, or when a record is fetched and cached
-// by version), never per request.
+// by version), never per request. msg is not modified.
 func Render(msg proto.Message) (*Resource, error) {
+	// jsonformat's marshaller rewrites typed references (patient_id, ...) to
+	// their uri form in the message it is given, so it gets a copy.
+	return render(proto.Clone(msg))
+}
+
+func render(msg proto.Message) (*Resource, error) {
 	if err := loadCodec(); err != nil {
 		return nil, err
 	}
@@ -67,5 +73,5 @@ func Canonicalize(raw []byte) (*Resource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("R4 validation: %w", err)
 	}
-	return Render(msg)
+	return render(msg) // msg is ours: no copy needed
 }
