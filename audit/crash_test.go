@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 		crashChild(path)
 		os.Exit(3) // unreachable: the child runs until killed
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	cleanup100k()
+	os.Exit(code)
 }
 
 // crashChild records from many goroutines without end and writes

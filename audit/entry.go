@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -71,12 +73,13 @@ type wireEntry struct {
 	Count        int      `json:"n,omitempty"`
 }
 
-// wireRecord is a whole stored record: the canonical bytes the hash covers.
+// wireRecord is a whole stored record as decoded; frame writes the same
+// shape: these canonical bytes are what the chain hash covers.
 type wireRecord struct {
-	Seq      uint64          `json:"seq"`
-	Recorded string          `json:"recorded"`
-	Node     string          `json:"node,omitempty"`
-	Entry    json.RawMessage `json:"entry"`
+	Seq      uint64    `json:"seq"`
+	Recorded string    `json:"recorded"`
+	Node     string    `json:"node,omitempty"`
+	Entry    wireEntry `json:"entry"`
 }
 
 const timeFormat = time.RFC3339Nano
@@ -129,10 +132,7 @@ func decodeRecord(v []byte) (Entry, error) {
 	if err := json.Unmarshal(v[32:], &r); err != nil {
 		return e, fmt.Errorf("audit record: %w", err)
 	}
-	var w wireEntry
-	if err := json.Unmarshal(r.Entry, &w); err != nil {
-		return e, fmt.Errorf("audit record entry: %w", err)
-	}
+	w := &r.Entry
 	rec, err := time.Parse(timeFormat, r.Recorded)
 	if err != nil {
 		return e, fmt.Errorf("audit record time: %w", err)
@@ -168,3 +168,37 @@ func seqKey(seq uint64) []byte {
 
 // HashHex is the entry's chain hash in hex.
 func (e *Entry) HashHex() string { return hex.EncodeToString(e.Hash[:]) }
+
+// recordHead reads the sequence number and recorded time from the start of
+// canonical record bytes without decoding the rest: frame always writes
+// {"seq":N,"recorded":"T", first.
+func recordHead(b []byte) (uint64, time.Time, error) {
+	const p1, p2 = `{"seq":`, `,"recorded":"`
+	bad := func() (uint64, time.Time, error) { return 0, time.Time{}, errors.New("malformed record head") }
+	if !bytes.HasPrefix(b, []byte(p1)) {
+		return bad()
+	}
+	b = b[len(p1):]
+	i := 0
+	for i < len(b) && i < 21 && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	seq, err := strconv.ParseUint(string(b[:i]), 10, 64)
+	if err != nil || (i > 1 && b[0] == '0') {
+		return bad()
+	}
+	b = b[i:]
+	if !bytes.HasPrefix(b, []byte(p2)) {
+		return bad()
+	}
+	b = b[len(p2):]
+	j := bytes.IndexByte(b, '"')
+	if j < 0 || j > 40 {
+		return bad()
+	}
+	t, err := time.Parse(timeFormat, string(b[:j]))
+	if err != nil {
+		return bad()
+	}
+	return seq, t, nil
+}

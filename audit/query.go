@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 
@@ -53,9 +56,16 @@ func ParseFilter(v url.Values) (Filter, error) {
 	}
 	for _, key := range keys {
 		vals := v[key]
+		if !knownParam(key) {
+			f.Ignored = append(f.Ignored, safe(key))
+			continue
+		}
 		for _, s := range vals {
 			if len(s) > maxFilterValue {
 				return bad(safe(key), "value of %s is too long", safe(key))
+			}
+			if !utf8.ValidString(s) {
+				return bad(safe(key), "value of %s is not UTF-8", safe(key))
 			}
 		}
 		val := ""
@@ -153,11 +163,20 @@ func ParseFilter(v url.Values) (Filter, error) {
 			default:
 				return bad(key, "break-glass must be true or false")
 			}
-		default:
-			f.Ignored = append(f.Ignored, safe(key))
 		}
 	}
 	return f, nil
+}
+
+func knownParam(key string) bool {
+	if _, ok := knownSingle[key]; ok {
+		return true
+	}
+	switch key {
+	case "_format", "_pretty", "_count", "_offset", "_sort", "_summary", "date":
+		return true
+	}
+	return false
 }
 
 var knownSingle = map[string]struct{}{
@@ -270,19 +289,32 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 	total := 0
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		lb := tx.Bucket(bucketLog)
+		m := compile(&f)
 		visit := func(v []byte) (bool, error) {
-			e, err := decodeRecord(v)
-			if err != nil {
-				return false, err
+			if len(v) < 34 {
+				return false, errors.New("audit record too short")
 			}
-			if !f.Since.IsZero() && e.Recorded.Before(f.Since) {
-				return false, nil // everything older is before Since too
-			}
-			if f.match(&e) {
-				total++
-				if total > f.Offset && len(out) < count {
-					out = append(out, e)
+			body := v[32:]
+			var rec time.Time
+			if !f.Since.IsZero() || !f.Until.IsZero() {
+				var err error
+				if _, rec, err = recordHead(body); err != nil {
+					return false, err
 				}
+				if !f.Since.IsZero() && rec.Before(f.Since) {
+					return false, nil // everything older is before Since too
+				}
+			}
+			if !m.match(body, rec) {
+				return true, nil
+			}
+			total++
+			if total > f.Offset && len(out) < count {
+				e, err := decodeRecord(v)
+				if err != nil {
+					return false, err
+				}
+				out = append(out, e)
 			}
 			return true, nil
 		}
@@ -294,7 +326,16 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 			next = indexIter(tx.Bucket(bucketAgent), lb, f.Agent)
 		default:
 			c := lb.Cursor()
-			_, v := c.Last()
+			k, v := c.Last()
+			if k != nil && !f.Until.IsZero() {
+				// recorded never decreases along the log: start at the
+				// newest entry recorded before Until
+				if seq, ok := seqBefore(lb, binary.BigEndian.Uint64(k), f.Until); ok {
+					_, v = c.Seek(seqKey(seq))
+				} else {
+					v = nil
+				}
+			}
 			first := true
 			next = func() []byte {
 				if first {
@@ -325,6 +366,94 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 		return nil, 0, fhir.Internal(err)
 	}
 	return out, total, nil
+}
+
+// matcher is a Filter compiled to byte patterns over canonical record
+// bytes, so Query counts matches without decoding them. The patterns are
+// exact: encodePayload writes each field once as "tag":<JSON value>, and a
+// quote inside a JSON string is always escaped, so "tag":"value" cannot
+// occur inside another field's value.
+type matcher struct {
+	all          [][]byte // each must occur
+	anyOf        [][]byte // one must occur, when non-empty
+	since, until time.Time
+}
+
+func jsonField(tag, value string) []byte {
+	v, _ := json.Marshal(value) // a string: cannot fail
+	return append([]byte(`"`+tag+`":`), v...)
+}
+
+func compile(f *Filter) matcher {
+	m := matcher{since: f.Since, until: f.Until}
+	if f.Patient != "" {
+		m.all = append(m.all, jsonField("pid", f.Patient))
+	}
+	if id, ok := strings.CutPrefix(f.Entity, "Patient/"); ok {
+		m.all = append(m.all, jsonField("pid", id))
+	}
+	if f.Outcome != "" {
+		m.all = append(m.all, jsonField("outcome", f.Outcome))
+	}
+	if f.Action != "" {
+		m.all = append(m.all, jsonField("action", f.Action))
+	}
+	if f.BreakGlassOnly {
+		m.all = append(m.all, []byte(`"bg":true`))
+	}
+	if f.Agent != "" {
+		m.anyOf = [][]byte{jsonField("client", f.Agent), jsonField("pract", f.Agent), jsonField("ods", f.Agent)}
+	}
+	return m
+}
+
+func (m *matcher) match(body []byte, rec time.Time) bool {
+	if !m.since.IsZero() && rec.Before(m.since) || !m.until.IsZero() && !rec.Before(m.until) {
+		return false
+	}
+	for _, p := range m.all {
+		if !bytes.Contains(body, p) {
+			return false
+		}
+	}
+	if len(m.anyOf) == 0 {
+		return true
+	}
+	for _, p := range m.anyOf {
+		if bytes.Contains(body, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// seqBefore binary-searches the log (sequence numbers 1..last) for the
+// newest entry recorded before t. ok is false when there is none. A missing
+// or unreadable entry ends the search at the log's end, the safe answer:
+// the scan then checks every entry.
+func seqBefore(lb *bbolt.Bucket, last uint64, t time.Time) (uint64, bool) {
+	recordedAt := func(seq uint64) (time.Time, bool) {
+		v := lb.Get(seqKey(seq))
+		if len(v) < 34 {
+			return time.Time{}, false
+		}
+		_, rec, err := recordHead(v[32:])
+		return rec, err == nil
+	}
+	lo, hi := uint64(1), last // answer in [lo-1, hi]
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		rec, ok := recordedAt(mid)
+		if !ok {
+			return last, true
+		}
+		if rec.Before(t) {
+			lo = mid + 1
+		} else {
+			hi = mid - 1
+		}
+	}
+	return lo - 1, lo > 1
 }
 
 // indexIter walks the index entries of id newest first, yielding log values.

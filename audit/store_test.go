@@ -16,16 +16,17 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// stepClock is an injectable clock advancing one millisecond per call.
+// stepClock is an injectable clock advancing step (default 1ms) per call.
 type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
+	mu   sync.Mutex
+	t    time.Time
+	step time.Duration
 }
 
 func (c *stepClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond)
+	c.t = c.t.Add(max(c.step, time.Millisecond))
 	return c.t
 }
 
@@ -178,7 +179,14 @@ func TestQuery(t *testing.T) {
 		{"page", Filter{Count: 7, Offset: 5}},
 		{"total only", Filter{TotalOnly: true, Patient: pid}},
 		{"unknown patient", Filter{Patient: "pnobody"}},
-		{"action", Filter{Action: "PatientQuery"}},
+		{"action none", Filter{Action: "PatientQuery"}},
+		{"action", Filter{Action: "PatientRead", Count: 3}},
+		{"patient vs other entity", Filter{Patient: pid, Entity: "Patient/" + fhir.PatientID("9000000009")}},
+		{"patient and same entity", Filter{Patient: pid, Entity: "Patient/" + pid}},
+		{"agent+denied+break glass", Filter{Agent: "client-1", Outcome: fhir.OutcomeDenied, BreakGlassOnly: true}},
+		{"agent granted", Filter{Agent: "sds-4", Outcome: fhir.OutcomeGranted}},
+		{"agent prefix only", Filter{Agent: "client-"}},
+		{"since+until", Filter{Since: e10.Recorded, Until: e20.Recorded, Count: 4, Offset: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			all := expect(tc.f)

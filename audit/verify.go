@@ -6,8 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -60,7 +58,7 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 				fail(seq, "record too short")
 				return nil
 			}
-			if named, err := recordSeq(v[32:]); err != nil || named != seq {
+			if named, _, err := recordHead(v[32:]); err != nil || named != seq {
 				fail(seq, "record does not name its sequence number")
 				return nil
 			}
@@ -101,20 +99,6 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 		rep.Entries = int(rep.FirstBroken - 1)
 	}
 	return rep, nil
-}
-
-// recordSeq reads the "seq" member of canonical record bytes.
-func recordSeq(b []byte) (uint64, error) {
-	var r struct {
-		Seq *uint64 `json:"seq"`
-	}
-	if err := json.Unmarshal(b, &r); err != nil {
-		return 0, err
-	}
-	if r.Seq == nil {
-		return 0, errors.New("no seq")
-	}
-	return *r.Seq, nil
 }
 
 // Export writes the AuditEvents recorded at or after since (all when zero) as
