@@ -2,7 +2,9 @@ package profiles
 
 import (
 	"encoding/json"
+
 	"fmt"
+	"github.com/gpgate/gpgate/fhir"
 	"sort"
 	"strconv"
 	"strings"
@@ -170,11 +172,14 @@ func (c *checker) binding(r *rule, url string, k node) {
 		} else if _, ok := x["system"]; ok { // a Coding
 			codings = []any{x}
 		}
-		found := false
+		found, hint := false, ""
 		for i, e := range codings {
 			cd, _ := e.(obj)
 			sys, _ := cd["system"].(string)
 			code, _ := cd["code"].(string)
+			if h, ok := legacySystems[sys]; ok {
+				hint = "; " + sys + " is " + h
+			}
 			in, known := v.hasCoding(sys, code)
 			if in {
 				found = true
@@ -188,11 +193,18 @@ func (c *checker) binding(r *rule, url string, k node) {
 			}
 		}
 		if !found {
-			c.add(k.path, r.el, weak, url, "no coding from %s", v.url)
+			c.add(k.path, r.el, weak, url, "no coding from %s%s", v.url, hint)
 		}
 	default:
 		c.add(k.path, r.el, Error, url, "expected a code bound to %s, found %s", v.url, show(k.v))
 	}
+}
+
+// legacySystems are code systems of earlier UK Core releases that sources
+// still send, with what replaced them; named in the message so the fix is
+// obvious.
+var legacySystems = map[string]string{
+	"https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatus": "the pre-2.0 UK Core system; UK Core 2.6.1 uses " + fhir.NHSNumberVerificationSystem,
 }
 
 // elementName is the element id without slice names, for messages.
