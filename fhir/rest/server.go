@@ -130,9 +130,11 @@ func New(cfg Config) *echo.Echo {
 	e.GET("/:type/:id", s.read, auth)
 	// Everything else that looks like a FHIR interaction is a write or an
 	// unsupported method: 405 with an OperationOutcome.
-	for _, p := range []string{"/:type", "/:type/:id", "/Patient/$getstructuredrecord", "/Patient/:id/$everything"} {
-		e.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, p, s.methodNotAllowed)
+	writes := []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+	for _, p := range []string{"/:type", "/:type/:id", "/Patient/:id/$everything"} {
+		e.Match(writes, p, s.methodNotAllowed)
 	}
+	e.Match([]string{http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete}, "/Patient/$getstructuredrecord", s.methodNotAllowed)
 	return e
 }
 
