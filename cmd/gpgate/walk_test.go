@@ -3,9 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"runtime"
 	"sync/atomic"
-	"net/http"
 	"testing"
 
 	"github.com/gpgate/gpgate/fhir"
