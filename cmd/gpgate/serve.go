@@ -22,11 +22,12 @@ import (
 const recordsFile = "records.db"
 
 type serveOpts struct {
-	data    string
-	listen  string
-	baseURL string
-	logLvl  string
-	logFmt  string
+	data      string
+	listen    string
+	baseURL   string
+	logLvl    string
+	logFmt    string
+	practices string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -35,6 +36,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory (embedded store, keys, audit log)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free port)")
 	fs.StringVar(&o.baseURL, "base-url", "", "public base URL (default http://<listen address>)")
+	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices (e.g. kind gp2gp over a folder of extracts); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
 	if err := parseFlags(fs, args); err != nil {
@@ -47,25 +49,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // serve runs the server until ctx ends. ready is called with the base URL once
 // the listener is open (tests use it to learn the port).
 func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url string)) error {
-	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err != nil {
-		return fmt.Errorf("no embedded store in %s (run `gpgate demo --data %s` first): %w", o.data, o.data, err)
-	}
-	store, err := embedded.Open(filepath.Join(o.data, recordsFile))
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-
-	reg := adapters.NewRegistry()
-	practices, err := store.Practices()
-	if err != nil {
-		return err
-	}
-	for _, p := range practices {
-		if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: p.Name, Kind: embedded.Kind, Source: store.Source(p.ODS)}); err != nil {
+	var store *embedded.Store
+	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err == nil {
+		st, err := embedded.Open(filepath.Join(o.data, recordsFile))
+		if err != nil {
 			return err
 		}
+		defer st.Close()
+		store = st
+	} else if o.practices == "" {
+		return fmt.Errorf("no embedded store in %s and no --practices file (run `gpgate demo --data %s` first)", o.data, o.data)
 	}
+	reg := adapters.NewRegistry()
+	practices, live, err := registerPractices(ctx, reg, store, o.practices, log)
+	if err != nil {
+		return err
+	}
+	go reindexLoop(ctx, reg, live, 2*time.Second, log)
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -84,7 +84,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Logger:     log,
 	})
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Info("gpgate listening", "url", base, "practices", len(practices), "version", version)
+	log.Info("gpgate listening", "url", base, "practices", practices, "version", version)
 	if ready != nil {
 		ready(base)
 	}
