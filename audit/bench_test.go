@@ -213,3 +213,71 @@ func cleanup100k() {
 		os.RemoveAll(query100k.dir)
 	}
 }
+
+// timedWriters runs w goroutines calling write for d and returns how many
+// writes completed.
+func timedWriters(b *testing.B, w int, d time.Duration, write func(i int) error) int {
+	var n atomic.Int64
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				if err := write(int(n.Load())); err != nil {
+					b.Error(err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return int(n.Load())
+}
+
+// BenchmarkGroupCommitVsBaseline64 alternates group commit and one Update
+// per write at 64 writers in 250 ms slices, so both see the same disk and
+// machine load, and reports both rates and their ratio. Each op is one pair
+// of slices: run it with -benchtime=8x or so.
+func BenchmarkGroupCommitVsBaseline64(b *testing.B) {
+	dir := benchDir(b)
+	gc, err := Open(filepath.Join(dir, "gc.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer gc.Close()
+	base, err := Open(filepath.Join(dir, "base.db"), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer base.Close()
+	ctx := context.Background()
+	var mu sync.Mutex
+	const slice = 250 * time.Millisecond
+	var gcN, baseN int
+	var gcT, baseT time.Duration
+	for b.Loop() {
+		t := time.Now()
+		gcN += timedWriters(b, 64, slice, func(i int) error { return gc.Record(ctx, entryFor(i)) })
+		gcT += time.Since(t)
+		t = time.Now()
+		baseN += timedWriters(b, 64, slice, func(i int) error {
+			payload, err := encodePayload(entryFor(i))
+			if err != nil {
+				return err
+			}
+			p := &pending{payload: payload, pid: fhir.PatientID("9000000009"), agents: []string{"client-1", "RRK"}}
+			mu.Lock()
+			defer mu.Unlock()
+			return base.commit([]*pending{p})
+		})
+		baseT += time.Since(t)
+	}
+	g, bl := float64(gcN)/gcT.Seconds(), float64(baseN)/baseT.Seconds()
+	b.ReportMetric(g, "group-writes/s")
+	b.ReportMetric(bl, "baseline-writes/s")
+	b.ReportMetric(g/bl, "ratio")
+	b.ReportMetric(0, "ns/op")
+}

@@ -195,6 +195,11 @@ func purpose(e *Entry) []codeable {
 	return []codeable{{Coding: []coding{c}}}
 }
 
+// Resource wraps Render's bytes as a fhir.Resource, for Bundle splicing.
+func Resource(e Entry) *fhir.Resource {
+	return &fhir.Resource{Type: "AuditEvent", ID: e.ID(), JSON: Render(e), Ix: fhir.Index{LastUpdated: e.Recorded}}
+}
+
 // Render renders an entry as an R4 AuditEvent (UK Core AuditEvent profile,
 // shaped after IHE BALP) in canonical JSON, with id EventID(e.Seq). The
 // break-glass reason appears only here, in entity.detail.

@@ -284,8 +284,8 @@ func (s *Store) commit(batch []*pending) error {
 		for _, p := range batch {
 			seq++
 			buf = frame(append(buf[:0], prev[:]...), seq, now, s.node, p.payload)
-			h := sha256.Sum256(buf) // prev || canonical bytes
-			val := make([]byte, 32+len(buf)-32)
+			h := sha256.Sum256(buf)       // prev || canonical bytes
+			val := make([]byte, len(buf)) // hash || canonical bytes; bbolt keeps it until commit
 			copy(val, h[:])
 			copy(val[32:], buf[32:])
 			if err := lb.Put(seqKey(seq), val); err != nil {

@@ -591,3 +591,22 @@ func TestScanFrom(t *testing.T) {
 		t.Errorf("Scan error = %v", err)
 	}
 }
+
+// Auditor is the interface DESIGN.md gives the request path; Store has it.
+type Auditor interface {
+	Record(ctx context.Context, e *fhir.AuditEntry) error
+}
+
+var _ Auditor = (*Store)(nil)
+
+func TestResourceSplices(t *testing.T) {
+	e := renderCases()[0].e
+	r := Resource(e)
+	b := (&fhir.Bundle{Type: "searchset", Total: 1, Entries: []fhir.BundleEntry{{Resource: r, Mode: "match"}}}).AppendJSON(nil)
+	if _, err := fhir.Parse(b); err != nil {
+		t.Fatalf("searchset of AuditEvents: %v\n%s", err, b)
+	}
+	if r.ID != "audit-000000000123" || !bytes.Contains(b, Render(e)) {
+		t.Errorf("resource %s not spliced", r.ID)
+	}
+}

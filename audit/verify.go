@@ -106,7 +106,21 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 func (s *Store) Export(ctx context.Context, w io.Writer, since time.Time) (int, error) {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	n := 0
-	err := s.Scan(ctx, 0, func(e Entry) error {
+	var after uint64
+	if !since.IsZero() {
+		// recorded never decreases along the log: skip straight to since
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			lb := tx.Bucket(bucketLog)
+			if k, _ := lb.Cursor().Last(); k != nil {
+				after, _ = seqBefore(lb, binary.BigEndian.Uint64(k), since)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	err := s.Scan(ctx, after, func(e Entry) error {
 		if !since.IsZero() && e.Recorded.Before(since) {
 			return nil
 		}
