@@ -117,6 +117,9 @@ type Server struct {
 	ring     atomic.Pointer[keyRing]
 	rotateMu sync.Mutex
 	verifier *Verifier
+
+	reloadMu   sync.Mutex
+	lastReload time.Time
 }
 
 // NewServer builds the server and makes sure a signing key exists (making
@@ -210,7 +213,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 	s.verifier = newVerifier(VerifierOptions{
 		Issuer: s.issuer, Audience: s.base, Now: s.now, Logger: s.log,
 		ClockSkew: s.skew, CacheSize: o.VerifierCacheSize,
-	}, s.currentRing, nil)
+	}, s.currentRing)
 	return s, nil
 }
 
@@ -218,7 +221,31 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 // keep verifying until they expire.
 func (s *Server) retain() time.Duration { return s.ttl + s.skew + time.Minute }
 
-func (s *Server) currentRing(ctx context.Context, kid string) *keyRing { return s.ring.Load() }
+// currentRing is the verifier's view of the keys: on a kid it does not know
+// it re-reads the KeyStore (at most every 10 s), so a rotation made by
+// another node is seen.
+func (s *Server) currentRing(ctx context.Context, kid string) *keyRing {
+	r := s.ring.Load()
+	if _, ok := r.pub[kid]; ok || kid == "" {
+		return r
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	if r2 := s.ring.Load(); r2 != r {
+		return r2
+	}
+	now := s.now()
+	if now.Sub(s.lastReload) < 10*time.Second {
+		return r
+	}
+	s.lastReload = now
+	r2, err := loadRing(ctx, s.keys, s.alg, now, s.retain(), false)
+	if err != nil || r2.active == nil {
+		return r
+	}
+	s.ring.Store(r2)
+	return r2
+}
 
 // Close closes the store if the server opened it (Options.Path).
 func (s *Server) Close() error {
@@ -273,7 +300,9 @@ func (s *Server) RotateSigningKey(ctx context.Context, alg string) (kid string, 
 }
 
 // ReloadKeys re-reads the signing keys from the KeyStore (another node may
-// have rotated them) and drops keys whose retention has passed.
+// have rotated them) and drops keys whose retention has passed. With
+// several nodes on one KeyStore, call it every minute or so: a node signs
+// with the active key it last loaded. Rotate on one node only.
 func (s *Server) ReloadKeys(ctx context.Context) error {
 	r, err := loadRing(ctx, s.keys, s.alg, s.now(), s.retain(), true)
 	if err != nil {
@@ -325,18 +354,14 @@ var signingAlgs = []string{"RS384", "ES384", "RS256", "ES256"}
 // the token endpoint checks assertions against Options.BaseURL+PathToken).
 // There is no authorization endpoint (backend services only), so neither
 // authorization_endpoint nor code_challenge_methods_supported is given.
-// The issuer is the issuer of gpgate's access tokens.
+// The issuer is the iss of gpgate's access tokens (Options.Issuer).
 func (s *Server) Configuration(baseURL string) []byte {
 	base := strings.TrimRight(baseURL, "/")
 	if base == "" {
 		base = s.base
 	}
-	issuer := s.issuer
-	if base != s.base && s.issuer == s.base {
-		issuer = base
-	}
 	c := smartConfiguration{
-		Issuer:                   issuer,
+		Issuer:                   s.issuer,
 		JWKSURI:                  base + PathJWKS,
 		TokenEndpoint:            base + PathToken,
 		IntrospectionEndpoint:    base + PathIntrospect,

@@ -114,8 +114,8 @@ func ValidateClient(c *Client) error {
 	default:
 		return fhir.Errorf(fhir.CodeBadRequest, "a client needs a JWKS or a JWKS URL")
 	}
-	if len(c.Scopes) == 0 {
-		return fhir.Errorf(fhir.CodeBadRequest, "a client needs at least one allowed scope")
+	if len(c.Scopes) == 0 || len(c.Scopes) > maxScopes {
+		return fhir.Errorf(fhir.CodeBadRequest, "a client needs 1..%d allowed scopes", maxScopes)
 	}
 	for _, s := range c.Scopes {
 		if _, err := ParseScope(s); err != nil {

@@ -76,7 +76,7 @@ type Verifier struct {
 	cache map[[32]byte]*AccessToken
 }
 
-func newVerifier(o VerifierOptions, ring ringFunc, _ KeyStore) *Verifier {
+func newVerifier(o VerifierOptions, ring ringFunc) *Verifier {
 	v := &Verifier{iss: o.Issuer, aud: strings.TrimRight(o.Audience, "/"), now: o.Now, log: o.Logger,
 		skew: o.ClockSkew, ring: ring, max: o.CacheSize}
 	if v.iss == "" {
@@ -113,7 +113,7 @@ func NewVerifier(ctx context.Context, o VerifierOptions) (*Verifier, error) {
 	if err := sr.load(ctx); err != nil {
 		return nil, err
 	}
-	return newVerifier(o, sr.get, o.Keys), nil
+	return newVerifier(o, sr.get), nil
 }
 
 type storeRing struct {
