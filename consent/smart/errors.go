@@ -2,6 +2,7 @@ package smart
 
 import (
 	"encoding/json"
+	"github.com/gpgate/gpgate/fhir"
 	"net/http"
 	"strings"
 )
@@ -147,4 +148,22 @@ func quotable(s string) string {
 		}
 		return r
 	}, s)
+}
+
+// FHIRError maps the error to gpgate's coded error for an OperationOutcome
+// body: UNAUTHORISED (401) for a missing or invalid token, BAD_REQUEST
+// (400) for a malformed request, ACCESS_DENIED (403) for insufficient
+// scope. Set the WWW-Authenticate header from WWWAuthenticate as well.
+func (e *BearerError) FHIRError() *fhir.Error {
+	desc := e.Description
+	if desc == "" {
+		desc = "an access token is required"
+	}
+	switch e.Code {
+	case ErrInvalidRequest:
+		return fhir.Errorf(fhir.CodeBadRequest, "%s", desc)
+	case ErrInsufficientScope:
+		return fhir.Errorf(fhir.CodeAccessDenied, "%s", desc)
+	}
+	return fhir.Errorf(fhir.CodeUnauthorized, "%s", desc)
 }

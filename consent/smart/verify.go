@@ -381,13 +381,10 @@ func (v *Verifier) Middleware(realm string, writeErr func(w http.ResponseWriter,
 				writeErr(w, r, be)
 				return
 			}
-			desc := be.Description
-			if desc == "" {
-				desc = "an access token is required"
-			}
+			fe := be.FHIRError()
 			w.Header().Set("Content-Type", "application/fhir+json")
-			w.WriteHeader(be.Status())
-			_, _ = w.Write(fhir.Errorf(fhir.CodeUnauthorized, "%s", desc).OperationOutcome())
+			w.WriteHeader(fe.Status())
+			_, _ = w.Write(fe.OperationOutcome())
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(fhir.WithPrincipal(r.Context(), p)))

@@ -264,3 +264,26 @@ func TestMiddleware(t *testing.T) {
 }
 
 var _ = jwt.New
+
+func TestBearerErrorStatus(t *testing.T) {
+	cases := []struct {
+		e      *BearerError
+		status int
+		header string
+	}{
+		{ErrNoToken, 401, `Bearer realm="r"`},
+		{&BearerError{Code: ErrInvalidToken, Description: `bad "token"` + "\n"}, 401, `Bearer realm="r", error="invalid_token", error_description="bad  token  "`},
+		{&BearerError{Code: ErrInvalidRequest, Description: "x"}, 400, `Bearer realm="r", error="invalid_request", error_description="x"`},
+		{&BearerError{Code: ErrInsufficientScope, Description: "x"}, 403, `Bearer realm="r", error="insufficient_scope", error_description="x"`},
+	}
+	for _, c := range cases {
+		t.Run(c.e.Error(), func(t *testing.T) {
+			if c.e.Status() != c.status || c.e.FHIRError().Status() != c.status {
+				t.Fatalf("status %d / %d, want %d", c.e.Status(), c.e.FHIRError().Status(), c.status)
+			}
+			if h := c.e.WWWAuthenticate("r"); h != c.header {
+				t.Fatalf("header %s, want %s", h, c.header)
+			}
+		})
+	}
+}
