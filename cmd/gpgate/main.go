@@ -31,6 +31,7 @@ func init() {
 	verbs = map[string]verb{
 		"serve": {"run the FHIR server over the configured practices", runServe},
 		"demo":  {"generate a deterministic synthetic region into the embedded store", runDemo},
+		"audit": {"verify the audit hash chain, or export AuditEvents as NDJSON", runAudit},
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
+	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/conformance"
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/rest"
@@ -60,6 +61,16 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	} else if o.practices == "" {
 		return fmt.Errorf("no embedded store in %s and no --practices file (run `gpgate demo --data %s` first)", o.data, o.data)
 	}
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return err
+	}
+	// No durable audit, no data: the server does not start without its log.
+	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer auditLog.Close()
+
 	reg := adapters.NewRegistry()
 	practices, live, err := registerPractices(ctx, reg, store, o.practices, log)
 	if err != nil {
@@ -80,6 +91,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		BaseURL:    base,
 		Records:    reg,
 		Locator:    locator{reg},
+		Auditor:    auditLog,
 		Capability: capability,
 		Logger:     log,
 	})

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// TestAccessesAreAudited: every data request, granted or refused, leaves an
+// AuditEvent in the hash-chained log, which `gpgate audit verify` accepts and
+// `gpgate audit export` writes as NDJSON.
+func TestAccessesAreAudited(t *testing.T) {
+	dir := t.TempDir()
+	sum, err := demoRegion(context.Background(), demoOpts{data: dir, seed: 7, practices: 1, patients: 12, fast: true}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serve(ctx, serveOpts{data: dir, listen: "127.0.0.1:0"}, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(u string) { ready <- u })
+	}()
+	var s *testServer
+	select {
+	case u := <-ready:
+		s = &testServer{base: u}
+	case err := <-errc:
+		t.Fatal(err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("server did not start")
+	}
+	n := sum.Notable[0]
+	decodeBundle(t, s.get(t, patientSearch(n.NHS)))                                      // granted query
+	decodeBundle(t, s.get(t, "/Patient/"+n.PatientID+"/$everything"))                    // granted query
+	expectOutcome(t, s.get(t, "/Patient/pnosuchpatient"), 404, fhir.CodePatientNotFound) // refused read
+	cancel()
+	if err := <-errc; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"audit", "verify", "--data", dir}, &out, &errb); code != 0 {
+		t.Fatalf("audit verify exit %d: %s %s", code, out.String(), errb.String())
+	}
+	if !strings.Contains(out.String(), "audit chain OK: 3 entries") {
+		t.Fatalf("verify said %q, want 3 entries", out.String())
+	}
+	out.Reset()
+	if code := run(context.Background(), []string{"audit", "export", "--data", dir, "--since", "2000-01-01"}, &out, &errb); code != 0 {
+		t.Fatalf("audit export exit %d: %s", code, errb.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("export wrote %d lines, want 3", len(lines))
+	}
+	outcomes := map[string]int{}
+	for _, l := range lines {
+		if _, err := fhir.Parse([]byte(l)); err != nil {
+			t.Fatalf("exported AuditEvent is not valid R4: %v", err)
+		}
+		var ev struct {
+			ResourceType string `json:"resourceType"`
+			Outcome      string `json:"outcome"`
+		}
+		_ = json.Unmarshal([]byte(l), &ev)
+		if ev.ResourceType != "AuditEvent" {
+			t.Fatalf("exported %s", ev.ResourceType)
+		}
+		outcomes[ev.Outcome]++
+	}
+	if outcomes["0"] != 2 || len(lines)-outcomes["0"] != 1 {
+		t.Fatalf("outcomes %v, want two successes and one refusal", outcomes)
+	}
+}
