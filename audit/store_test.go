@@ -554,12 +554,20 @@ func TestExport(t *testing.T) {
 	}{
 		{"all", time.Time{}, 1, 10},
 		{"since 6", e6.Recorded, 6, 5},
+		{"since before first", t0.Add(-time.Hour), 1, 10},
+		{"since after last", t0.Add(time.Hour), 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
 			n, err := s.Export(ctx, &buf, tc.since)
 			if err != nil || n != tc.n {
 				t.Fatalf("Export = %d %v", n, err)
+			}
+			if tc.n == 0 {
+				if buf.Len() != 0 {
+					t.Fatalf("wrote %q", buf.String())
+				}
+				return
 			}
 			lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
 			if len(lines) != tc.n {
