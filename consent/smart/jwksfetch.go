@@ -105,5 +105,36 @@ func (c *jwksCache) fetch(ctx context.Context, url string) (jwk.Set, error) {
 	if len(b) > maxJWKSBytes {
 		return nil, fmt.Errorf("client JWKS larger than %d bytes", maxJWKSBytes)
 	}
-	return ParseClientJWKS(b)
+	return parseFetchedJWKS(b)
+}
+
+// parseFetchedJWKS keeps the usable public signing keys of a published
+// JWKS (a published set may also hold encryption or other keys); a private
+// key anywhere in it, or no usable key, fails the whole set.
+func parseFetchedJWKS(b []byte) (jwk.Set, error) {
+	set, err := jwk.Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("client JWKS does not parse: %w", err)
+	}
+	out := jwk.NewSet()
+	for i := 0; i < set.Len(); i++ {
+		k, _ := set.Key(i)
+		if ak, ok := k.(jwk.AsymmetricKey); ok && ak.IsPrivate() {
+			return nil, fmt.Errorf("client JWKS holds a private key")
+		}
+		if _, ok := k.(jwk.SymmetricKey); ok {
+			return nil, fmt.Errorf("client JWKS holds a symmetric key")
+		}
+		if checkPublicKey(k) != nil {
+			continue
+		}
+		if _, dup := out.LookupKeyID(k.KeyID()); dup {
+			return nil, fmt.Errorf("client JWKS has two keys with kid %q", trunc(k.KeyID()))
+		}
+		_ = out.AddKey(k)
+	}
+	if out.Len() == 0 {
+		return nil, fmt.Errorf("client JWKS has no usable signing key")
+	}
+	return out, nil
 }
