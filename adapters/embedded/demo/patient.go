@@ -656,6 +656,7 @@ func (g *pgen) repeat(dk string, begin, end time.Time) {
 			"authoredOn":          ts(seg),
 			"requester":           ref(g.prf),
 			"courseOfTherapyType": cc(coding(courseSystem, "continuous", "Continuous long term therapy")),
+			"substitution":        M{"allowedBoolean": false},
 			"dosageInstruction":   dosage(d),
 			"dispenseRequest": M{
 				"validityPeriod":         M{"start": dateOf(seg), "end": dateOf(seg.Add(year))},
@@ -701,6 +702,7 @@ func (g *pgen) repeat(dk string, begin, end time.Time) {
 				"requester":           ref(g.prf),
 				"basedOn":             []M{ref(planRef)},
 				"courseOfTherapyType": cc(coding(courseSystem, "continuous", "Continuous long term therapy")),
+				"substitution":        M{"allowedBoolean": false},
 				"dosageInstruction":   dosage(d),
 				"dispenseRequest": M{
 					"quantity":               quantity(float64(d.pack), d.unit),
@@ -726,6 +728,7 @@ func (g *pgen) acuteCourse(dk string, at time.Time, enc string) {
 		"authoredOn":          ts(at),
 		"requester":           ref(g.prf),
 		"courseOfTherapyType": cc(coding(courseSystem, "acute", "Short course (acute) therapy")),
+		"substitution":        M{"allowedBoolean": false},
 		"dosageInstruction":   dosage(d),
 		"dispenseRequest": M{
 			"validityPeriod":         M{"start": dateOf(at), "end": dateOf(at.Add(28 * day))},
@@ -745,6 +748,7 @@ func (g *pgen) acuteCourse(dk string, at time.Time, enc string) {
 		"requester":           ref(g.prf),
 		"basedOn":             []M{ref(plan)},
 		"courseOfTherapyType": cc(coding(courseSystem, "acute", "Short course (acute) therapy")),
+		"substitution":        M{"allowedBoolean": false},
 		"dosageInstruction":   dosage(d),
 		"dispenseRequest": M{
 			"quantity":               quantity(float64(d.pack), d.unit),
