@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: build run demo test vet bench fuzz lint clean
+.PHONY: build run demo test vet bench fuzz lint clean crash-test
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gpgate
@@ -45,3 +45,7 @@ lint: vet
 
 clean:
 	rm -rf bin $(DATA) bench.txt
+
+# The audit crash test (also part of `make test`): SIGKILL mid-load, reopen, verify the chain.
+crash-test:
+	$(GO) test ./audit/ -run '^TestCrashRecovery$$' -count=1 -v
