@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/gpgate/gpgate/fhir"
 )
@@ -23,20 +21,7 @@ func TestAccessesAreAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- serve(ctx, serveOpts{data: dir, listen: "127.0.0.1:0"}, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(u string) { ready <- u })
-	}()
-	var s *testServer
-	select {
-	case u := <-ready:
-		s = &testServer{base: u}
-	case err := <-errc:
-		t.Fatal(err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start")
-	}
+	s, errc := startOn(t, ctx, serveOpts{data: dir})
 	n := sum.Notable[0]
 	decodeBundle(t, s.get(t, patientSearch(n.NHS)))                                      // granted query
 	decodeBundle(t, s.get(t, "/Patient/"+n.PatientID+"/$everything"))                    // granted query
@@ -50,16 +35,17 @@ func TestAccessesAreAudited(t *testing.T) {
 	if code := run(context.Background(), []string{"audit", "verify", "--data", dir}, &out, &errb); code != 0 {
 		t.Fatalf("audit verify exit %d: %s %s", code, out.String(), errb.String())
 	}
-	if !strings.Contains(out.String(), "audit chain OK: 3 entries") {
-		t.Fatalf("verify said %q, want 3 entries", out.String())
+	// 3 data requests + the token issued for them.
+	if !strings.Contains(out.String(), "audit chain OK: 4 entries") {
+		t.Fatalf("verify said %q, want 4 entries", out.String())
 	}
 	out.Reset()
 	if code := run(context.Background(), []string{"audit", "export", "--data", dir, "--since", "2000-01-01"}, &out, &errb); code != 0 {
 		t.Fatalf("audit export exit %d: %s", code, errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("export wrote %d lines, want 3", len(lines))
+	if len(lines) != 4 {
+		t.Fatalf("export wrote %d lines, want 4", len(lines))
 	}
 	outcomes := map[string]int{}
 	for _, l := range lines {
@@ -76,7 +62,7 @@ func TestAccessesAreAudited(t *testing.T) {
 		}
 		outcomes[ev.Outcome]++
 	}
-	if outcomes["0"] != 2 || len(lines)-outcomes["0"] != 1 {
-		t.Fatalf("outcomes %v, want two successes and one refusal", outcomes)
+	if outcomes["0"] != 3 || len(lines)-outcomes["0"] != 1 {
+		t.Fatalf("outcomes %v, want three successes (token, two reads) and one refusal", outcomes)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
 
@@ -29,6 +29,55 @@ type testServer struct {
 	summary  *demo.Summary
 	dir      string
 	patients []fhir.NHSNumber // every indexed patient of the region
+
+	mu       sync.Mutex
+	tok      string
+	tokUntil time.Time
+}
+
+// token returns a system token of the demo client (registered in s.dir),
+// renewed before it expires.
+func (s *testServer) token(t testing.TB) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.tok != "" && time.Now().Before(s.tokUntil) {
+		return s.tok
+	}
+	key, err := os.ReadFile(filepath.Join(s.dir, demoKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, exp, err := smart.RequestToken(context.Background(), s.base+smart.PathToken, demoClientID, key, []string{"system/*.rs"}, nil)
+	if err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	s.tok, s.tokUntil = tok, time.Now().Add(time.Duration(exp)*time.Second/2)
+	return tok
+}
+
+// startOn serves dir (a data directory with the demo client registered) on a
+// free port until ctx ends.
+func startOn(t testing.TB, ctx context.Context, o serveOpts) (*testServer, chan error) {
+	t.Helper()
+	if err := demoClient(context.Background(), o.data); err != nil {
+		t.Fatal(err)
+	}
+	o.listen = "127.0.0.1:0"
+	ready := make(chan string, 1)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- serve(ctx, o, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(u string) { ready <- u })
+	}()
+	select {
+	case u := <-ready:
+		return &testServer{base: u, dir: o.data}, errc
+	case err := <-errc:
+		t.Fatalf("serve: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return nil, nil
 }
 
 var (
@@ -62,24 +111,9 @@ func startServer(t testing.TB) *testServer {
 			sharedErr = err
 			return
 		}
-		ready := make(chan string, 1)
-		go func() {
-			log := slog.New(slog.NewJSONHandler(io.Discard, nil))
-			err := serve(context.Background(), serveOpts{data: dir, listen: "127.0.0.1:0"}, log, func(u string) { ready <- u })
-			if err != nil {
-				ready <- "error: " + err.Error()
-			}
-		}()
-		select {
-		case u := <-ready:
-			if strings.HasPrefix(u, "error: ") {
-				sharedErr = fmt.Errorf("%s", u)
-				return
-			}
-			shared = &testServer{base: u, summary: sum, dir: dir, patients: patients}
-		case <-time.After(60 * time.Second):
-			sharedErr = fmt.Errorf("server did not start")
-		}
+		s, _ := startOn(t, context.Background(), serveOpts{data: dir})
+		s.summary, s.patients = sum, patients
+		shared = s
 	})
 	if sharedErr != nil {
 		t.Fatalf("start server: %v", sharedErr)
@@ -125,7 +159,14 @@ func (s *testServer) do(t testing.TB, method, path string, body []byte, headers 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
+	if strings.HasPrefix(u, s.base) {
+		req.Header.Set("Authorization", "Bearer "+s.token(t))
+	}
 	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+			continue
+		}
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)

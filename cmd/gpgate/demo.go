@@ -7,11 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
 
@@ -45,8 +47,54 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	if err := demoClient(ctx, o.data); err != nil {
+		return err
+	}
 	printSummary(stdout, sum, o.data)
+	fmt.Fprintf(stdout, "\nDemo consumer system: client id %s (organisation %s), private key %s\n", demoClientID, demoClientODS, filepath.Join(o.data, demoKeyFile))
 	return nil
+}
+
+// The demo consumer system: a hospital EPR registered as a SMART Backend
+// Services client, so the README's curl examples work as printed.
+const (
+	demoClientID     = "demo-ehr"
+	demoClientODS    = "RXX01"
+	demoKeyFile      = "demo-client.jwk"
+	demoClientScopes = "system/*.rs patient/*.rs system/Consent.c"
+)
+
+// demoClient registers the demo client with a fresh key unless it is there.
+func demoClient(ctx context.Context, data string) error {
+	st, err := openClients(data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	keyPath := filepath.Join(data, demoKeyFile)
+	if _, err := st.GetClient(ctx, demoClientID); err == nil {
+		if _, err := os.Stat(keyPath); err == nil {
+			return nil
+		}
+		if err := st.DisableClient(ctx, demoClientID); err != nil {
+			return err
+		}
+	}
+	priv, pub, _, err := smart.GenerateClientKey("ES384")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+		return err
+	}
+	c := &smart.Client{ID: demoClientID, ODS: demoClientODS, Name: "Demo hospital EPR", JWKS: pub, Scopes: strings.Fields(demoClientScopes), Enabled: true}
+	if _, err := st.GetClient(ctx, demoClientID); err == nil {
+		if err := st.RotateClientKey(ctx, demoClientID, pub); err != nil {
+			return err
+		}
+		return st.EnableClient(ctx, demoClientID)
+	}
+	return st.AddClient(ctx, c)
 }
 
 // demoRegion generates the region unless one is already there.

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,21 +66,7 @@ func TestServeGP2GPPractice(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ready := make(chan string, 1)
-	errc := make(chan error, 1)
-	go func() {
-		errc <- serve(ctx, serveOpts{data: filepath.Join(dir, "data"), listen: "127.0.0.1:0", practices: cfgPath},
-			slog.New(slog.NewJSONHandler(io.Discard, nil)), func(u string) { ready <- u })
-	}()
-	var s *testServer
-	select {
-	case u := <-ready:
-		s = &testServer{base: u}
-	case err := <-errc:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server did not start")
-	}
+	s, _ := startOn(t, ctx, serveOpts{data: filepath.Join(dir, "data"), practices: cfgPath})
 
 	counts := map[string]int{}
 	for f, nhs := range bind {

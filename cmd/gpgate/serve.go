@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +13,13 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
 	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/conformance"
+	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/rest"
 )
@@ -86,14 +90,34 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
-	capability := conformance.CapabilityStatement(conformance.Options{BaseURL: base, Version: version, Date: time.Now()})
+	clients, err := openClients(o.data)
+	if err != nil {
+		return err
+	}
+	defer clients.Close()
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: clients, Keys: clients, BaseURL: base, Logger: log, Auditor: auditLog})
+	if err != nil {
+		return err
+	}
+	defer authz.Close()
+	uris := authz.OAuthURIs()
+	capability := conformance.CapabilityStatement(conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}})
 	e := rest.New(rest.Config{
 		BaseURL:    base,
 		Records:    reg,
 		Locator:    locator{reg},
+		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
+		Authorizer: scopeAuthorizer{},
 		Auditor:    auditLog,
 		Capability: capability,
 		Logger:     log,
+		Mount: func(e *echo.Echo) {
+			e.GET(smart.PathConfiguration, echo.WrapHandler(authz.ConfigurationHandler()))
+			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
+			e.POST(smart.PathToken, echo.WrapHandler(authz.TokenHandler()))
+			e.POST(smart.PathIntrospect, echo.WrapHandler(authz.IntrospectHandler()))
+		},
 	})
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	log.Info("gpgate listening", "url", base, "practices", practices, "version", version)

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gpgate/gpgate/consent/smart"
+)
+
+const stateFile = "gpgate.db" // clients, signing keys (and later agreements, consents)
+
+func openClients(data string) (*smart.BoltStore, error) {
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return nil, err
+	}
+	st, err := smart.OpenBolt(filepath.Join(data, stateFile))
+	if err != nil {
+		return nil, fmt.Errorf("%w (is `gpgate serve` running on this data directory? stop it first)", err)
+	}
+	return st, nil
+}
+
+func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage:
+  gpgate clients keygen --out FILE [--alg ES384|ES256|RS384|RS256]
+        write a new private key (JWK) to FILE and print the public JWKS to register
+  gpgate clients add --id ID --ods ODS --name NAME (--jwks FILE | --jwks-url URL) --scopes 'SCOPES' [--data DIR]
+        register a consumer system (a SMART Backend Services client)
+  gpgate clients list [--data DIR]
+  gpgate clients disable --id ID [--data DIR]
+  gpgate clients enable --id ID [--data DIR]
+  gpgate clients rotate-key --id ID --jwks FILE [--data DIR]
+        replace the client's public keys (include old and new keys for a rollover)
+
+The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it.
+`)
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	sub := args[0]
+	var o struct{ data, id, ods, name, jwks, jwksURL, scopes, out, alg string }
+	fs := newFlags("clients "+sub+" [flags]", "Manage registered consumer systems.", stderr)
+	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	switch sub {
+	case "keygen":
+		fs.StringVar(&o.out, "out", "", "file to write the private key to (required)")
+		fs.StringVar(&o.alg, "alg", "ES384", "ES384, ES256, RS384 or RS256")
+	case "add":
+		fs.StringVar(&o.id, "id", "", "client id (required)")
+		fs.StringVar(&o.ods, "ods", "", "consumer organisation ODS code (required)")
+		fs.StringVar(&o.name, "name", "", "display name")
+		fs.StringVar(&o.jwks, "jwks", "", "file holding the client's public JWK Set")
+		fs.StringVar(&o.jwksURL, "jwks-url", "", "URL of the client's public JWK Set")
+		fs.StringVar(&o.scopes, "scopes", "", "allowed scopes, space separated (required)")
+	case "disable", "enable":
+		fs.StringVar(&o.id, "id", "", "client id (required)")
+	case "rotate-key":
+		fs.StringVar(&o.id, "id", "", "client id (required)")
+		fs.StringVar(&o.jwks, "jwks", "", "file holding the new public JWK Set (required)")
+	case "list":
+	default:
+		fmt.Fprintf(stderr, "gpgate clients: unknown subcommand %q\n", sub)
+		usage(stderr)
+		return errUsage
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if sub == "keygen" {
+		if o.out == "" {
+			return fmt.Errorf("--out is required")
+		}
+		priv, pub, kid, err := smart.GenerateClientKey(o.alg)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.out, priv, 0o600); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "private key (kid %s) written to %s; register this public JWKS:\n", kid, o.out)
+		fmt.Fprintln(stdout, string(pub))
+		return nil
+	}
+	st, err := openClients(o.data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	switch sub {
+	case "add":
+		if o.id == "" || o.ods == "" || o.scopes == "" || (o.jwks == "") == (o.jwksURL == "") {
+			fs.Usage()
+			return fmt.Errorf("--id, --ods, --scopes and exactly one of --jwks / --jwks-url are required")
+		}
+		c := &smart.Client{ID: o.id, ODS: o.ods, Name: o.name, JWKSURL: o.jwksURL, Scopes: strings.Fields(o.scopes), Enabled: true}
+		if o.jwks != "" {
+			b, err := os.ReadFile(o.jwks)
+			if err != nil {
+				return err
+			}
+			c.JWKS = json.RawMessage(b)
+		}
+		if err := st.AddClient(ctx, c); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s registered for %s\n", o.id, o.ods)
+	case "list":
+		cs, err := st.ListClients(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tODS\tNAME\tENABLED\tSCOPES\tUPDATED")
+		for _, c := range cs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", c.ID, c.ODS, c.Name, c.Enabled, strings.Join(c.Scopes, " "), c.Updated.Format(time.RFC3339))
+		}
+		tw.Flush()
+	case "disable", "enable":
+		if o.id == "" {
+			return fmt.Errorf("--id is required")
+		}
+		f := st.DisableClient
+		if sub == "enable" {
+			f = st.EnableClient
+		}
+		if err := f(ctx, o.id); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s %sd\n", o.id, sub)
+	case "rotate-key":
+		if o.id == "" || o.jwks == "" {
+			return fmt.Errorf("--id and --jwks are required")
+		}
+		b, err := os.ReadFile(o.jwks)
+		if err != nil {
+			return err
+		}
+		if err := st.RotateClientKey(ctx, o.id, b); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s keys replaced\n", o.id)
+	}
+	return nil
+}
+
+func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o struct{ base, client, key, scope, org, purpose, subjectID, subjectName, subjectRole, consent string }
+	fs := newFlags("token --base URL --client ID --key FILE --scope 'SCOPES' [flags]",
+		"Obtains an access token with SMART Backend Services (client_credentials + private_key_jwt)\nand prints it, for curl and scripts: curl -H \"Authorization: Bearer $(gpgate token ...)\" ...", stderr)
+	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate FHIR base URL")
+	fs.StringVar(&o.client, "client", "", "client id (required)")
+	fs.StringVar(&o.key, "key", "", "private key file, JWK or PEM (required)")
+	fs.StringVar(&o.scope, "scope", "", "scopes to request, space separated (required)")
+	fs.StringVar(&o.org, "org", "", "hl7-b2b organization_id (the caller's ODS code)")
+	fs.StringVar(&o.purpose, "purpose", "", "hl7-b2b purpose_of_use (e.g. TREAT, or BTG for break-glass)")
+	fs.StringVar(&o.subjectID, "subject-id", "", "hl7-b2b subject_id: the clinician's SDS user id")
+	fs.StringVar(&o.subjectName, "subject-name", "", "hl7-b2b subject_name: the clinician's name")
+	fs.StringVar(&o.subjectRole, "subject-role", "", "hl7-b2b subject_role: the clinician's role")
+	fs.StringVar(&o.consent, "consent", "", "hl7-b2b consent_reference: a recorded Consent id, for a patient-context token")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if o.client == "" || o.key == "" || o.scope == "" {
+		fs.Usage()
+		return errUsage
+	}
+	key, err := os.ReadFile(o.key)
+	if err != nil {
+		return err
+	}
+	var b2b *smart.B2B
+	if o.org != "" || o.purpose != "" || o.subjectID != "" || o.subjectName != "" || o.subjectRole != "" || o.consent != "" {
+		b2b = &smart.B2B{Version: "1", OrganizationID: o.org, SubjectID: o.subjectID, SubjectName: o.subjectName, SubjectRole: o.subjectRole}
+		if o.purpose != "" {
+			b2b.PurposeOfUse = smart.StringList{o.purpose}
+		}
+		if o.consent != "" {
+			b2b.ConsentReference = smart.StringList{o.consent}
+		}
+	}
+	tok, _, err := smart.RequestToken(ctx, strings.TrimSuffix(o.base, "/")+smart.PathToken, o.client, key, strings.Fields(o.scope), b2b)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
