@@ -470,3 +470,43 @@ func BenchmarkRecord(b *testing.B) {
 		}
 	})
 }
+
+func TestConcurrentReaders(t *testing.T) {
+	s := open(t, WithCacheBytes(1<<10)) // tiny cache: constant eviction and re-decoding
+	for _, n := range []string{nhsA, nhsB} {
+		if err := s.PutRecord("Y99001", record(t, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := s.Source("Y99001")
+	errs := make(chan error, 16)
+	for g := 0; g < 8; g++ {
+		go func(g int) {
+			var err error
+			for i := 0; i < 50 && err == nil; i++ {
+				n := fhir.NHSNumber(nhsA)
+				if (g+i)%2 == 0 {
+					n = nhsB
+				}
+				var rec *fhir.Record
+				if rec, err = src.Record(context.Background(), n, fhir.AreaProblems); err == nil && (rec.NHS != n || len(rec.Resources) != 3) {
+					err = fmt.Errorf("wrong record for %s: %d resources", n, len(rec.Resources))
+				}
+				if err == nil && i%10 == 0 {
+					err = src.RecordAccess(context.Background(), n, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted})
+				}
+			}
+			errs <- err
+		}(g)
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := src.Accesses(context.Background(), nhsA)
+	b, _ := src.Accesses(context.Background(), nhsB)
+	if len(a)+len(b) != 40 {
+		t.Fatalf("%d accesses recorded, want 40", len(a)+len(b))
+	}
+}
