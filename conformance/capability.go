@@ -18,7 +18,22 @@ type Options struct {
 	Version   string            // software version
 	Date      time.Time         // publication date
 	OAuthURIs map[string]string // SMART oauth-uris: token, introspect, ...; nil when unsecured
+	// AuditEvent declares GET /AuditEvent (read and search of the audit log).
+	AuditEvent bool
 }
+
+// auditSearchParams are the parameters GET /AuditEvent honours.
+var auditSearchParams = []searchParam{
+	{Name: "patient", Type: "reference", Definition: spBase + "AuditEvent-patient", Documentation: "Whose record was accessed (who viewed my record)"},
+	{Name: "agent", Type: "reference", Definition: spBase + "AuditEvent-agent", Documentation: "Client id, clinician SDS user id or consumer ODS code"},
+	{Name: "entity", Type: "reference", Definition: spBase + "AuditEvent-entity", Documentation: "Entity reference, e.g. Patient/{id}"},
+	{Name: "date", Type: "date", Definition: spBase + "AuditEvent-date", Documentation: "When recorded, with eq/ge/gt/le/lt/sa/eb"},
+	{Name: "outcome", Type: "token", Definition: spBase + "AuditEvent-outcome", Documentation: "0 granted, 4 denied, 8 error"},
+	{Name: "subtype", Type: "token", Definition: spBase + "AuditEvent-subtype", Documentation: "read, search-type, operation, ..."},
+	{Name: "break-glass", Type: "token", Documentation: "true: only break-glass accesses (for review)"},
+}
+
+const spBase = "http://hl7.org/fhir/SearchParameter/"
 
 type coding struct {
 	System  string `json:"system"`
@@ -145,6 +160,11 @@ func CapabilityStatement(o Options) []byte {
 			}
 		}
 		r.Resource = append(r.Resource, res)
+	}
+	if o.AuditEvent {
+		r.Resource = append(r.Resource, resource{Type: "AuditEvent", Profile: fhir.ProfileAuditEvent,
+			Interaction: []interaction{{Code: "read"}, {Code: "search-type"}}, Versioning: "no-version", ConditionalRead: "not-supported",
+			SearchParam: auditSearchParams})
 	}
 	r.SearchParam = []searchParam{
 		{Name: "_count", Type: "number", Documentation: "Page size (default 50, at most 1000)"},

@@ -90,6 +90,9 @@ func (a scopeAuthorizer) Authorize(ctx context.Context, p *fhir.Principal, req *
 	if req.Interaction == "read" {
 		interaction = "read"
 	}
+	if req.Type == "AuditEvent" {
+		return auditDecision(scopes, p, interaction, req), nil
+	}
 	var permitted fhir.Areas
 	if req.Interaction == "read" || req.Interaction == "search-type" {
 		// One type: the type itself must be permitted; granular scopes
@@ -147,4 +150,24 @@ func joinScopes(s []string) string {
 		b = append(b, x...)
 	}
 	return string(b)
+}
+
+// auditDecision: the audit log is read only with scopes that name AuditEvent
+// (a "*" scope for clinical data does not reach it). A patient-context token
+// reads only its own patient's accesses.
+func auditDecision(scopes []smart.Scope, p *fhir.Principal, interaction string, req *fhir.Request) fhir.Decision {
+	need := smart.PermSearch
+	if interaction == "read" {
+		need = smart.PermRead
+	}
+	for _, s := range scopes {
+		if s.Type != "AuditEvent" || s.Perms&need == 0 {
+			continue
+		}
+		if s.Context == smart.ContextPatient && (p.PatientID == "" || (req.PatientID != "" && req.PatientID != p.PatientID)) {
+			continue
+		}
+		return fhir.Decision{Permit: true, Rule: "scope"}
+	}
+	return deny(fhir.CodeAccessDenied, "reading the audit log needs a system/AuditEvent scope")
 }

@@ -51,50 +51,64 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	printSummary(stdout, sum, o.data)
-	fmt.Fprintf(stdout, "\nDemo consumer system: client id %s (organisation %s), private key %s\n", demoClientID, demoClientODS, filepath.Join(o.data, demoKeyFile))
+	fmt.Fprintln(stdout, "\nDemo clients (SMART Backend Services; `gpgate token --client ID --key FILE --scope ...`):")
+	for _, c := range demoClients {
+		fmt.Fprintf(stdout, "  %-13s organisation %s, key %s, scopes %q\n", c.id, c.ods, filepath.Join(o.data, c.key), c.scopes)
+	}
 	return nil
 }
 
-// The demo consumer system: a hospital EPR registered as a SMART Backend
-// Services client, so the README's curl examples work as printed.
+// The demo consumer systems, registered as SMART Backend Services clients so
+// the README's curl examples work as printed: a hospital EPR and an auditor.
 const (
-	demoClientID     = "demo-ehr"
-	demoClientODS    = "RXX01"
-	demoKeyFile      = "demo-client.jwk"
-	demoClientScopes = "system/*.rs patient/*.rs system/Consent.c"
+	demoClientID  = "demo-ehr"
+	demoClientODS = "RXX01"
+	demoKeyFile   = "demo-client.jwk"
 )
 
-// demoClient registers the demo client with a fresh key unless it is there.
+var demoClients = []struct{ id, ods, name, key, scopes string }{
+	{demoClientID, demoClientODS, "Demo hospital EPR", demoKeyFile, "system/*.rs patient/*.rs system/Consent.c"},
+	{"demo-auditor", "Y99000", "Demo regional auditor", "demo-auditor.jwk", "system/AuditEvent.rs"},
+}
+
+// demoClient registers the demo clients, each with a fresh key unless it is
+// already registered and its key file is there.
 func demoClient(ctx context.Context, data string) error {
 	st, err := openClients(data)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	keyPath := filepath.Join(data, demoKeyFile)
-	if _, err := st.GetClient(ctx, demoClientID); err == nil {
-		if _, err := os.Stat(keyPath); err == nil {
-			return nil
+	for _, dc := range demoClients {
+		keyPath := filepath.Join(data, dc.key)
+		_, gerr := st.GetClient(ctx, dc.id)
+		if gerr == nil {
+			if _, err := os.Stat(keyPath); err == nil {
+				continue
+			}
 		}
-		if err := st.DisableClient(ctx, demoClientID); err != nil {
+		priv, pub, _, err := smart.GenerateClientKey("ES384")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
+			return err
+		}
+		if gerr == nil { // registered, but its key file is gone: new key
+			if err := st.RotateClientKey(ctx, dc.id, pub); err != nil {
+				return err
+			}
+			if err := st.EnableClient(ctx, dc.id); err != nil {
+				return err
+			}
+			continue
+		}
+		c := &smart.Client{ID: dc.id, ODS: dc.ods, Name: dc.name, JWKS: pub, Scopes: strings.Fields(dc.scopes), Enabled: true}
+		if err := st.AddClient(ctx, c); err != nil {
 			return err
 		}
 	}
-	priv, pub, _, err := smart.GenerateClientKey("ES384")
-	if err != nil {
-		return err
-	}
-	if err := os.WriteFile(keyPath, priv, 0o600); err != nil {
-		return err
-	}
-	c := &smart.Client{ID: demoClientID, ODS: demoClientODS, Name: "Demo hospital EPR", JWKS: pub, Scopes: strings.Fields(demoClientScopes), Enabled: true}
-	if _, err := st.GetClient(ctx, demoClientID); err == nil {
-		if err := st.RotateClientKey(ctx, demoClientID, pub); err != nil {
-			return err
-		}
-		return st.EnableClient(ctx, demoClientID)
-	}
-	return st.AddClient(ctx, c)
+	return nil
 }
 
 // demoRegion generates the region unless one is already there.

@@ -102,7 +102,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	defer authz.Close()
 	uris := authz.OAuthURIs()
 	capability := conformance.CapabilityStatement(conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
-		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}})
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true})
 	e := rest.New(rest.Config{
 		BaseURL:    base,
 		Records:    reg,
@@ -110,6 +110,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
 		Authorizer: scopeAuthorizer{},
 		Auditor:    auditLog,
+		Audit:      auditLogAPI{auditLog},
 		Capability: capability,
 		Logger:     log,
 		Mount: func(e *echo.Echo) {

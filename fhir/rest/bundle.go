@@ -20,15 +20,18 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &
 // links and writes it. all is every match; the page is cut here so total and
 // links agree.
 func (s *Server) writeSearchset(c echo.Context, req *fhir.Request, all []*fhir.Resource, warnings []fhir.Issue) error {
-	q := req.Query
-	page := pageOf(all, q)
+	return s.writePage(c, req.Query, pageOf(all, req.Query), len(all), warnings)
+}
+
+// writePage writes one page of a searchset whose matches number total.
+func (s *Server) writePage(c echo.Context, q *fhir.Query, page []*fhir.Resource, total int, warnings []fhir.Issue) error {
 	b := fhir.Bundle{
 		ID:        newUUID(),
 		Type:      "searchset",
 		Timestamp: s.now(),
-		Total:     len(all),
+		Total:     total,
 		Base:      s.cfg.BaseURL,
-		Links:     s.links(c, q, len(all)),
+		Links:     s.links(c, q, total),
 		Entries:   make([]fhir.BundleEntry, 0, len(page)+1),
 	}
 	for _, r := range page {

@@ -60,6 +60,7 @@ type Config struct {
 	Auth         Authenticator
 	Authorizer   Authorizer
 	Auditor      Auditor
+	Audit        AuditLog          // serves GET /AuditEvent when set
 	Capability   []byte            // CapabilityStatement bytes for /metadata
 	Static       map[string][]byte // extra GET routes served as FHIR JSON (e.g. OperationDefinitions)
 	Logger       *slog.Logger
@@ -124,6 +125,10 @@ func New(cfg Config) *echo.Echo {
 	}
 
 	auth := s.authenticate
+	if cfg.Audit != nil {
+		e.GET("/AuditEvent", s.searchAuditEvents, auth)
+		e.GET("/AuditEvent/:id", s.readAuditEvent, auth)
+	}
 	e.POST("/Patient/$getstructuredrecord", s.getStructuredRecord, auth)
 	e.GET("/Patient/:id/$everything", s.everything, auth)
 	e.GET("/:type", s.search, auth)

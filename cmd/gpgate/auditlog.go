@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"net/url"
+
+	"github.com/gpgate/gpgate/audit"
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// auditLogAPI adapts the audit store to rest.AuditLog.
+type auditLogAPI struct{ st *audit.Store }
+
+func (a auditLogAPI) SearchAuditEvents(ctx context.Context, v url.Values, strict bool) ([]*fhir.Resource, int, *fhir.Query, error) {
+	f, err := audit.ParseFilter(v)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	if strict && len(f.Ignored) > 0 {
+		return nil, 0, nil, fhir.Errorf(fhir.CodeBadRequest, "unknown search parameter %q for AuditEvent (Prefer: handling=strict)", f.Ignored[0])
+	}
+	if f.Count == 0 && !f.TotalOnly {
+		f.Count = fhir.DefaultCount
+	}
+	entries, total, err := a.st.Query(ctx, f)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	page := make([]*fhir.Resource, 0, len(entries))
+	for _, e := range entries {
+		page = append(page, resourceOf(e))
+	}
+	return page, total, &fhir.Query{Type: "AuditEvent", Count: f.Count, Offset: f.Offset, Ignored: f.Ignored}, nil
+}
+
+func (a auditLogAPI) ReadAuditEvent(ctx context.Context, id string) (*fhir.Resource, error) {
+	seq, ok := audit.ParseEventID(id)
+	if !ok {
+		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no AuditEvent with that id")
+	}
+	e, found, err := a.st.Get(ctx, seq)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no AuditEvent with that id")
+	}
+	return resourceOf(e), nil
+}
+
+// resourceOf renders an entry and notes its patient for patient-context checks.
+func resourceOf(e audit.Entry) *fhir.Resource {
+	r := *audit.Resource(e)
+	r.Ix.Patient = e.PatientID
+	return &r
+}
