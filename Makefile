@@ -46,6 +46,8 @@ lint: vet
 clean:
 	rm -rf bin $(DATA) bench.txt
 
-# The audit crash test (also part of `make test`): SIGKILL mid-load, reopen, verify the chain.
+# The audit crash tests (also part of `make test`): SIGKILL mid-load (the store, then the real
+# server under concurrent reads), restart, verify the chain, every acknowledged access present.
 crash-test:
 	$(GO) test ./audit/ -run '^TestCrashRecovery$$' -count=1 -v
+	$(GO) test ./cmd/gpgate/ -run '^TestCrashKeepsAudit$$' -count=1 -v
