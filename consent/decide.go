@@ -25,14 +25,14 @@ const (
 	RuleBreakGlassNotAllowed = "break-glass-not-allowed"
 	RuleAreaNotShared        = "area-not-shared"
 	// patient (post-fetch): NO_PATIENT_CONSENT
-	RuleNoRecord             = "no-record" // internal misuse: DecidePatient without a record
-	RulePatientDissent       = "patient-dissent"
-	RuleDefaultDissent       = "default-dissent" // no coded entry, agreement default is dissent
-	RuleNoConsentToView      = "no-consent-to-view"
-	RuleConsentExpired       = "consent-expired"
-	RuleConsentOtherPatient  = "consent-other-patient"
-	RuleConsentOtherOrg      = "consent-other-organisation"
-	RuleTokenOtherPatient    = "token-other-patient"
+	RuleNoRecord            = "no-record" // internal misuse: DecidePatient without a record
+	RulePatientDissent      = "patient-dissent"
+	RuleDefaultDissent      = "default-dissent" // no coded entry, agreement default is dissent
+	RuleNoConsentToView     = "no-consent-to-view"
+	RuleConsentExpired      = "consent-expired"
+	RuleConsentOtherPatient = "consent-other-patient"
+	RuleConsentOtherOrg     = "consent-other-organisation"
+	RuleTokenOtherPatient   = "token-other-patient"
 	// permits
 	RulePermitOrganisation = "permit-organisation" // pre-fetch: agreement allows
 	RulePermit             = "permit"

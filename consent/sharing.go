@@ -51,25 +51,25 @@ const (
 // record sharing (the CTV3 equivalents of 9Nd7. and 93C0.); Read v2 93C2.
 var SharingCodes = []SharingCode{
 	// Record sharing: consent.
-	{fhir.ReadV2, "9Nd7.", "Consent given for electronic record sharing", false, ScopeRecordSharing},            // [VISION-GPC]
-	{fhir.ReadV2, "93C0.", "Consent given for upload to local shared electronic record", false, ScopeRecordSharing}, // [VISION-GPC]
-	{fhir.SNOMED, "425691002", "Consent given for electronic record sharing", false, ScopeRecordSharing},          // [NHS-DMS]
+	{fhir.ReadV2, "9Nd7.", "Consent given for electronic record sharing", false, ScopeRecordSharing},                    // [VISION-GPC]
+	{fhir.ReadV2, "93C0.", "Consent given for upload to local shared electronic record", false, ScopeRecordSharing},     // [VISION-GPC]
+	{fhir.SNOMED, "425691002", "Consent given for electronic record sharing", false, ScopeRecordSharing},                // [NHS-DMS]
 	{fhir.SNOMED, "417528008", "Consent given for upload to local shared electronic record", false, ScopeRecordSharing}, // [NHS-DMS]
 	// Record sharing: dissent.
-	{fhir.ReadV2, "9Nd1.", "No consent for electronic record sharing", true, ScopeRecordSharing},                        // [VISION-GPC] [NWL]
-	{fhir.ReadV2, "93C1.", "Refused consent for upload to local shared electronic record", true, ScopeRecordSharing},    // [VISION-GPC] [NWL]
-	{fhir.CTV3, "XaKII", "No consent for electronic record sharing", true, ScopeRecordSharing},                          // [NWL]
-	{fhir.CTV3, "XaKRw", "Refused consent for upload to local shared electronic record", true, ScopeRecordSharing},      // [NWL]
+	{fhir.ReadV2, "9Nd1.", "No consent for electronic record sharing", true, ScopeRecordSharing},                         // [VISION-GPC] [NWL]
+	{fhir.ReadV2, "93C1.", "Refused consent for upload to local shared electronic record", true, ScopeRecordSharing},     // [VISION-GPC] [NWL]
+	{fhir.CTV3, "XaKII", "No consent for electronic record sharing", true, ScopeRecordSharing},                           // [NWL]
+	{fhir.CTV3, "XaKRw", "Refused consent for upload to local shared electronic record", true, ScopeRecordSharing},       // [NWL]
 	{fhir.SNOMED, "416409005", "Refused consent for upload to local shared electronic record", true, ScopeRecordSharing}, // [NHS-DMS]
 	// National record (Summary Care Record) upload.
-	{fhir.SNOMED, "417370002", "Consent given for upload to national shared electronic record", false, ScopeNational},   // [NHS-DMS]
-	{fhir.SNOMED, "416308001", "Refused consent for upload to national shared electronic record", true, ScopeNational},  // [NHS-DMS]
-	{fhir.ReadV2, "93C3.", "Refused consent for upload to national shared electronic record", true, ScopeNational},      // [NWL] [EHI]
-	{fhir.CTV3, "XaKRy", "Refused consent for upload to national shared electronic record", true, ScopeNational},        // [NWL]
-	{fhir.ReadV2, "9Ndm.", "Express consent for core Summary Care Record dataset upload", false, ScopeNational},          // [VISION-SCR]
+	{fhir.SNOMED, "417370002", "Consent given for upload to national shared electronic record", false, ScopeNational},          // [NHS-DMS]
+	{fhir.SNOMED, "416308001", "Refused consent for upload to national shared electronic record", true, ScopeNational},         // [NHS-DMS]
+	{fhir.ReadV2, "93C3.", "Refused consent for upload to national shared electronic record", true, ScopeNational},             // [NWL] [EHI]
+	{fhir.CTV3, "XaKRy", "Refused consent for upload to national shared electronic record", true, ScopeNational},               // [NWL]
+	{fhir.ReadV2, "9Ndm.", "Express consent for core Summary Care Record dataset upload", false, ScopeNational},                // [VISION-SCR]
 	{fhir.ReadV2, "9Ndn.", "Express consent for core and additional Summary Care Record dataset upload", false, ScopeNational}, // [VISION-SCR]
-	{fhir.ReadV2, "9Ndo.", "Express dissent for Summary Care Record dataset upload", true, ScopeNational},                // [VISION-SCR] [NWL]
-	{fhir.CTV3, "XaXj6", "Express dissent for Summary Care Record dataset upload", true, ScopeNational},                 // [NWL]
+	{fhir.ReadV2, "9Ndo.", "Express dissent for Summary Care Record dataset upload", true, ScopeNational},                      // [VISION-SCR] [NWL]
+	{fhir.CTV3, "XaXj6", "Express dissent for Summary Care Record dataset upload", true, ScopeNational},                        // [NWL]
 }
 
 // sharingTypes are the resource types a coded consent entry can arrive as.

@@ -264,19 +264,19 @@ func (s *Consents) NarrowAreas(ctx context.Context, consumerODS, consentID strin
 
 // consentWire is the subset of a UK Core Consent gpgate reads and writes.
 type consentWire struct {
-	ResourceType string          `json:"resourceType"`
-	ID           string          `json:"id,omitempty"`
-	Meta         *metaWire       `json:"meta,omitempty"`
-	Extension    []extWire       `json:"extension,omitempty"`
-	Status       string          `json:"status"`
-	Scope        *conceptWire    `json:"scope,omitempty"`
-	Category     []conceptWire   `json:"category,omitempty"`
-	Patient      *refWire        `json:"patient,omitempty"`
-	DateTime     string          `json:"dateTime,omitempty"`
-	Performer    []refWire       `json:"performer,omitempty"`
-	Organization []refWire       `json:"organization,omitempty"`
-	Policy       []policyWire    `json:"policy,omitempty"`
-	Provision    *provisionWire  `json:"provision,omitempty"`
+	ResourceType string         `json:"resourceType"`
+	ID           string         `json:"id,omitempty"`
+	Meta         *metaWire      `json:"meta,omitempty"`
+	Extension    []extWire      `json:"extension,omitempty"`
+	Status       string         `json:"status"`
+	Scope        *conceptWire   `json:"scope,omitempty"`
+	Category     []conceptWire  `json:"category,omitempty"`
+	Patient      *refWire       `json:"patient,omitempty"`
+	DateTime     string         `json:"dateTime,omitempty"`
+	Performer    []refWire      `json:"performer,omitempty"`
+	Organization []refWire      `json:"organization,omitempty"`
+	Policy       []policyWire   `json:"policy,omitempty"`
+	Provision    *provisionWire `json:"provision,omitempty"`
 }
 
 type metaWire struct {
