@@ -262,6 +262,15 @@ func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, f
 	if req.PatientID == "" {
 		req.PatientID = rec.PatientID
 	}
+	if s.cfg.Policy != nil {
+		rec, dec, err = s.cfg.Policy.Apply(ctx, fhir.PrincipalFrom(ctx), req, rec, dec)
+		if err != nil {
+			return nil, dec, s.deny(ctx, req, err)
+		}
+		if !dec.Permit {
+			return nil, dec, s.deny(ctx, req, fhir.Errorf(dec.Code, "%s", dec.Rule))
+		}
+	}
 	return rec, dec, nil
 }
 

@@ -42,6 +42,13 @@ type RecordMeta struct {
 	Practice string
 }
 
+// RecordPolicy decides what may be seen once the record is fetched (the
+// patient's consent to share, consent to view) and redacts it. It returns a
+// new Record (records are shared and cached: never modify the one given).
+type RecordPolicy interface {
+	Apply(ctx context.Context, p *fhir.Principal, req *fhir.Request, rec *fhir.Record, dec fhir.Decision) (*fhir.Record, fhir.Decision, error)
+}
+
 // Auditor writes an audit entry durably; it returns only once it is durable.
 type Auditor interface {
 	Record(ctx context.Context, e *fhir.AuditEntry) error
@@ -59,6 +66,7 @@ type Config struct {
 	Locator      Locator
 	Auth         Authenticator
 	Authorizer   Authorizer
+	Policy       RecordPolicy // applied after the fetch, before the Bundle is built
 	Auditor      Auditor
 	Audit        AuditLog          // serves GET /AuditEvent when set
 	Capability   []byte            // CapabilityStatement bytes for /metadata
