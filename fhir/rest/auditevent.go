@@ -76,7 +76,7 @@ func (s *Server) authorizeAudit(ctx context.Context, req *fhir.Request) error {
 		return err
 	}
 	if !d.Permit {
-		return s.deny(ctx, req, fhir.Errorf(d.Code, "%s", d.Rule))
+		return s.refuse(ctx, req, d)
 	}
 	return nil
 }

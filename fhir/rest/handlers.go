@@ -247,7 +247,7 @@ func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, f
 		}
 		dec = d
 		if !dec.Permit {
-			return nil, dec, s.deny(ctx, req, fhir.Errorf(dec.Code, "%s", dec.Rule))
+			return nil, dec, s.refuse(ctx, req, dec)
 		}
 	}
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.SourceBudget)
@@ -268,7 +268,7 @@ func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, f
 			return nil, dec, s.deny(ctx, req, err)
 		}
 		if !dec.Permit {
-			return nil, dec, s.deny(ctx, req, fhir.Errorf(dec.Code, "%s", dec.Rule))
+			return nil, dec, s.refuse(ctx, req, dec)
 		}
 	}
 	return rec, dec, nil
@@ -281,6 +281,15 @@ func (s *Server) deny(ctx context.Context, req *fhir.Request, err error) error {
 		return aerr
 	}
 	return err
+}
+
+// refuse audits a policy refusal with the rule that decided, and returns the
+// coded error to render (the rule is safe to show).
+func (s *Server) refuse(ctx context.Context, req *fhir.Request, dec fhir.Decision) error {
+	if aerr := s.audit(ctx, req, nil, dec, 0, dec.Code); aerr != nil {
+		return aerr
+	}
+	return fhir.Errorf(dec.Code, "%s", dec.Rule)
 }
 
 // audit records the access durably. No durable audit, no data: a failure here
