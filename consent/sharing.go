@@ -7,6 +7,7 @@ import (
 )
 
 // SharingCode is one coded consent-to-share entry as GP systems record it.
+// SharingCodes is read once at package initialisation; treat it as read-only.
 type SharingCode struct {
 	System  string
 	Code    string
@@ -94,12 +95,16 @@ func SharingFromRecordWith(rec *fhir.Record, scopes ...string) fhir.SharingConse
 	var best time.Time
 	out := fhir.SharingUnknown
 	for _, r := range rec.Resources {
-		if !sharingTypes[r.Type] || len(r.Ix.Code) == 0 {
+		if len(r.Ix.Code) == 0 || !sharingTypes[r.Type] {
 			continue
 		}
-		for i := range SharingCodes {
-			sc := &SharingCodes[i]
-			if !inScopes(sc.Scope, scopes) || !matchesCode(r.Ix.Code, sc.System, sc.Code) {
+		for _, c := range r.Ix.Code {
+			code := c.Code
+			if c.System == fhir.ReadV2 && len(code) > 5 {
+				code = code[:5] // Read v2 with its term code: 9Nd7.00
+			}
+			sc := sharingIndex[fhir.Coding{System: c.System, Code: code}]
+			if sc == nil || !inScopes(sc.Scope, scopes) {
 				continue
 			}
 			when := r.Ix.Start
@@ -130,16 +135,12 @@ func inScopes(s string, scopes []string) bool {
 	return false
 }
 
-// matchesCode compares codes; Read v2 codes match on their five-character
-// concept code, so "9Nd7.00" (with term code) matches "9Nd7.".
-func matchesCode(cs []fhir.Coding, system, code string) bool {
-	for _, c := range cs {
-		if c.System != system {
-			continue
-		}
-		if c.Code == code || system == fhir.ReadV2 && len(c.Code) > 5 && c.Code[:5] == code {
-			return true
-		}
+// sharingIndex is SharingCodes by system|code, built once: SharingCodes is
+// read-only after package initialisation.
+var sharingIndex = func() map[fhir.Coding]*SharingCode {
+	m := make(map[fhir.Coding]*SharingCode, len(SharingCodes))
+	for i := range SharingCodes {
+		m[fhir.Coding{System: SharingCodes[i].System, Code: SharingCodes[i].Code}] = &SharingCodes[i]
 	}
-	return false
-}
+	return m
+}()
