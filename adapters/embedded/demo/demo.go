@@ -82,6 +82,7 @@ const (
 	NotableInvalidNHS  NotableKind = "invalid-nhs-number"
 	NotableSmall       NotableKind = "very-small"
 	NotableTypical     NotableKind = "typical"
+	NotableDissent     NotableKind = "dissent"
 )
 
 // Notable is one notable patient.
@@ -191,7 +192,7 @@ func nhsNumbers(n, invalid int) []string {
 }
 
 // notableAt is where the forced notable patients sit in the region.
-var notableAt = []NotableKind{NotableLargest, NotableNoAllergies, NotableDeceased, NotableInvalidNHS, NotableSmall}
+var notableAt = []NotableKind{NotableLargest, NotableNoAllergies, NotableDeceased, NotableInvalidNHS, NotableSmall, NotableDissent}
 
 type result struct {
 	rec  *fhir.Record
@@ -318,6 +319,7 @@ func summarise(o Options, practices []Practice, infos []patientInfo) *Summary {
 		NotableDeceased:    "deceased",
 		NotableInvalidNHS:  "NHS number fails Modulus 11 in the source: stored, never indexed or found",
 		NotableSmall:       "very small record",
+		NotableDissent:     "patient dissents from record sharing (coded 93C1. / 416409005): every consumer is refused NO_PATIENT_CONSENT",
 	}
 	for _, in := range infos {
 		if lead, ok := leads[in.kind]; ok {

@@ -283,6 +283,36 @@ func (g *pgen) build() {
 	g.admissions()
 	g.flags()
 	g.contraception()
+	g.sharingConsent()
+}
+
+// Record-sharing consent as GP systems code it (Read v2 9Nd.. / 93C..,
+// SNOMED 4164.../4175...; see consent/sharing.go for the sources): a few
+// patients dissent, some have consent recorded, most have no entry.
+var (
+	sharingDissent = code{sct: "416409005", sctDisplay: "Refused consent for upload to local shared electronic record", read: "93C1.", readDisplay: "Refused consent for upload to local shared electronic record"}
+	sharingConsent = code{sct: "417528008", sctDisplay: "Consent given for upload to local shared electronic record", read: "93C0.", readDisplay: "Consent given for upload to local shared electronic record"}
+)
+
+func (g *pgen) sharingConsent() {
+	u := g.r.Float64()
+	c := sharingConsent
+	switch {
+	case g.kind == NotableDissent || (g.kind == "" && u < 0.02):
+		c = sharingDissent
+	case g.kind == "" && u < 0.15:
+	default:
+		return
+	}
+	at := g.at(g.start, g.end)
+	g.add("Observation", "obs", at, M{
+		"status":            "final",
+		"category":          []M{cc(coding(fhir.ObservationCategorySystem, "social-history", "Social History"))},
+		"code":              concept(c),
+		"subject":           ref(g.patRef),
+		"effectiveDateTime": ts(at),
+		"performer":         []M{ref(g.prf)},
+	})
 }
 
 func (g *pgen) patient() {
