@@ -51,3 +51,9 @@ clean:
 crash-test:
 	$(GO) test ./audit/ -run '^TestCrashRecovery$$' -count=1 -v
 	$(GO) test ./cmd/gpgate/ -run '^TestCrashKeepsAudit$$' -count=1 -v
+
+# Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, jose) against a live gpgate;
+# needs node and npm (see conformance/clients/ci.sh).
+.PHONY: clients-test
+clients-test:
+	GO="$(GO)" bash conformance/clients/ci.sh
