@@ -20,12 +20,16 @@ func TestAccessesAreAudited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := demoAgreements(context.Background(), dir, sum); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s, errc := startOn(t, ctx, serveOpts{data: dir})
 	n := sum.Notable[0]
 	decodeBundle(t, s.get(t, patientSearch(n.NHS)))                                      // granted query
 	decodeBundle(t, s.get(t, "/Patient/"+n.PatientID+"/$everything"))                    // granted query
-	expectOutcome(t, s.get(t, "/Patient/pnosuchpatient"), 404, fhir.CodePatientNotFound) // refused read
+	// An unknown patient is refused like a patient without an agreement.
+	expectOutcome(t, s.get(t, "/Patient/pnosuchpatient"), 403, fhir.CodeNoOrganisationConsent)
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("serve: %v", err)
@@ -35,17 +39,18 @@ func TestAccessesAreAudited(t *testing.T) {
 	if code := run(context.Background(), []string{"audit", "verify", "--data", dir}, &out, &errb); code != 0 {
 		t.Fatalf("audit verify exit %d: %s %s", code, out.String(), errb.String())
 	}
-	// 3 data requests + the token issued for them.
-	if !strings.Contains(out.String(), "audit chain OK: 4 entries") {
-		t.Fatalf("verify said %q, want 4 entries", out.String())
+	// 3 data requests, the consent to view recorded for the $everything, and
+	// the two tokens (system, then patient-context) issued for them.
+	if !strings.Contains(out.String(), "audit chain OK: 6 entries") {
+		t.Fatalf("verify said %q, want 6 entries", out.String())
 	}
 	out.Reset()
 	if code := run(context.Background(), []string{"audit", "export", "--data", dir, "--since", "2000-01-01"}, &out, &errb); code != 0 {
 		t.Fatalf("audit export exit %d: %s", code, errb.String())
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 4 {
-		t.Fatalf("export wrote %d lines, want 4", len(lines))
+	if len(lines) != 6 {
+		t.Fatalf("export wrote %d lines, want 6", len(lines))
 	}
 	outcomes := map[string]int{}
 	for _, l := range lines {
@@ -62,7 +67,7 @@ func TestAccessesAreAudited(t *testing.T) {
 		}
 		outcomes[ev.Outcome]++
 	}
-	if outcomes["0"] != 3 || len(lines)-outcomes["0"] != 1 {
-		t.Fatalf("outcomes %v, want three successes (token, two reads) and one refusal", outcomes)
+	if outcomes["0"] != 5 || len(lines)-outcomes["0"] != 1 {
+		t.Fatalf("outcomes %v, want five successes and one refusal", outcomes)
 	}
 }

@@ -93,6 +93,9 @@ func (a scopeAuthorizer) Authorize(ctx context.Context, p *fhir.Principal, req *
 	if req.Type == "AuditEvent" {
 		return auditDecision(scopes, p, interaction, req), nil
 	}
+	if req.Type == "Consent" {
+		return consentDecision(scopes), nil
+	}
 	var permitted fhir.Areas
 	if req.Interaction == "read" || req.Interaction == "search-type" {
 		// One type: the type itself must be permitted; granular scopes
@@ -170,4 +173,15 @@ func auditDecision(scopes []smart.Scope, p *fhir.Principal, interaction string, 
 		return fhir.Decision{Permit: true, Rule: "scope"}
 	}
 	return deny(fhir.CodeAccessDenied, "reading the audit log needs a system/AuditEvent scope")
+}
+
+// consentDecision: recording a consent to view needs Consent create on a
+// system or user token (the agreement checks happen when it is recorded).
+func consentDecision(scopes []smart.Scope) fhir.Decision {
+	for _, s := range scopes {
+		if (s.Type == "Consent" || s.Type == "*") && s.Perms&smart.PermCreate != 0 && s.Context != smart.ContextPatient {
+			return fhir.Decision{Permit: true, Rule: "scope"}
+		}
+	}
+	return deny(fhir.CodeAccessDenied, "recording a consent to view needs a system/Consent.c scope")
 }

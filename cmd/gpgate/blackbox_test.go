@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/consent"
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
@@ -33,6 +35,72 @@ type testServer struct {
 	mu       sync.Mutex
 	tok      string
 	tokUntil time.Time
+	ptok     map[string]patientToken // patient-context tokens by patient id
+	knownIDs map[string]bool         // nil: every id in a URL is a patient of the region
+}
+
+type patientToken struct {
+	tok   string
+	until time.Time
+}
+
+var patientIDInURL = regexp.MustCompile(`\bp[a-z2-7]{16}\b`)
+
+// demoClinician is the SDS user id of the clinician the tests act as.
+const demoClinician = "555000111222"
+
+// recordConsent records a consent to view for patientID with the system
+// token and returns the Consent id.
+func (s *testServer) recordConsent(t testing.TB, patientID string) string {
+	t.Helper()
+	body := `{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/` + patientID + `"},` +
+		`"performer":[{"identifier":{"system":"` + consent.SDSUserSystem + `","value":"` + demoClinician + `"}}]}`
+	req, _ := http.NewRequest(http.MethodPost, s.base+"/Consent", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+s.token(t))
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /Consent: %d %s", res.StatusCode, truncateBody(b))
+	}
+	var c struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(b, &c)
+	return c.ID
+}
+
+// patientToken returns a patient-context token for patientID, bound to a
+// freshly recorded consent to view, as a clinician's EPR would hold.
+func (s *testServer) patientToken(t testing.TB, patientID string) string {
+	t.Helper()
+	s.mu.Lock()
+	pt, ok := s.ptok[patientID]
+	s.mu.Unlock()
+	if ok && time.Now().Before(pt.until) {
+		return pt.tok
+	}
+	id := s.recordConsent(t, patientID)
+	key, err := os.ReadFile(filepath.Join(s.dir, demoKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, exp, err := smart.RequestToken(context.Background(), s.base+smart.PathToken, demoClientID, key, []string{"patient/*.rs"},
+		&smart.B2B{SubjectID: demoClinician, ConsentReference: smart.StringList{id}})
+	if err != nil {
+		t.Fatalf("patient token: %v", err)
+	}
+	s.mu.Lock()
+	if s.ptok == nil {
+		s.ptok = map[string]patientToken{}
+	}
+	s.ptok[patientID] = patientToken{tok, time.Now().Add(time.Duration(exp) * time.Second / 2)}
+	s.mu.Unlock()
+	return tok
 }
 
 // token returns a system token of the demo client (registered in s.dir),
@@ -48,7 +116,7 @@ func (s *testServer) token(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, exp, err := smart.RequestToken(context.Background(), s.base+smart.PathToken, demoClientID, key, []string{"system/*.rs"}, nil)
+	tok, exp, err := smart.RequestToken(context.Background(), s.base+smart.PathToken, demoClientID, key, []string{"system/*.rs", "system/Consent.c"}, nil)
 	if err != nil {
 		t.Fatalf("token: %v", err)
 	}
@@ -106,6 +174,10 @@ func startServer(t testing.TB) *testServer {
 			sharedErr = err
 			return
 		}
+		if err := demoAgreements(context.Background(), dir, sum); err != nil {
+			sharedErr = err
+			return
+		}
 		patients, err := listPatients(dir)
 		if err != nil {
 			sharedErr = err
@@ -113,6 +185,10 @@ func startServer(t testing.TB) *testServer {
 		}
 		s, _ := startOn(t, context.Background(), serveOpts{data: dir})
 		s.summary, s.patients = sum, patients
+		s.knownIDs = map[string]bool{}
+		for _, n := range patients {
+			s.knownIDs[fhir.PatientID(n)] = true
+		}
 		shared = s
 	})
 	if sharedErr != nil {
@@ -160,7 +236,13 @@ func (s *testServer) do(t testing.TB, method, path string, body []byte, headers 
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
 	if strings.HasPrefix(u, s.base) {
-		req.Header.Set("Authorization", "Bearer "+s.token(t))
+		// A request about one patient goes with that patient's
+		// consent-bound token; anything else with the system token.
+		if pid := patientIDInURL.FindString(u); pid != "" && !strings.Contains(u, "/AuditEvent") && s.known(pid) {
+			req.Header.Set("Authorization", "Bearer "+s.patientToken(t, pid))
+		} else {
+			req.Header.Set("Authorization", "Bearer "+s.token(t))
+		}
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		if headers[i+1] == "" {
@@ -304,4 +386,13 @@ func listPatients(dir string) ([]fhir.NHSNumber, error) {
 		out = append(out, ns...)
 	}
 	return out, nil
+}
+
+// known reports whether pid is a patient of the region (tests also use ids
+// of patients that do not exist, which get the system token).
+func (s *testServer) known(pid string) bool {
+	if s.knownIDs == nil {
+		return true
+	}
+	return s.knownIDs[pid]
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,15 +15,13 @@ import (
 
 const stateFile = "gpgate.db" // clients, signing keys (and later agreements, consents)
 
-func openClients(data string) (*smart.BoltStore, error) {
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		return nil, err
-	}
-	st, err := smart.OpenBolt(filepath.Join(data, stateFile))
+// clientsOf opens the state file for the client registry.
+func clientsOf(data string) (*smart.BoltStore, func() error, error) {
+	st, err := openState(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w (is `gpgate serve` running on this data directory? stop it first)", err)
+		return nil, nil, err
 	}
-	return st, nil
+	return st.clients, st.Close, nil
 }
 
 func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -94,11 +91,11 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		fmt.Fprintln(stdout, string(pub))
 		return nil
 	}
-	st, err := openClients(o.data)
+	st, closeState, err := clientsOf(o.data)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeState()
 	switch sub {
 	case "add":
 		if o.id == "" || o.ods == "" || o.scopes == "" || (o.jwks == "") == (o.jwksURL == "") {

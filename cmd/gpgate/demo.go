@@ -13,6 +13,7 @@ import (
 
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/consent"
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
@@ -50,6 +51,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := demoClient(ctx, o.data); err != nil {
 		return err
 	}
+	if err := demoAgreements(ctx, o.data, sum); err != nil {
+		return err
+	}
 	printSummary(stdout, sum, o.data)
 	fmt.Fprintln(stdout, "\nDemo clients (SMART Backend Services; `gpgate token --client ID --key FILE --scope ...`):")
 	for _, c := range demoClients {
@@ -62,23 +66,31 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 // the README's curl examples work as printed: a hospital EPR and an auditor.
 const (
 	demoClientID  = "demo-ehr"
-	demoClientODS = "RXX01"
+	demoClientODS = consent.DemoConsumerActive
 	demoKeyFile   = "demo-client.jwk"
 )
 
+// Each consumer organisation has a demo agreement of its own kind with every
+// demo practice (consent.DemoAgreements): RXX01 active with break-glass,
+// RXX02 suspended, RXX03 blood pressure only, RXX04 without break-glass.
 var demoClients = []struct{ id, ods, name, key, scopes string }{
-	{demoClientID, demoClientODS, "Demo hospital EPR", demoKeyFile, "system/*.rs patient/*.rs system/Consent.c"},
+	{demoClientID, demoClientODS, "Demo hospital EPR (active agreement)", demoKeyFile, demoClinicalScopes},
+	{"demo-111", consent.DemoConsumerSuspended, "Demo 111 service (suspended agreement)", "demo-111.jwk", demoClinicalScopes},
+	{"demo-ambulance", consent.DemoConsumerBPOnly, "Demo ambulance trust (blood pressure only)", "demo-ambulance.jwk", demoClinicalScopes},
+	{"demo-ooh", consent.DemoConsumerNoBreakGls, "Demo out-of-hours (no break-glass)", "demo-ooh.jwk", demoClinicalScopes},
 	{"demo-auditor", "Y99000", "Demo regional auditor", "demo-auditor.jwk", "system/AuditEvent.rs"},
 }
+
+const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.c"
 
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.
 func demoClient(ctx context.Context, data string) error {
-	st, err := openClients(data)
+	st, closeState, err := clientsOf(data)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer closeState()
 	for _, dc := range demoClients {
 		keyPath := filepath.Join(data, dc.key)
 		_, gerr := st.GetClient(ctx, dc.id)
@@ -183,4 +195,27 @@ func printSummary(w io.Writer, s *demo.Summary, data string) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", n.NHS, n.PatientID, n.Resources, n.Description)
 	}
 	tw.Flush()
+}
+
+// demoAgreements stores the demo sharing agreements for every practice of
+// the region, unless they are there already.
+func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
+	st, err := openState(data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var ods []string
+	for _, p := range sum.Practices {
+		ods = append(ods, p.ODS)
+	}
+	for _, a := range consent.DemoAgreements(ods, time.Now()) {
+		if _, err := st.consent.Get(ctx, a.ID); err == nil {
+			continue
+		}
+		if _, err := st.consent.Add(ctx, a); err != nil {
+			return fmt.Errorf("demo agreement %s: %w", a.ID, err)
+		}
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -64,9 +65,14 @@ func TestServeGP2GPPractice(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	data := filepath.Join(dir, "data")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"agreements", "add", "--data", data, "--provider", "A20047", "--consumers", demoClientODS, "--areas", "all", "--purposes", "TREAT"}, &out, &errb); code != 0 {
+		t.Fatalf("agreements add: %s %s", out.String(), errb.String())
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	s, _ := startOn(t, ctx, serveOpts{data: filepath.Join(dir, "data"), practices: cfgPath})
+	s, _ := startOn(t, ctx, serveOpts{data: data, practices: cfgPath})
 
 	counts := map[string]int{}
 	for f, nhs := range bind {
@@ -112,9 +118,10 @@ func TestServeGP2GPPractice(t *testing.T) {
 	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		b := decodeBundle(t, s.get(t, patientSearch("9732110317")))
-		if *b.Total == 1 {
-			break
+		if r := s.get(t, patientSearch("9732110317")); r.status == http.StatusOK {
+			if b := decodeBundle(t, r); *b.Total == 1 {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("new extract not picked up without restart")

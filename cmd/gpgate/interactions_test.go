@@ -72,11 +72,9 @@ func TestPatientSearchByNHSNumber(t *testing.T) {
 		t.Errorf("fullUrl %q", b.Entry[0].FullURL)
 	}
 
-	// A valid NHS number nobody holds is an empty searchset, not an error.
-	empty := decodeBundle(t, s.get(t, patientSearch("9000000009")))
-	if empty.Total == nil || *empty.Total != 0 || len(empty.Entry) != 0 {
-		t.Fatalf("unknown patient: total %v entries %d", empty.Total, len(empty.Entry))
-	}
+	// A valid NHS number nobody holds is refused exactly as a patient at a
+	// practice without an agreement: nothing says whether it exists.
+	expectOutcome(t, s.get(t, patientSearch("9000000009")), 403, fhir.CodeNoOrganisationConsent)
 }
 
 func TestReadEveryTypeByID(t *testing.T) {
@@ -255,7 +253,7 @@ func TestGetStructuredRecord(t *testing.T) {
 		{"name":"includeRisksAndWarnings"},
 		{"name":"includeProcedures"},
 		{"name":"includeExamination"}]}`, typical.NHS)
-	r := s.do(t, http.MethodPost, "/Patient/$getstructuredrecord", []byte(body))
+	r := s.do(t, http.MethodPost, "/Patient/$getstructuredrecord", []byte(body), "Authorization", "Bearer "+s.patientToken(t, typical.PatientID))
 	b := decodeBundle(t, r)
 	if b.Type != "collection" {
 		t.Fatalf("type %q", b.Type)
@@ -366,8 +364,8 @@ func TestBadInput(t *testing.T) {
 		{"Parameters unknown, strict", "POST", "/Patient/$getstructuredrecord", `{"resourceType":"Parameters","parameter":[{"name":"patientNHSNumber","valueIdentifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"` + p.NHS + `"}},{"name":"includeEverything"}]}`, []string{"Prefer", "handling=strict"}, 422, fhir.CodeInvalidParameter},
 		{"body over the limit", "POST", "/Patient/$getstructuredrecord", `{"resourceType":"Parameters","x":"` + big + `"}`, nil, 413, fhir.CodeBodyTooLarge},
 		{"wrong content type", "POST", "/Patient/$getstructuredrecord", `<Parameters/>`, []string{"Content-Type", "application/xml"}, 415, fhir.CodeUnsupportedMediaType},
-		{"unknown patient for $getstructuredrecord", "POST", "/Patient/$getstructuredrecord", `{"resourceType":"Parameters","parameter":[{"name":"patientNHSNumber","valueIdentifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}}]}`, nil, 404, fhir.CodePatientNotFound},
-		{"unknown patient id", "GET", "/Patient/pnosuchpatient", "", nil, 404, fhir.CodePatientNotFound},
+		{"unknown patient for $getstructuredrecord", "POST", "/Patient/$getstructuredrecord", `{"resourceType":"Parameters","parameter":[{"name":"patientNHSNumber","valueIdentifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009"}}]}`, nil, 403, fhir.CodeNoOrganisationConsent},
+		{"unknown patient id", "GET", "/Patient/pnosuchpatient", "", nil, 403, fhir.CodeNoOrganisationConsent},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

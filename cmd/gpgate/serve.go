@@ -90,25 +90,29 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
-	clients, err := openClients(o.data)
+	st, err := openState(o.data)
 	if err != nil {
 		return err
 	}
-	defer clients.Close()
-	authz, err := smart.NewServer(ctx, smart.Options{Clients: clients, Keys: clients, BaseURL: base, Logger: log, Auditor: auditLog})
+	defer st.Close()
+	policy := newSharing(st.consent, locator{reg}.PracticeOf, reg.Resolve, time.Now, log)
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: policy})
 	if err != nil {
 		return err
 	}
 	defer authz.Close()
 	uris := authz.OAuthURIs()
-	capability := conformance.CapabilityStatement(conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
-		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true})
+	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true}
+	capability := conformance.CapabilityStatement(capOpts)
 	e := rest.New(rest.Config{
 		BaseURL:    base,
 		Records:    reg,
 		Locator:    locator{reg},
 		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
-		Authorizer: scopeAuthorizer{},
+		Authorizer: scopeAuthorizer{next: policy},
+		Policy:     policy,
+		Consents:   policy,
 		Auditor:    auditLog,
 		Audit:      auditLogAPI{auditLog},
 		Capability: capability,

@@ -224,20 +224,26 @@ func (s *Server) everything(c echo.Context) error {
 // Denials are audited here; grants are audited by the caller just before the
 // answer is written, when it knows what it returns.
 func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, fhir.Decision, error) {
+	// An unknown patient is not refused here: the authorizer runs first with
+	// no practice, so a caller without an agreement gets the same refusal
+	// whether or not the patient exists.
 	nhs := req.NHS
+	var notFound error
 	if nhs == "" {
 		n, err := s.cfg.Records.Resolve(req.PatientID)
 		if err != nil {
-			return nil, fhir.Decision{}, s.deny(ctx, req, err)
+			notFound = err
 		}
 		nhs = n
 	}
 	req.NHS = nhs
 	meta := RecordMeta{NHS: nhs}
-	if s.cfg.Locator != nil {
-		if ods, err := s.cfg.Locator.PracticeOf(nhs); err == nil {
-			meta.Practice = ods
+	if s.cfg.Locator != nil && notFound == nil {
+		ods, err := s.cfg.Locator.PracticeOf(nhs)
+		if err != nil {
+			notFound = err
 		}
+		meta.Practice = ods
 	}
 	dec := fhir.Decision{Permit: true, Areas: req.Areas}
 	if s.cfg.Authorizer != nil {
@@ -249,6 +255,9 @@ func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, f
 		if !dec.Permit {
 			return nil, dec, s.refuse(ctx, req, dec)
 		}
+	}
+	if notFound != nil {
+		return nil, dec, s.deny(ctx, req, notFound)
 	}
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.SourceBudget)
 	defer cancel()
@@ -298,6 +307,21 @@ func (s *Server) audit(ctx context.Context, req *fhir.Request, rec *fhir.Record,
 	if s.cfg.Auditor == nil {
 		return nil
 	}
+	return s.writeAudit(ctx, s.auditEntry(ctx, req, rec, dec, count, code))
+}
+
+func (s *Server) writeAudit(ctx context.Context, e *fhir.AuditEntry) error {
+	if s.cfg.Auditor == nil {
+		return nil
+	}
+	if err := s.cfg.Auditor.Record(ctx, e); err != nil {
+		return fhir.Internal(err)
+	}
+	return nil
+}
+
+// auditEntry describes one access for the audit log.
+func (s *Server) auditEntry(ctx context.Context, req *fhir.Request, rec *fhir.Record, dec fhir.Decision, count int, code fhir.Code) *fhir.AuditEntry {
 	e := &fhir.AuditEntry{
 		Time:        s.now(),
 		RequestID:   fhir.RequestIDFrom(ctx),
@@ -331,10 +355,7 @@ func (s *Server) audit(ctx context.Context, req *fhir.Request, rec *fhir.Record,
 		e.ClientID, e.ConsumerODS, e.Practitioner, e.Role = p.ClientID, p.ConsumerODS, p.Practitioner, p.Role
 		e.PurposeOfUse, e.TokenID, e.BreakGlass = p.PurposeOfUse, p.TokenID, p.BreakGlass
 	}
-	if err := s.cfg.Auditor.Record(ctx, e); err != nil {
-		return fhir.Internal(err)
-	}
-	return nil
+	return e
 }
 
 func auditQuery(req *fhir.Request) string {

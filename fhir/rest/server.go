@@ -69,6 +69,7 @@ type Config struct {
 	Policy       RecordPolicy // applied after the fetch, before the Bundle is built
 	Auditor      Auditor
 	Audit        AuditLog          // serves GET /AuditEvent when set
+	Consents     ConsentRecorder   // serves POST /Consent when set
 	Capability   []byte            // CapabilityStatement bytes for /metadata
 	Static       map[string][]byte // extra GET routes served as FHIR JSON (e.g. OperationDefinitions)
 	Logger       *slog.Logger
@@ -133,6 +134,10 @@ func New(cfg Config) *echo.Echo {
 	}
 
 	auth := s.authenticate
+	if cfg.Consents != nil {
+		e.POST("/Consent", s.createConsent, auth)
+		e.GET("/Consent/:id", s.readConsent, auth)
+	}
 	if cfg.Audit != nil {
 		e.GET("/AuditEvent", s.searchAuditEvents, auth)
 		e.GET("/AuditEvent/:id", s.readAuditEvent, auth)

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/gpgate/gpgate/consent"
+	"github.com/gpgate/gpgate/fhir"
+)
+
+func runAgreements(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	usage := func(w io.Writer) {
+		fmt.Fprint(w, `Usage:
+  gpgate agreements add --provider ODS --consumers ODS[,ODS...] [--areas all|summary|problems,medication,...]
+        [--purposes TREAT[,ETREAT]] [--break-glass] [--start 2026-01-01] [--end 2027-01-01]
+        [--status active|draft] [--default-sharing implied|dissent] [--id ID] [--data DIR]
+        add an Information Sharing Agreement between a practice and consumer organisations
+  gpgate agreements list [--provider ODS] [--data DIR]
+  gpgate agreements show --id ID [--data DIR]
+  gpgate agreements suspend|end|activate --id ID [--data DIR]
+
+Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
+(/admin/agreements, scope system/Agreement.cruds) while it runs.
+`)
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		if len(args) == 0 {
+			return errUsage
+		}
+		return nil
+	}
+	sub := args[0]
+	var o struct {
+		data, id, provider, consumers, areas, purposes, start, end, status, defSharing string
+		breakGlass                                                                     bool
+	}
+	fs := newFlags("agreements "+sub+" [flags]", "Manage Information Sharing Agreements.", stderr)
+	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	switch sub {
+	case "add":
+		fs.StringVar(&o.id, "id", "", "agreement id (default: random)")
+		fs.StringVar(&o.provider, "provider", "", "provider practice ODS code (required)")
+		fs.StringVar(&o.consumers, "consumers", "", "consumer organisation ODS codes, comma separated (required)")
+		fs.StringVar(&o.areas, "areas", "all", "dataset areas shared: all, summary, or a list of "+strings.ReplaceAll(allAreaNames(), ",", ", "))
+		fs.StringVar(&o.purposes, "purposes", "TREAT", "purposes of use allowed (v3-ActReason codes), comma separated")
+		fs.BoolVar(&o.breakGlass, "break-glass", false, "allow break-glass (emergency access without the patient's consent to view)")
+		fs.StringVar(&o.start, "start", "", "start date (default now)")
+		fs.StringVar(&o.end, "end", "", "end date (default open-ended)")
+		fs.StringVar(&o.status, "status", "active", "draft or active")
+		fs.StringVar(&o.defSharing, "default-sharing", "implied", "for patients with no coded sharing entry: implied or dissent")
+	case "list":
+		fs.StringVar(&o.provider, "provider", "", "only agreements of this practice")
+	case "show", "suspend", "end", "activate":
+		fs.StringVar(&o.id, "id", "", "agreement id (required)")
+	default:
+		fmt.Fprintf(stderr, "gpgate agreements: unknown subcommand %q\n", sub)
+		usage(stderr)
+		return errUsage
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if (sub == "show" || sub == "suspend" || sub == "end" || sub == "activate") && o.id == "" {
+		return fmt.Errorf("--id is required")
+	}
+	st, err := openState(o.data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ags := st.consent
+	switch sub {
+	case "add":
+		if o.provider == "" || o.consumers == "" {
+			fs.Usage()
+			return fmt.Errorf("--provider and --consumers are required")
+		}
+		set, err := fhir.ParseAreas(o.areas)
+		if err != nil {
+			return err
+		}
+		areas := strings.Split(set.String(), ",")
+		body, _ := json.Marshal(map[string]any{
+			"id": o.id, "provider": o.provider, "consumers": splitList(o.consumers), "areas": areas,
+			"purposes": splitList(o.purposes), "start": o.start, "end": o.end, "status": o.status,
+			"breakGlass": o.breakGlass, "defaultSharing": o.defSharing,
+		})
+		a, err := consent.ParseAgreement(body)
+		if err != nil {
+			return err
+		}
+		if a, err = ags.Add(ctx, a); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "agreement %s added (%s -> %s, %s)\n", a.ID, a.Provider, strings.Join(a.Consumers, ","), a.Status)
+	case "list":
+		list, err := ags.List(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPROVIDER\tCONSUMERS\tSTATUS\tAREAS\tPURPOSES\tBREAK-GLASS")
+		for _, a := range list {
+			if o.provider != "" && a.Provider != o.provider {
+				continue
+			}
+			consumers := strings.Join(a.Consumers, ",")
+			if a.ConsumerGroup != "" {
+				consumers = "group:" + a.ConsumerGroup
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", a.ID, a.Provider, consumers, a.Status, a.Areas, strings.Join(a.Purposes, ","), a.BreakGlass)
+		}
+		tw.Flush()
+	case "show":
+		a, err := ags.Get(ctx, o.id)
+		if err != nil {
+			return err
+		}
+		var v any
+		_ = json.Unmarshal(consent.AgreementJSON(a), &v)
+		b, _ := json.MarshalIndent(v, "", "  ")
+		fmt.Fprintln(stdout, string(b))
+	case "suspend", "end", "activate":
+		f := map[string]func(context.Context, string) (consent.Agreement, error){"suspend": ags.Suspend, "end": ags.End, "activate": ags.Activate}[sub]
+		a, err := f(ctx, o.id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "agreement %s is now %s\n", a.ID, a.Status)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func allAreaNames() string { return fhir.AllAreas.String() }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/gpgate/gpgate/consent"
+	"github.com/gpgate/gpgate/consent/smart"
+	"github.com/gpgate/gpgate/fhir"
+)
+
+func runConsent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var o struct {
+		base, client, key, nhs, clinician, breakGlass string
+		hours                                         int
+	}
+	fs := newFlags("consent --base URL --client ID --key FILE --nhs N --clinician SDS [--break-glass REASON]",
+		"Records a clinician's consent to view a patient's GP record (the patient agreed, now), or a\nbreak-glass with its reason, and prints the Consent id to use as `gpgate token --consent ID`.", stderr)
+	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate FHIR base URL")
+	fs.StringVar(&o.client, "client", "", "client id (required)")
+	fs.StringVar(&o.key, "key", "", "private key file (required)")
+	fs.StringVar(&o.nhs, "nhs", "", "the patient's NHS number (required)")
+	fs.StringVar(&o.clinician, "clinician", "", "the clinician's SDS user id (required)")
+	fs.StringVar(&o.breakGlass, "break-glass", "", "record a break-glass with this reason (kept only in the audit)")
+	fs.IntVar(&o.hours, "hours", 8, "how long the consent lasts (at most 24)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if o.client == "" || o.key == "" || o.nhs == "" || o.clinician == "" {
+		fs.Usage()
+		return errUsage
+	}
+	nhs, err := fhir.ParseNHSNumber(o.nhs)
+	if err != nil {
+		return err
+	}
+	key, err := os.ReadFile(o.key)
+	if err != nil {
+		return err
+	}
+	base := strings.TrimSuffix(o.base, "/")
+	tok, _, err := smart.RequestToken(ctx, base+smart.PathToken, o.client, key, []string{"system/Consent.c"}, nil)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	c := map[string]any{
+		"resourceType": "Consent",
+		"status":       "active",
+		"patient":      map[string]any{"identifier": map[string]string{"system": fhir.NHSNumberSystem, "value": string(nhs)}},
+		"performer":    []any{map[string]any{"identifier": map[string]string{"system": consent.SDSUserSystem, "value": o.clinician}}},
+		"provision": map[string]any{
+			"type":   "permit",
+			"period": map[string]string{"start": now.Format(time.RFC3339), "end": now.Add(time.Duration(o.hours) * time.Hour).Format(time.RFC3339)},
+		},
+	}
+	if o.breakGlass != "" {
+		c["provision"].(map[string]any)["purpose"] = []any{map[string]string{"system": consent.ActReasonSystem, "code": consent.PurposeEmergency}}
+		c["extension"] = []any{map[string]string{"url": consent.ExtBreakGlassReason, "valueString": o.breakGlass}}
+	}
+	body, _ := json.Marshal(c)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/Consent", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	if res.StatusCode != http.StatusCreated {
+		return fmt.Errorf("POST /Consent: %s: %s", res.Status, outcomeText(rb))
+	}
+	var out struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(rb, &out); err != nil || out.ID == "" {
+		return fmt.Errorf("POST /Consent: unexpected answer")
+	}
+	fmt.Fprintln(stdout, out.ID)
+	return nil
+}
+
+// outcomeText summarises an OperationOutcome for a CLI error.
+func outcomeText(b []byte) string {
+	var oo struct {
+		Issue []struct {
+			Details struct {
+				Coding []struct {
+					Code string `json:"code"`
+				} `json:"coding"`
+			} `json:"details"`
+			Diagnostics string `json:"diagnostics"`
+		} `json:"issue"`
+	}
+	if json.Unmarshal(b, &oo) != nil || len(oo.Issue) == 0 {
+		return strings.TrimSpace(string(b))
+	}
+	code := ""
+	if len(oo.Issue[0].Details.Coding) > 0 {
+		code = oo.Issue[0].Details.Coding[0].Code
+	}
+	return code + ": " + oo.Issue[0].Diagnostics
+}
