@@ -96,6 +96,9 @@ func (a scopeAuthorizer) Authorize(ctx context.Context, p *fhir.Principal, req *
 	if req.Type == "Consent" {
 		return consentDecision(scopes), nil
 	}
+	if req.Type == "Agreement" {
+		return adminDecision(scopes, req.Interaction), nil
+	}
 	var permitted fhir.Areas
 	if req.Interaction == "read" || req.Interaction == "search-type" {
 		// One type: the type itself must be permitted; granular scopes
@@ -184,4 +187,17 @@ func consentDecision(scopes []smart.Scope) fhir.Decision {
 		}
 	}
 	return deny(fhir.CodeAccessDenied, "recording a consent to view needs a system/Consent.c scope")
+}
+
+// adminDecision: the agreements admin API needs system scopes that name
+// Agreement (no wildcard reaches it): .rs to read, .c to add, .u to change
+// status.
+func adminDecision(scopes []smart.Scope, interaction string) fhir.Decision {
+	need := map[string]smart.Perm{"read": smart.PermRead, "search-type": smart.PermSearch, "create": smart.PermCreate, "update": smart.PermUpdate}[interaction]
+	for _, s := range scopes {
+		if s.Type == "Agreement" && s.Context == smart.ContextSystem && need != 0 && s.Perms&need == need {
+			return fhir.Decision{Permit: true, Rule: "scope"}
+		}
+	}
+	return deny(fhir.CodeAccessDenied, "the agreements admin API needs a system/Agreement scope")
 }

@@ -79,6 +79,7 @@ var demoClients = []struct{ id, ods, name, key, scopes string }{
 	{"demo-ambulance", consent.DemoConsumerBPOnly, "Demo ambulance trust (blood pressure only)", "demo-ambulance.jwk", demoClinicalScopes},
 	{"demo-ooh", consent.DemoConsumerNoBreakGls, "Demo out-of-hours (no break-glass)", "demo-ooh.jwk", demoClinicalScopes},
 	{"demo-auditor", "Y99000", "Demo regional auditor", "demo-auditor.jwk", "system/AuditEvent.rs"},
+	{"demo-admin", "Y99000", "Demo regional sharing administrator", "demo-admin.jwk", "system/Agreement.crus"},
 }
 
 const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.c"

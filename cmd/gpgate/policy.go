@@ -140,3 +140,42 @@ func (s *sharing) ReadConsent(ctx context.Context, p *fhir.Principal, id string)
 	}
 	return fhir.NewResource(c.Resource)
 }
+
+// The admin API over agreements (rest.AgreementAdmin).
+
+func (s *sharing) ListAgreements(ctx context.Context) ([]byte, error) {
+	l, err := s.store.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return consent.AgreementListJSON(l), nil
+}
+
+func (s *sharing) GetAgreement(ctx context.Context, id string) ([]byte, error) {
+	a, err := s.store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return consent.AgreementJSON(a), nil
+}
+
+func (s *sharing) AddAgreement(ctx context.Context, body []byte) ([]byte, error) {
+	a, err := consent.ParseAgreement(body)
+	if err != nil {
+		return nil, err
+	}
+	if a, err = s.store.Add(ctx, a); err != nil {
+		return nil, err
+	}
+	return consent.AgreementJSON(a), nil
+}
+
+func (s *sharing) SetAgreementStatus(ctx context.Context, id, action string) ([]byte, error) {
+	f := map[string]func(context.Context, string) (consent.Agreement, error){
+		"suspend": s.store.Suspend, "end": s.store.End, "activate": s.store.Activate}[action]
+	a, err := f(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return consent.AgreementJSON(a), nil
+}

@@ -113,6 +113,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Authorizer: scopeAuthorizer{next: policy},
 		Policy:     policy,
 		Consents:   policy,
+		Agreements: policy,
 		Auditor:    auditLog,
 		Audit:      auditLogAPI{auditLog},
 		Capability: capability,

@@ -70,6 +70,7 @@ type Config struct {
 	Auditor      Auditor
 	Audit        AuditLog          // serves GET /AuditEvent when set
 	Consents     ConsentRecorder   // serves POST /Consent when set
+	Agreements   AgreementAdmin    // serves /admin/agreements when set
 	Capability   []byte            // CapabilityStatement bytes for /metadata
 	Static       map[string][]byte // extra GET routes served as FHIR JSON (e.g. OperationDefinitions)
 	Logger       *slog.Logger
@@ -134,6 +135,9 @@ func New(cfg Config) *echo.Echo {
 	}
 
 	auth := s.authenticate
+	if cfg.Agreements != nil {
+		s.mountAdmin(e, auth)
+	}
 	if cfg.Consents != nil {
 		e.POST("/Consent", s.createConsent, auth)
 		e.GET("/Consent/:id", s.readConsent, auth)
