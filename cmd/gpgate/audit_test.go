@@ -26,8 +26,8 @@ func TestAccessesAreAudited(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	s, errc := startOn(t, ctx, serveOpts{data: dir})
 	n := sum.Notable[0]
-	decodeBundle(t, s.get(t, patientSearch(n.NHS)))                                      // granted query
-	decodeBundle(t, s.get(t, "/Patient/"+n.PatientID+"/$everything"))                    // granted query
+	decodeBundle(t, s.get(t, patientSearch(n.NHS)))                   // granted query
+	decodeBundle(t, s.get(t, "/Patient/"+n.PatientID+"/$everything")) // granted query
 	// An unknown patient is refused like a patient without an agreement.
 	expectOutcome(t, s.get(t, "/Patient/pnosuchpatient"), 403, fhir.CodeNoOrganisationConsent)
 	cancel()
