@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/fhir"
 )
 
@@ -33,6 +35,22 @@ func TestAccessesAreAudited(t *testing.T) {
 	cancel()
 	if err := <-errc; err != nil {
 		t.Fatalf("serve: %v", err)
+	}
+
+	// The practice system was told too (the embedded source keeps its own trail).
+	store, err := embedded.Open(filepath.Join(dir, recordsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acc, err := store.Source(n.Practice).Accesses(context.Background(), fhir.NHSNumber(n.NHS))
+	store.Close()
+	if err != nil || len(acc) != 2 {
+		t.Fatalf("practice access trail: %d entries (%v), want the 2 granted accesses", len(acc), err)
+	}
+	for _, a := range acc {
+		if a.ClientID != demoClientID || a.ConsumerODS != demoClientODS {
+			t.Fatalf("practice access trail names %s/%s", a.ClientID, a.ConsumerODS)
+		}
 	}
 
 	var out, errb bytes.Buffer

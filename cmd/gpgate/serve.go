@@ -114,7 +114,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Policy:     policy,
 		Consents:   policy,
 		Agreements: policy,
-		Auditor:    auditLog,
+		Auditor:    practiceAudit{log: auditLog, reg: reg, lg: log},
 		Audit:      auditLogAPI{auditLog},
 		Capability: capability,
 		Logger:     log,
