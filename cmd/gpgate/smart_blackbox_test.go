@@ -2,11 +2,17 @@ package main
 
 // Black-box tests of SMART Backend Services over HTTP: a real gpgate on a
 // free port, consumer systems registered with the `gpgate clients` verbs
-// before it starts, and every request made as a client would make it. The
-// server here is its own small region (30 patients, generated in well under
-// a second) because the client registry is a bbolt file the running server
-// holds: extra clients (other algorithms, a narrow client, a disabled one, a
-// rotated one) must be registered before it starts.
+// and sharing agreements stored (the demo agreements, and one added with
+// `gpgate agreements add`) before it starts, and every request made as a
+// client would make it. The server here is its own small region (30
+// patients, generated in well under a second) because the client registry
+// is a bbolt file the running server holds: extra clients (other
+// algorithms, a narrow client, a disabled one, a rotated one) must be
+// registered before it starts.
+//
+// Consent is enforced: a system token reads demographics only; clinical
+// data is read with patient-context tokens issued over HTTP against a
+// consent to view recorded with POST /Consent.
 
 import (
 	"bytes"
@@ -20,7 +26,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,19 +38,21 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 
 	"github.com/gpgate/gpgate/adapters/embedded/demo"
+	"github.com/gpgate/gpgate/consent"
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// The consumer systems registered besides demo-ehr (ES384, system/*.rs
-// patient/*.rs system/Consent.c).
+// The consumer systems registered besides the demo clients (demo-ehr:
+// ES384, RXX01, system/*.rs patient/*.rs system/Consent.c).
 const (
-	sbCondClient    = "condition-reader" // ES256, may only ask for system/Condition.rs
-	sbRS384Client   = "rs384-epr"        // RS384, system/Patient.rs
-	sbRS256Client   = "rs256-epr"        // RS256, system/Patient.rs
-	sbDisabled      = "retired-epr"      // ES384, registered then disabled
-	sbRotated       = "rotated-epr"      // ES256, key rotated before the server starts
-	sbConsentRef    = "Consent/sb-test-1"
+	sbCondClient    = "condition-reader" // ES256, RXX06: Conditions only (system/Condition.rs patient/Condition.rs system/Consent.c)
+	sbRS384Client   = "rs384-epr"        // RS384, RXX03 (blood-pressure-only agreement), system/Patient.rs
+	sbRS256Client   = "rs256-epr"        // RS256, RXX04, system/Patient.rs
+	sbDisabled      = "retired-epr"      // ES384, RXX05, registered then disabled
+	sbRotated       = "rotated-epr"      // ES256, RXX06, key rotated before the server starts
+	sbODS           = "RXX06"            // given an all-areas agreement with `gpgate agreements add`
+	sbCondScopes    = "system/Condition.rs patient/Condition.rs system/Consent.c"
 	sbTokenLifetime = 300
 )
 
@@ -62,12 +69,13 @@ type sbEnv struct {
 	signKey any
 	signKID string
 
-	// A patient-context token bound to patA, issued by the smart package's
-	// token endpoint with a consent narrower (the HTTP server has no
-	// consent service wired yet, so it cannot issue one itself).
+	// A patient-context token of demo-ehr bound to patA (patient/*.rs),
+	// issued over HTTP against consentID, a consent to view demo-ehr
+	// recorded with POST /Consent.
 	patientTok   string
+	consentID    string
 	patA, patB   demo.Notable
-	conditionTok string // condition-reader's system/Condition.rs token
+	conditionTok string // condition-reader's patient/Condition.rs token for patA, against its own consent
 }
 
 // sbRun runs the gpgate command line in-process.
@@ -102,20 +110,10 @@ func sbRegister(t testing.TB, data, id, alg, ods, scopes string) []byte {
 	return b
 }
 
-// consentNarrower stands in for the consent service: it binds the token to
-// one patient and grants what was asked.
-type consentNarrower struct{ patient string }
-
-func (n consentNarrower) Narrow(_ context.Context, _ *smart.Client, b2b *smart.B2B, requested []smart.Scope) ([]smart.Scope, string, error) {
-	if len(b2b.ConsentReference) != 1 || b2b.ConsentReference[0] != sbConsentRef {
-		return nil, "", fhir.Errorf(fhir.CodeNoPatientConsent, "no such consent")
-	}
-	return requested, n.patient, nil
-}
-
-// startSmartEnv generates a small region, registers the clients, prepares
-// gpgate's signing key and a patient-context token, and serves the region
-// on a free port until the test ends.
+// startSmartEnv generates a small region, stores its sharing agreements,
+// registers the clients, prepares gpgate's signing key, serves the region on
+// a free port until the test ends, and obtains the patient-context tokens
+// over HTTP (POST /Consent, then /auth/token with consent_reference).
 func startSmartEnv(t *testing.T) *sbEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -127,19 +125,29 @@ func startSmartEnv(t *testing.T) *sbEnv {
 	if err := demoClient(ctx, dir); err != nil {
 		t.Fatal(err)
 	}
+	// The demo agreements (RXX01 active with every area), and one more
+	// through the admin verb: every practice shares everything with RXX06.
+	if err := demoAgreements(ctx, dir, sum); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sum.Practices {
+		if code, out, stderr := sbRun(t, "agreements", "add", "--data", dir, "--provider", p.ODS, "--consumers", sbODS, "--areas", "all"); code != 0 || !strings.Contains(out, "added") {
+			t.Fatalf("agreements add: %d %s %s", code, out, stderr)
+		}
+	}
 	env := &sbEnv{keys: map[string][]byte{}}
 	env.keys[demoClientID], err = os.ReadFile(filepath.Join(dir, demoKeyFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.keys[sbCondClient] = sbRegister(t, dir, sbCondClient, "ES256", "RXX02", "system/Condition.rs")
+	env.keys[sbCondClient] = sbRegister(t, dir, sbCondClient, "ES256", sbODS, sbCondScopes)
 	env.keys[sbRS384Client] = sbRegister(t, dir, sbRS384Client, "RS384", "RXX03", "system/Patient.rs")
 	env.keys[sbRS256Client] = sbRegister(t, dir, sbRS256Client, "RS256", "RXX04", "system/Patient.rs")
 	env.keys[sbDisabled] = sbRegister(t, dir, sbDisabled, "ES384", "RXX05", "system/*.rs")
 	if code, out, stderr := sbRun(t, "clients", "disable", "--data", dir, "--id", sbDisabled); code != 0 || !strings.Contains(out, "disabled") {
 		t.Fatalf("clients disable: %d %s %s", code, out, stderr)
 	}
-	env.oldKey = sbRegister(t, dir, sbRotated, "ES256", "RXX06", "system/Patient.rs")
+	env.oldKey = sbRegister(t, dir, sbRotated, "ES256", sbODS, "system/Patient.rs")
 	newKey := filepath.Join(dir, "rotated-new.jwk")
 	code, newPub, stderr := sbRun(t, "clients", "keygen", "--out", newKey, "--alg", "ES256")
 	if code != 0 {
@@ -151,23 +159,47 @@ func startSmartEnv(t *testing.T) *sbEnv {
 	}
 	env.keys[sbRotated], _ = os.ReadFile(newKey)
 
-	// A free port, so the base URL (the tokens' iss and aud) is known
-	// before the server starts.
+	patients, err := listPatients(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := sbFreeAddr(t)
+	base := "http://" + addr
+	env.tokenURL = base + smart.PathToken
+	env.testServer = &testServer{base: base, dir: dir, summary: sum, patients: patients, knownIDs: map[string]bool{}}
+	for _, n := range patients {
+		env.knownIDs[fhir.PatientID(n)] = true
+	}
+	env.patA = env.notable(t, demo.NotableTypical)
+	env.patB = env.notable(t, demo.NotableNoAllergies)
+	env.prepareKeys(t, dir, base)
+	t.Cleanup(sbServe(t, dir, addr))
+
+	env.consentID = env.consentAs(t, demoClientID, env.patA.PatientID)
+	env.patientTok = env.mustPatientToken(t, demoClientID, env.consentID, "patient/*.rs", env.patA.PatientID)
+	env.conditionTok = env.mustPatientToken(t, sbCondClient, env.consentAs(t, sbCondClient, env.patA.PatientID), "patient/Condition.rs", env.patA.PatientID)
+	return env
+}
+
+// sbFreeAddr is a free local port, so the base URL (the tokens' iss and
+// aud) is known before the server starts and stays the same across a
+// restart.
+func sbFreeAddr(t testing.TB) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	base := "http://" + addr
-	env.tokenURL = base + smart.PathToken
+	return addr
+}
 
-	env.testServer = &testServer{base: base, dir: dir, summary: sum}
-	env.patA = env.notable(t, demo.NotableTypical)
-	env.patB = env.notable(t, demo.NotableNoAllergies)
-	env.prepareKeys(t, dir, base)
-
-	sctx, cancel := context.WithCancel(ctx)
+// sbServe serves dir at addr until the returned stop is called; stop waits
+// for the server to release the data directory.
+func sbServe(t testing.TB, dir, addr string) (stop func()) {
+	t.Helper()
+	sctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	ready := make(chan string, 1)
 	go func() {
@@ -175,28 +207,32 @@ func startSmartEnv(t *testing.T) *sbEnv {
 	}()
 	select {
 	case u := <-ready:
-		if u != base {
-			t.Fatalf("served at %s, want %s", u, base)
+		if u != "http://"+addr {
+			cancel()
+			t.Fatalf("served at %s, want http://%s", u, addr)
 		}
 	case err := <-errc:
+		cancel()
 		t.Fatalf("serve: %v", err)
 	case <-time.After(30 * time.Second):
+		cancel()
 		t.Fatal("server did not start")
 	}
-	t.Cleanup(func() {
+	done := false
+	return func() {
+		if done {
+			return
+		}
+		done = true
 		cancel()
 		if err := <-errc; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	})
-	env.conditionTok = env.mustToken(t, sbCondClient, "system/Condition.rs")
-	return env
+	}
 }
 
-// prepareKeys opens the (not yet served) state file as gpgate would: it
-// makes gpgate's signing key, issues the patient-context token through the
-// real token endpoint with a consent narrower, and keeps the signing key
-// for forging.
+// prepareKeys opens the (not yet served) state file as gpgate would, which
+// makes gpgate's signing key, and keeps that key for forging tokens.
 func (env *sbEnv) prepareKeys(t *testing.T, dir, base string) {
 	t.Helper()
 	ctx := context.Background()
@@ -205,27 +241,11 @@ func (env *sbEnv) prepareKeys(t *testing.T, dir, base string) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	srv, err := smart.NewServer(ctx, smart.Options{Clients: st, Keys: st, BaseURL: base,
-		Narrower: consentNarrower{patient: env.patA.PatientID}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := smart.NewServer(ctx, smart.Options{Clients: st, Keys: st, BaseURL: base, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
-	a, err := smart.SignAssertion(env.keys[demoClientID], smart.Assertion{ClientID: demoClientID, TokenURL: env.tokenURL, Now: time.Now(),
-		B2B: &smart.B2B{Version: "1", OrganizationID: demoClientODS, PurposeOfUse: smart.StringList{"TREAT"}, SubjectID: "G9999999",
-			ConsentReference: smart.StringList{sbConsentRef}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	req := httptest.NewRequest(http.MethodPost, env.tokenURL, strings.NewReader(sbForm(a, "patient/*.rs").Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	w := httptest.NewRecorder()
-	srv.TokenHandler().ServeHTTP(w, req)
-	var ans sbAnswer
-	if err := json.Unmarshal(w.Body.Bytes(), &ans); err != nil || w.Code != 200 || ans.Patient != env.patA.PatientID {
-		t.Fatalf("patient token: %d %s", w.Code, w.Body.String())
-	}
-	env.patientTok = ans.AccessToken
+	srv.Close()
 
 	keys, err := st.SigningKeys(ctx)
 	if err != nil || len(keys) != 1 {
@@ -244,6 +264,66 @@ func (env *sbEnv) prepareKeys(t *testing.T, dir, base string) {
 	set := jwk.NewSet()
 	_ = set.AddKey(pub)
 	env.demoPub, _ = json.Marshal(set)
+}
+
+// sbConsentBody is a minimal UK Core Consent for POST /Consent: the patient
+// by reference, the clinician by SDS user id.
+func sbConsentBody(patientID string) []byte {
+	return []byte(`{"resourceType":"Consent","status":"active","patient":{"reference":"Patient/` + patientID + `"},` +
+		`"performer":[{"identifier":{"system":"` + consent.SDSUserSystem + `","value":"` + demoClinician + `"}}]}`)
+}
+
+// postConsent POSTs a Consent with bearer.
+func (env *sbEnv) postConsent(t testing.TB, bearer string, body []byte) response {
+	t.Helper()
+	return env.do(t, http.MethodPost, "/Consent", body, "Authorization", bearer)
+}
+
+// consentAs records a consent to view for patientID as client (with its
+// own system/Consent.c token) and returns the Consent id.
+func (env *sbEnv) consentAs(t testing.TB, client, patientID string) string {
+	t.Helper()
+	r := env.postConsent(t, "Bearer "+env.mustToken(t, client, "system/Consent.c"), sbConsentBody(patientID))
+	var c struct {
+		ResourceType string `json:"resourceType"`
+		ID           string `json:"id"`
+	}
+	if err := json.Unmarshal(r.body, &c); r.status != http.StatusCreated || err != nil || c.ResourceType != "Consent" || c.ID == "" {
+		t.Fatalf("POST /Consent as %s: %d %s", client, r.status, truncateBody(r.body))
+	}
+	if loc := r.header.Get("Location"); loc != env.base+"/Consent/"+c.ID {
+		t.Errorf("Location %q, want %s/Consent/%s", loc, env.base, c.ID)
+	}
+	return c.ID
+}
+
+// b2bAssertion signs a client assertion for client carrying hl7-b2b.
+func (env *sbEnv) b2bAssertion(t testing.TB, client string, b2b *smart.B2B) string {
+	t.Helper()
+	a, err := smart.SignAssertion(env.keys[client], smart.Assertion{ClientID: client, TokenURL: env.tokenURL, Now: time.Now(), TTL: 4 * time.Minute, B2B: b2b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// patientTokenAs asks /auth/token for a token for client naming consentID
+// as its consent_reference.
+func (env *sbEnv) patientTokenAs(t testing.TB, client, consentID, scope string) (response, sbAnswer) {
+	t.Helper()
+	a := env.b2bAssertion(t, client, &smart.B2B{Version: "1", SubjectID: demoClinician, ConsentReference: smart.StringList{consentID}})
+	return env.tokenFor(t, sbForm(a, scope).Encode())
+}
+
+// mustPatientToken is patientTokenAs that must succeed with a token bound
+// to patientID.
+func (env *sbEnv) mustPatientToken(t testing.TB, client, consentID, scope, patientID string) string {
+	t.Helper()
+	r, a := env.patientTokenAs(t, client, consentID, scope)
+	if r.status != http.StatusOK || a.AccessToken == "" || a.Patient != patientID {
+		t.Fatalf("patient token for %s (consent %s, %q): %d %s", client, consentID, scope, r.status, truncateBody(r.body))
+	}
+	return a.AccessToken
 }
 
 // sbAnswer is a token endpoint answer, success or error.
@@ -503,17 +583,31 @@ func (env *sbEnv) testFlow(t *testing.T) {
 		t.Fatalf("token does not verify with the published key: %v", err)
 	}
 
-	// Data with the token.
+	// Data with the token: a system token identifies the patient
+	// (demographics) and reads nothing clinical without consent to view.
 	b := decodeBundle(t, env.get(t, patientSearch(env.patA.NHS), "Authorization", "Bearer "+a.AccessToken))
 	if len(b.Entry) != 1 || !strings.Contains(string(b.Entry[0].Resource), env.patA.PatientID) {
 		t.Fatalf("Patient search: %d entries", len(b.Entry))
 	}
-	conds := decodeBundle(t, env.get(t, "/Condition?patient="+env.patA.PatientID, "Authorization", "Bearer "+a.AccessToken))
+	r = env.get(t, "/Condition?patient="+env.patA.PatientID, "Authorization", "Bearer "+a.AccessToken)
+	expectOutcome(t, r, http.StatusForbidden, fhir.CodeNoPatientConsent)
+	noData(t, r, env.patA)
+	// Observation is outside the granted scopes.
+	expectOutcome(t, env.get(t, "/Observation?patient="+env.patA.PatientID, "Authorization", "Bearer "+a.AccessToken), http.StatusForbidden, fhir.CodeAccessDenied)
+	// Recording a consent to view needs system/Consent.c.
+	expectOutcome(t, env.postConsent(t, "Bearer "+a.AccessToken, sbConsentBody(env.patA.PatientID)), http.StatusForbidden, fhir.CodeAccessDenied)
+
+	// Consent to view, then a patient-context token against it.
+	cid := env.consentAs(t, demoClientID, env.patA.PatientID)
+	pr, pa := env.patientTokenAs(t, demoClientID, cid, "patient/Condition.rs patient/Patient.rs")
+	if pr.status != http.StatusOK || pa.Patient != env.patA.PatientID || pa.ExpiresIn <= 0 || pa.ExpiresIn > sbTokenLifetime ||
+		!strings.Contains(" "+pa.Scope+" ", " patient/Condition.rs ") || !strings.Contains(" "+pa.Scope+" ", " patient/Patient.rs ") {
+		t.Fatalf("patient token: %d %s", pr.status, truncateBody(pr.body))
+	}
+	conds := decodeBundle(t, env.get(t, "/Condition?patient="+env.patA.PatientID, "Authorization", "Bearer "+pa.AccessToken))
 	if conds.Total == nil || *conds.Total == 0 {
 		t.Fatal("no Conditions")
 	}
-	// Observation is outside the granted scopes.
-	expectOutcome(t, env.get(t, "/Observation?patient="+env.patA.PatientID, "Authorization", "Bearer "+a.AccessToken), http.StatusForbidden, fhir.CodeAccessDenied)
 
 	// Introspection of the live token.
 	ir := env.postForm(t, smart.PathIntrospect, url.Values{"client_assertion_type": {smart.AssertionTypeJWTBearer},
@@ -527,7 +621,7 @@ func (env *sbEnv) testFlow(t *testing.T) {
 func (env *sbEnv) testAlgorithms(t *testing.T) {
 	for _, c := range []struct{ client, scope, alg string }{
 		{demoClientID, "system/Patient.rs", "ES384"},
-		{sbCondClient, "system/Condition.rs", "ES256"},
+		{sbCondClient, "system/Condition.rs system/Consent.c", "ES256"},
 		{sbRS384Client, "system/Patient.rs", "RS384"},
 		{sbRS256Client, "system/Patient.rs", "RS256"},
 		{sbRotated, "system/Patient.rs", "ES256 (rotated key)"},
@@ -542,11 +636,27 @@ func (env *sbEnv) testAlgorithms(t *testing.T) {
 			if r.status != 200 || ans.Scope != c.scope {
 				t.Fatalf("%d %s", r.status, truncateBody(r.body))
 			}
-			path := patientSearch(env.patA.NHS)
-			if c.client == sbCondClient {
-				path = "/Condition?patient=" + env.patA.PatientID
+			if c.client != sbCondClient {
+				decodeBundle(t, env.get(t, patientSearch(env.patA.NHS), "Authorization", "Bearer "+ans.AccessToken))
+				return
 			}
-			decodeBundle(t, env.get(t, path, "Authorization", "Bearer "+ans.AccessToken))
+			// condition-reader's clinical read: its system token records a
+			// consent to view, and a patient token (its assertion again
+			// signed with ES256) reads the Conditions.
+			cr := env.postConsent(t, "Bearer "+ans.AccessToken, sbConsentBody(env.patA.PatientID))
+			var cs struct{ ID string }
+			if err := json.Unmarshal(cr.body, &cs); cr.status != http.StatusCreated || err != nil || cs.ID == "" {
+				t.Fatalf("POST /Consent: %d %s", cr.status, truncateBody(cr.body))
+			}
+			pa := env.b2bAssertion(t, c.client, &smart.B2B{ConsentReference: smart.StringList{cs.ID}})
+			if m, _ := jws.ParseString(pa); m.Signatures()[0].ProtectedHeaders().Algorithm() != jwa.ES256 {
+				t.Fatal("patient-token assertion not signed with ES256")
+			}
+			pr, pans := env.tokenFor(t, sbForm(pa, "patient/Condition.rs").Encode())
+			if pr.status != 200 || pans.Patient != env.patA.PatientID {
+				t.Fatalf("patient token: %d %s", pr.status, truncateBody(pr.body))
+			}
+			decodeBundle(t, env.get(t, "/Condition?patient="+env.patA.PatientID, "Authorization", "Bearer "+pans.AccessToken))
 		})
 	}
 }
@@ -577,6 +687,9 @@ func (env *sbEnv) testTokenRejections(t *testing.T) {
 	oldRotated := sbSign(t, ok2, jwa.ES256, map[string]any{"iss": sbRotated, "sub": sbRotated, "aud": env.tokenURL,
 		"exp": now.Add(time.Minute).Unix(), "jti": sbJTI()}, nil)
 	b2b := func(m map[string]any) map[string]any { return with("extensions", map[string]any{"hl7-b2b": m}) }
+	// A live consent to view of patA, recorded by condition-reader (RXX06):
+	// demo-ehr (RXX01) may not name it.
+	otherOrg := env.consentAs(t, sbCondClient, env.patA.PatientID)
 
 	const scope = "system/Patient.rs"
 	form := func(a string) string { return sbForm(a, scope).Encode() }
@@ -622,7 +735,12 @@ func (env *sbEnv) testTokenRejections(t *testing.T) {
 		{"scope escalation: one of two", scoped(sbCondClient, "system/Condition.rs system/Patient.rs"), 400, smart.ErrInvalidScope},
 		{"malformed scope", scoped(demoClientID, "openid fhirUser"), 400, smart.ErrInvalidScope},
 		{"patient/ scope without consent_reference", scoped(demoClientID, "patient/*.rs"), 400, smart.ErrInvalidScope},
-		{"consent_reference with no consent service wired", form(sign(b2b(map[string]any{"consent_reference": sbConsentRef}))), 400, smart.ErrInvalidGrant},
+		{"consent_reference to an unknown consent", sbForm(sign(b2b(map[string]any{"consent_reference": "no-such-consent"})), "patient/*.rs").Encode(), 400, smart.ErrInvalidGrant},
+		{"consent_reference that is not an id", sbForm(sign(b2b(map[string]any{"consent_reference": "Consent/../x"})), "patient/*.rs").Encode(), 400, smart.ErrInvalidGrant},
+		{"consent_reference to another organisation's consent", sbForm(sign(b2b(map[string]any{"consent_reference": otherOrg})), "patient/*.rs").Encode(), 400, smart.ErrInvalidGrant},
+		{"two consent_references", sbForm(sign(b2b(map[string]any{"consent_reference": []string{env.consentID, env.consentID}})), "patient/*.rs").Encode(), 400, smart.ErrInvalidGrant},
+		{"consent_reference with system/ scopes only", sbForm(sign(b2b(map[string]any{"consent_reference": env.consentID})), "system/Patient.rs").Encode(), 400, smart.ErrInvalidScope},
+		{"consent_reference, scope outside the client's", sbForm(sign(b2b(map[string]any{"consent_reference": env.consentID})), "patient/*.cruds").Encode(), 400, smart.ErrInvalidScope},
 		{"organization_id of another organisation", form(sign(b2b(map[string]any{"organization_id": "Y99001"}))), 400, smart.ErrInvalidGrant},
 		{"malformed hl7-b2b", form(sign(b2b(map[string]any{"purpose_of_use": 7}))), 400, smart.ErrInvalidGrant},
 	}
@@ -766,8 +884,8 @@ func matches(t testing.TB, b *bundle) []sbEntry {
 
 func (env *sbEnv) testScopeLimited(t *testing.T) {
 	p := env.patA
-	bearer := "Bearer " + env.conditionTok
-	// What the full system token sees, for comparison.
+	bearer := "Bearer " + env.conditionTok // patient/Condition.rs, bound to patA
+	// What a patient/*.rs token for the same patient sees, for comparison.
 	allConds := matches(t, decodeBundle(t, env.get(t, "/Condition?patient="+p.PatientID+"&_count=1000")))
 	allObs := decodeBundle(t, env.get(t, "/Observation?patient="+p.PatientID+"&_count=1"))
 	everything := decodeBundle(t, env.get(t, "/Patient/"+p.PatientID+"/$everything?_count=0"))
@@ -775,6 +893,11 @@ func (env *sbEnv) testScopeLimited(t *testing.T) {
 		t.Fatalf("patient %s needs Conditions and Observations for this test", p.PatientID)
 	}
 
+	t.Run("the system/Condition.rs token reads no Condition", func(t *testing.T) {
+		r := env.get(t, "/Condition?patient="+p.PatientID, "Authorization", "Bearer "+env.mustToken(t, sbCondClient, "system/Condition.rs"))
+		expectOutcome(t, r, http.StatusForbidden, fhir.CodeNoPatientConsent)
+		noData(t, r, p)
+	})
 	t.Run("Condition search", func(t *testing.T) {
 		got := matches(t, decodeBundle(t, env.get(t, "/Condition?patient="+p.PatientID+"&_count=1000", "Authorization", bearer)))
 		if len(got) != len(allConds) {
@@ -816,7 +939,13 @@ func (env *sbEnv) testScopeLimited(t *testing.T) {
 
 func (env *sbEnv) testGranular(t *testing.T) {
 	p := env.patB
-	tok := env.mustToken(t, demoClientID, "system/Observation.rs?category=laboratory")
+	// A patient token narrowed at request to the laboratory Observations
+	// (the agreement would allow every Observation).
+	r, a := env.patientTokenAs(t, demoClientID, env.consentAs(t, demoClientID, p.PatientID), "patient/Observation.rs?category=laboratory")
+	if r.status != http.StatusOK || a.Scope != "patient/Observation.rs?category=laboratory" || a.Patient != p.PatientID {
+		t.Fatalf("granular patient token: %d %s", r.status, truncateBody(r.body))
+	}
+	tok := a.AccessToken
 	all := matches(t, decodeBundle(t, env.get(t, "/Observation?patient="+p.PatientID+"&_count=1000")))
 	lab := 0
 	for _, o := range all {
@@ -927,7 +1056,7 @@ func (env *sbEnv) testIntrospection(t *testing.T) {
 	})
 	t.Run("patient-context token", func(t *testing.T) {
 		r, m := introspect(env.assertion(t, demoClientID), env.patientTok)
-		if r.status != 200 || m["active"] != true || m["patient"] != env.patA.PatientID || m["consent_reference"] != sbConsentRef {
+		if r.status != 200 || m["active"] != true || m["patient"] != env.patA.PatientID || m["consent_reference"] != env.consentID {
 			t.Fatalf("%d %v", r.status, m)
 		}
 	})
