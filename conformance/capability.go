@@ -156,7 +156,7 @@ func CapabilityStatement(o Options) []byte {
 		}
 		for _, op := range fhir.Operations {
 			if op.Type == typ {
-				res.Operation = append(res.Operation, operation{Name: op.Name, Definition: op.Definition})
+				res.Operation = append(res.Operation, operation{Name: op.Name, Definition: Canonical(o.BaseURL, op)})
 			}
 		}
 		r.Resource = append(r.Resource, res)
@@ -166,6 +166,10 @@ func CapabilityStatement(o Options) []byte {
 			Interaction: []interaction{{Code: "read"}, {Code: "search-type"}}, Versioning: "no-version", ConditionalRead: "not-supported",
 			SearchParam: auditSearchParams})
 	}
+	// gpgate serves its own OperationDefinitions (OperationDefinitions) at
+	// their canonicals: read by id, nothing else.
+	r.Resource = append(r.Resource, resource{Type: "OperationDefinition", Interaction: []interaction{{Code: "read"}},
+		Versioning: "no-version", ConditionalRead: "not-supported"})
 	r.SearchParam = []searchParam{
 		{Name: "_count", Type: "number", Documentation: "Page size (default 50, at most 1000)"},
 		{Name: "_sort", Type: "string", Documentation: "date, -date (default), _lastUpdated or -_lastUpdated"},

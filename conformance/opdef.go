@@ -1,0 +1,163 @@
+package conformance
+
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// HL7's canonical of the operation gpgate's $everything is derived from.
+const hl7PatientEverything = "http://hl7.org/fhir/OperationDefinition/Patient-everything"
+
+type opParam struct {
+	Name          string    `json:"name"`
+	Use           string    `json:"use"`
+	Min           int       `json:"min"`
+	Max           string    `json:"max"`
+	Documentation string    `json:"documentation,omitempty"`
+	Type          string    `json:"type,omitempty"`
+	Part          []opParam `json:"part,omitempty"`
+}
+
+type operationDefinition struct {
+	ResourceType string    `json:"resourceType"`
+	ID           string    `json:"id"`
+	URL          string    `json:"url"`
+	Version      string    `json:"version,omitempty"`
+	Name         string    `json:"name"`
+	Title        string    `json:"title"`
+	Status       string    `json:"status"`
+	Kind         string    `json:"kind"`
+	Date         string    `json:"date,omitempty"`
+	Publisher    string    `json:"publisher"`
+	Description  string    `json:"description"`
+	AffectsState bool      `json:"affectsState"`
+	Code         string    `json:"code"`
+	Base         string    `json:"base,omitempty"`
+	Resource     []string  `json:"resource"`
+	System       bool      `json:"system"`
+	Type         bool      `json:"type"`
+	Instance     bool      `json:"instance"`
+	Parameter    []opParam `json:"parameter"`
+}
+
+// EverythingParams are the input parameters GET /Patient/{id}/$everything
+// honours (HL7's start, end and _since are not: they are refused under
+// Prefer: handling=strict and otherwise ignored with a warning).
+var EverythingParams = []string{"_type", "_count", "_offset"}
+
+// StructuredRecordSections are the sections of $getstructuredrecord and
+// the parts each takes, as fhir/rest parses them (name -> part -> type).
+var StructuredRecordSections = []struct {
+	Name  string
+	Doc   string
+	Parts []StructuredPart
+}{
+	{"includeAllergies", "Allergies and adverse reactions", []StructuredPart{{"includeResolvedAllergies", "boolean", "Include resolved (inactive) allergies (default true)"}}},
+	{"includeMedication", "Medications and medical devices", []StructuredPart{
+		{"includePrescriptionIssues", "boolean", "Include issues (MedicationRequest intent order) (default true)"},
+		{"medicationSearchFromDate", "date", "Only medication current on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)"}}},
+	{"includeProblems", "Problems", []StructuredPart{{"filterStatus", "code", "active or inactive"}}},
+	{"includeDiagnoses", "Diagnoses (encounter diagnoses)", nil},
+	{"includeConsultations", "Encounters", []StructuredPart{
+		{"consultationSearchPeriod", "Period", "Only encounters starting in this period"},
+		{"includeNumberOfMostRecent", "positiveInt", "Only the N most recent encounters"}}},
+	{"includeInvestigations", "Investigations and results", []StructuredPart{{"investigationSearchPeriod", "Period", "Only results in this period"}}},
+	{"includeReferrals", "Referrals", []StructuredPart{{"referralSearchPeriod", "Period", "Only referrals in this period"}}},
+	{"includeRisksAndWarnings", "Risks and warnings (Flags)", nil},
+	{"includeProcedures", "Procedures", []StructuredPart{{"procedureSearchPeriod", "Period", "Only procedures in this period"}}},
+	{"includeExamination", "Examination findings (blood pressure)", []StructuredPart{{"examinationSearchPeriod", "Period", "Only findings in this period"}}},
+}
+
+// StructuredPart is one part of a $getstructuredrecord section parameter.
+type StructuredPart struct {
+	Name, Type, Doc string
+}
+
+// Canonical returns the absolute canonical of an operation's definition on
+// the deployment at base: relative definitions are resolved against it.
+func Canonical(base string, op fhir.Operation) string {
+	if strings.Contains(op.Definition, "://") {
+		return op.Definition
+	}
+	return strings.TrimSuffix(base, "/") + "/" + op.Definition
+}
+
+// OperationDefinitions returns gpgate's OperationDefinition for every
+// operation in fhir.Operations, keyed by the path it is served at (for
+// rest.Config.Static). Each names, at its canonical, exactly the parameters
+// the server honours, so the CapabilityStatement built from the same
+// Options and the served definitions agree.
+func OperationDefinitions(o Options) map[string][]byte {
+	out := make(map[string][]byte, len(fhir.Operations))
+	for _, op := range fhir.Operations {
+		if strings.Contains(op.Definition, "://") {
+			continue // an external canonical: not ours to serve
+		}
+		out["/"+op.Definition] = OperationDefinition(o, op)
+	}
+	return out
+}
+
+// OperationDefinition renders the definition of one operation.
+func OperationDefinition(o Options, op fhir.Operation) []byte {
+	id := op.Definition[strings.LastIndexByte(op.Definition, '/')+1:]
+	d := operationDefinition{
+		ResourceType: "OperationDefinition",
+		ID:           id,
+		URL:          Canonical(o.BaseURL, op),
+		Version:      o.Version,
+		Status:       "active",
+		Kind:         "operation",
+		Publisher:    "gpgate",
+		Code:         op.Name,
+		Resource:     []string{op.Type},
+		Type:         !op.Instance,
+		Instance:     op.Instance,
+	}
+	if !o.Date.IsZero() {
+		d.Date = o.Date.UTC().Format("2006-01-02")
+	}
+	switch op.Name {
+	case "everything":
+		d.Name, d.Title = "GPGatePatientEverything", "gpgate Patient $everything"
+		d.Base = hl7PatientEverything
+		d.Description = "The patient's whole record (every area the token's scopes permit) as a paged searchset Bundle. " +
+			"Of HL7's parameters gpgate honours _type and _count (and _offset in paging links); start, end and _since are not supported."
+		d.Parameter = []opParam{
+			{Name: "_type", Use: "in", Min: 0, Max: "*", Type: "code", Documentation: "Only resources of these types (comma-separated)"},
+			{Name: "_count", Use: "in", Min: 0, Max: "1", Type: "integer", Documentation: "Page size (default 50, at most 1000)"},
+			{Name: "_offset", Use: "in", Min: 0, Max: "1", Type: "integer", Documentation: "Paging offset, as used in the Bundle's links"},
+			{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle", Documentation: "A searchset Bundle with total and paging links"},
+		}
+	case "getstructuredrecord":
+		d.Name, d.Title = "GPGateGetStructuredRecord", "gpgate Patient $getstructuredrecord"
+		d.Description = "GP Connect Access Record: Structured style retrieval of a patient's record by NHS number, adapted to UK Core R4: " +
+			"a collection Bundle with the Patient, practice and usual GP, and one List per requested section; every reference resolves within it."
+		d.AffectsState = false
+		d.Parameter = []opParam{{Name: "patientNHSNumber", Use: "in", Min: 1, Max: "1", Type: "Identifier",
+			Documentation: "The NHS number, system https://fhir.nhs.uk/Id/nhs-number (Modulus 11 checked)"}}
+		for _, s := range StructuredRecordSections {
+			p := opParam{Name: s.Name, Use: "in", Min: 0, Max: "1", Documentation: s.Doc}
+			for _, pt := range s.Parts {
+				p.Part = append(p.Part, opParam{Name: pt.Name, Use: "in", Min: 0, Max: "1", Type: pt.Type, Documentation: pt.Doc})
+			}
+			if len(p.Part) == 0 {
+				// opd-1: a parameter has a type or parts. The section is
+				// included when the parameter is present.
+				p.Type = "boolean"
+				p.Documentation += " (include the section: valueBoolean true)"
+			}
+			d.Parameter = append(d.Parameter, p)
+		}
+		d.Parameter = append(d.Parameter, opParam{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle",
+			Documentation: "A collection Bundle (UK Core) with one List per requested section"})
+	default:
+		d.Name, d.Title = "GPGate"+op.Name, "gpgate "+op.Type+" $"+op.Name
+		d.Description = "gpgate operation $" + op.Name
+		d.Parameter = []opParam{{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle"}}
+	}
+	b, _ := json.Marshal(d) // plain structs: cannot fail
+	return b
+}
