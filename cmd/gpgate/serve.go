@@ -117,6 +117,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Auditor:    practiceAudit{log: auditLog, reg: reg, lg: log},
 		Audit:      auditLogAPI{auditLog},
 		Capability: capability,
+		Static:     conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
 		Logger:     log,
 		Mount: func(e *echo.Echo) {
 			e.GET(smart.PathConfiguration, echo.WrapHandler(authz.ConfigurationHandler()))
