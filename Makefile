@@ -57,3 +57,12 @@ crash-test:
 .PHONY: clients-test
 clients-test:
 	GO="$(GO)" bash conformance/clients/ci.sh
+
+# Every resource and Bundle gpgate emits (demo region of VALIDATE_PATIENTS, default 200, plus the
+# shared GP2GP extracts), fetched over HTTP and put through ../shared/tools/fhir-validate; skips
+# where ../shared is absent. validate-broken proves a broken resource fails it. docs/conformance.md
+.PHONY: validate validate-broken
+validate:
+	GO="$(GO)" bash conformance/validate.sh
+validate-broken:
+	GO="$(GO)" bash conformance/validate.sh --break
