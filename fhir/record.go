@@ -115,10 +115,11 @@ type Request struct {
 
 // Decision is a policy decision: which areas may be returned and why not.
 type Decision struct {
-	Permit bool
-	Areas  Areas
-	Code   Code   // denial code when !Permit
-	Rule   string // which rule decided, for the audit and the caller
+	Permit     bool
+	Areas      Areas
+	Code       Code   // denial code when !Permit
+	Rule       string // which rule decided, for the audit
+	BreakGlass bool   // the permit rests on a break-glass (flagged in the audit for review)
 }
 
 type ctxKey int

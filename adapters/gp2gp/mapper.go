@@ -919,7 +919,7 @@ func (m *mapper) bloodPressure(s, comp *node) bool {
 	}
 	for _, c := range []obj{comp1, comp2} {
 		q := c["valueQuantity"].(obj)
-		q["unit"], q["system"], q["code"] = "mmHg", systemUCUM, "mm[Hg]"
+		q["unit"], q["system"], q["code"] = "millimeter of mercury", systemUCUM, "mm[Hg]"
 		delete(c, "valueCodeableConcept")
 	}
 	comp1["code"] = concept{Coding: append([]coding{

@@ -77,6 +77,7 @@ func (s *sharing) Apply(ctx context.Context, p *fhir.Principal, req *fhir.Reques
 		return nil, d, nil
 	}
 	d.Areas &= dec.Areas
+	d.BreakGlass = d.Rule == consent.RulePermitBreakGlass
 	out, _ := s.redactor.Redact(rec, d.Areas)
 	return out, d, nil
 }
@@ -135,7 +136,7 @@ func appendScope(l []smart.Scope, s smart.Scope) []smart.Scope {
 // ReadConsent returns a consent to view to the organisation that recorded it.
 func (s *sharing) ReadConsent(ctx context.Context, p *fhir.Principal, id string) (*fhir.Resource, error) {
 	c, err := s.store.GetConsent(ctx, id)
-	if err != nil || p == nil || c.Organisation != p.ConsumerODS {
+	if err != nil || p == nil || c.Organisation != p.ConsumerODS || (p.PatientID != "" && p.PatientID != c.PatientID) {
 		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no Consent with that id")
 	}
 	return fhir.NewResource(c.Resource)

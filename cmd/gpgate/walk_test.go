@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -20,11 +21,23 @@ func TestEveryDemoPatientEverything(t *testing.T) {
 	if len(s.patients) < demoPatients-10 {
 		t.Fatalf("only %d patients indexed", len(s.patients))
 	}
-	resources := 0
+	resources, dissenting := 0, 0
+	dissent := s.notable(t, "dissent")
+	sawNotableDissent := false
 	for i, nhs := range s.patients {
 		next := "/Patient/" + fhir.PatientID(nhs) + "/$everything?_count=" + itoa(fhir.MaxCount)
 		for page := 0; next != ""; page++ {
 			r := s.get(t, next)
+			if r.status == http.StatusForbidden && page == 0 && strings.Contains(string(r.body), `"patient-dissent"`) {
+				dissenting++ // the patient dissents from sharing: refused, and nothing leaks
+				if string(nhs) == dissent.NHS {
+					sawNotableDissent = true
+				}
+				if strings.Contains(string(r.body), string(nhs)) || strings.Contains(string(r.body), fhir.PatientID(nhs)) {
+					t.Fatalf("patient %d: the dissent refusal names the patient", i)
+				}
+				break
+			}
 			if r.status != http.StatusOK {
 				t.Fatalf("patient %d: status %d", i, r.status)
 			}
@@ -51,7 +64,10 @@ func TestEveryDemoPatientEverything(t *testing.T) {
 			next = b.link("next")
 		}
 	}
-	t.Logf("walked %d patients, %d resources", len(s.patients), resources)
+	if dissenting == 0 || !sawNotableDissent {
+		t.Fatalf("%d dissenting patients refused; the notable dissent patient refused: %v", dissenting, sawNotableDissent)
+	}
+	t.Logf("walked %d patients with consent-bound tokens: %d resources, %d dissenting patients refused", len(s.patients), resources, dissenting)
 }
 
 // freeTextKey returns the first free-text element found ("text" narrative,

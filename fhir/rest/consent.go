@@ -66,6 +66,9 @@ func (s *Server) createConsent(c echo.Context) error {
 		return aerr
 	}
 	if err != nil {
+		if fe := fhir.AsError(err); fe.Code == fhir.CodeNoOrganisationConsent {
+			return fhir.Errorf(fe.Code, "%s", publicRule(fhir.Decision{Code: fe.Code}))
+		}
 		return err
 	}
 	c.Response().Header().Set("Location", s.cfg.BaseURL+"/Consent/"+r.ID)
@@ -79,8 +82,15 @@ func (s *Server) readConsent(c echo.Context) error {
 	if !fhir.ValidID(id) {
 		return fhir.Errorf(fhir.CodeInvalidParameter, "the id is not a valid FHIR logical id").At("id")
 	}
+	req := &fhir.Request{Interaction: "read", Type: "Consent", ID: id}
 	r, err := s.cfg.Consents.ReadConsent(ctx, fhir.PrincipalFrom(ctx), id)
 	if err != nil {
+		return s.deny(ctx, req, err)
+	}
+	req.PatientID = r.Ix.Patient
+	e := s.auditEntry(ctx, req, nil, fhir.Decision{Permit: true}, 1, "")
+	e.Action = "consent-read"
+	if err := s.writeAudit(ctx, e); err != nil {
 		return err
 	}
 	c.Response().Header().Set("ETag", etagOf(r.JSON))

@@ -261,7 +261,14 @@ func (s *Server) access(ctx context.Context, req *fhir.Request) (*fhir.Record, f
 	}
 	fctx, cancel := context.WithTimeout(ctx, s.cfg.SourceBudget)
 	defer cancel()
-	rec, err := s.cfg.Records.Record(fctx, nhs, dec.Areas)
+	// The record policy decides on the whole record (the patient's coded
+	// consent to share may sit in any area), then redacts it to the
+	// permitted areas.
+	fetch := dec.Areas
+	if s.cfg.Policy != nil {
+		fetch = fhir.AllAreas
+	}
+	rec, err := s.cfg.Records.Record(fctx, nhs, fetch)
 	if err != nil {
 		if fctx.Err() != nil && ctx.Err() == nil {
 			err = fhir.Errorf(fhir.CodeTimeout, "the practice system did not answer in time")
@@ -293,12 +300,24 @@ func (s *Server) deny(ctx context.Context, req *fhir.Request, err error) error {
 }
 
 // refuse audits a policy refusal with the rule that decided, and returns the
-// coded error to render (the rule is safe to show).
+// coded error to render. The audit keeps the exact rule; the caller is told
+// the rule the code names. Agreement rules are all answered alike, because
+// which agreement rule refused (suspended, expired, wrong purpose...) would
+// tell a caller that the patient exists at a practice it has an agreement
+// with; an unknown patient is refused as "no agreement".
 func (s *Server) refuse(ctx context.Context, req *fhir.Request, dec fhir.Decision) error {
 	if aerr := s.audit(ctx, req, nil, dec, 0, dec.Code); aerr != nil {
 		return aerr
 	}
-	return fhir.Errorf(dec.Code, "%s", dec.Rule)
+	return fhir.Errorf(dec.Code, "%s", publicRule(dec))
+}
+
+// publicRule is what a refusal says to the caller.
+func publicRule(dec fhir.Decision) string {
+	if dec.Code == fhir.CodeNoOrganisationConsent {
+		return "no active sharing agreement between the patient's practice and your organisation covers this request (area, purpose, dates, break-glass)"
+	}
+	return dec.Rule
 }
 
 // audit records the access durably. No durable audit, no data: a failure here
@@ -355,6 +374,7 @@ func (s *Server) auditEntry(ctx context.Context, req *fhir.Request, rec *fhir.Re
 		e.ClientID, e.ConsumerODS, e.Practitioner, e.Role = p.ClientID, p.ConsumerODS, p.Practitioner, p.Role
 		e.PurposeOfUse, e.TokenID, e.BreakGlass = p.PurposeOfUse, p.TokenID, p.BreakGlass
 	}
+	e.BreakGlass = e.BreakGlass || dec.BreakGlass
 	return e
 }
 

@@ -107,11 +107,10 @@ func (s *Server) getStructuredRecord(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var areas fhir.Areas = fhir.AreaDemographics
-	for _, sec := range sections {
-		areas |= sec.area
-	}
-	req := &fhir.Request{Interaction: "operation", Operation: "$getstructuredrecord", Type: "Patient", NHS: nhs, Areas: areas}
+	// The decision is asked for every area: the sections pick what is
+	// returned, and references from them (an Encounter of a diagnosis, the
+	// Medication of a statement) are included where the decision permits.
+	req := &fhir.Request{Interaction: "operation", Operation: "$getstructuredrecord", Type: "Patient", NHS: nhs, Areas: fhir.AllAreas}
 	rec, dec, err := s.access(c.Request().Context(), req)
 	if err != nil {
 		return err
@@ -177,7 +176,13 @@ func (s *Server) getStructuredRecord(c echo.Context) error {
 		oo := &fhir.Resource{Type: "OperationOutcome", ID: newUUID(), JSON: fhir.OperationOutcome(warnings...)}
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo, Mode: ""})
 	}
-	if err := s.audit(c.Request().Context(), req, rec, dec, len(b.Entries), ""); err != nil {
+	var returned fhir.Areas
+	for _, e := range b.Entries {
+		returned |= e.Resource.Ix.Area
+	}
+	audited := dec
+	audited.Areas = returned
+	if err := s.audit(c.Request().Context(), req, rec, audited, len(b.Entries), ""); err != nil {
 		return err
 	}
 	return s.writeBundle(c, &b)

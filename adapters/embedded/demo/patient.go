@@ -1034,7 +1034,7 @@ func (g *pgen) bp(at time.Time, enc string) {
 	comp := func(loinc, ldisp, sct, sdisp string, v float64) M {
 		return M{
 			"code":          cc(coding(fhir.LOINC, loinc, ldisp), coding(fhir.SNOMED, sct, sdisp)),
-			"valueQuantity": M{"value": v, "unit": "mmHg", "system": ucum, "code": "mm[Hg]"},
+			"valueQuantity": M{"value": v, "unit": "millimeter of mercury", "system": ucum, "code": "mm[Hg]"},
 		}
 	}
 	g.add("Observation", "bp", at, M{
