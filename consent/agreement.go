@@ -122,20 +122,8 @@ func (a *Agreement) inPeriod(now time.Time) bool {
 	return a.End.IsZero() || now.Before(a.End)
 }
 
-// ValidODS reports whether s looks like an ODS organisation code (3 to 12
-// upper-case letters and digits).
-func ValidODS(s string) bool {
-	if len(s) < 3 || len(s) > 12 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// ValidODS reports whether s looks like an ODS organisation code.
+func ValidODS(s string) bool { return fhir.ValidODS(s) }
 
 func validGroupName(s string) bool {
 	if s == "" || len(s) > 64 {

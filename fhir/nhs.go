@@ -93,3 +93,19 @@ func CheckDigit(nine string) (byte, bool) {
 
 // String returns the ten digits.
 func (n NHSNumber) String() string { return string(n) }
+
+// ValidODS reports whether s looks like an ODS organisation code: 3 to 12
+// upper-case letters and digits (practice codes are 6, trust codes 3 to 5,
+// site codes longer).
+func ValidODS(s string) bool {
+	if len(s) < 3 || len(s) > 12 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -115,7 +115,7 @@ type PracticeInfo struct {
 
 // PutPractice adds or renames a practice.
 func (s *Store) PutPractice(ods, name string) error {
-	if !validODS(ods) {
+	if !fhir.ValidODS(ods) {
 		return fmt.Errorf("embedded: put practice: %q is not an ODS code", ods)
 	}
 	v, err := json.Marshal(PracticeInfo{ODS: ods, Name: name, Kind: Kind})
@@ -144,19 +144,6 @@ func (s *Store) Practices() ([]PracticeInfo, error) {
 		return nil, fmt.Errorf("embedded: list practices: %w", err)
 	}
 	return out, nil
-}
-
-func validODS(s string) bool {
-	if len(s) < 3 || len(s) > 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // encoded is a record ready to be written.
