@@ -122,7 +122,13 @@ type runner struct {
 
 	cs       *capStatement
 	patients []*patient
+	dumping  bool // the running step's responses go to Options.Dump
 }
+
+// dumpSteps are the steps whose responses are dumped: each resource gpgate
+// emits once per place it is emitted, not the suite's many probing searches.
+var dumpSteps = map[string]bool{"metadata": true, "no-token": true, "operation-definitions": true, "patients": true,
+	"operation-getstructuredrecord": true, "error-shapes": true, "walk": true}
 
 type tokenCache struct {
 	tok   string
@@ -245,6 +251,7 @@ func (r *runner) run(ctx context.Context) {
 func (r *runner) step(ctx context.Context, name string, f func(context.Context, *Check)) {
 	c := &Check{Name: name, Pass: true}
 	start := r.o.Now()
+	r.dumping = dumpSteps[name]
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -350,7 +357,7 @@ func (r *runner) do(ctx context.Context, q request) (response, error) {
 	r.rep.Requests++
 	r.mu.Unlock()
 	out := response{status: res.StatusCode, header: res.Header, body: b}
-	if r.o.Dump != "" && strings.HasPrefix(res.Header.Get("Content-Type"), "application/fhir+json") && len(b) > 0 {
+	if r.o.Dump != "" && r.dumping && strings.HasPrefix(res.Header.Get("Content-Type"), "application/fhir+json") && len(b) > 0 {
 		r.dump(q.label, b)
 	}
 	return out, nil

@@ -4,8 +4,8 @@
 #
 #   conformance/validate.sh            demo region (VALIDATE_PATIENTS, default 200) + the shared
 #                                      GP2GP extracts through the gp2gp adapter; zero errors required
-#   conformance/validate.sh --break    the same over a deliberately broken PDS Patient (a telecom
-#                                      value without a system: cpt-2); succeeds only if validation FAILS
+#   conformance/validate.sh --break    the same over a deliberately broken PDS Patient (an extension
+#                                      with neither value nor extensions: ext-1); succeeds only if caught
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
@@ -41,11 +41,12 @@ if [ -d "$shared/testdata/gp2gp/extracts" ]; then
   pds=$shared/testdata/pds
   declare -A bind=([PWTP2.xml]=9000000009 [PWTP3.xml]=9000000025 [PWTP5.xml]=9000000033 [PWTP6.xml]=9693632109 [PWTP10.xml]=9732110317)
   if [ $BREAK = 1 ]; then
-    # The deliberately broken resource: one PDS Patient gets a telecom value without a system.
+    # The deliberately broken resource: one PDS Patient's extensions become a single extension with
+    # neither a value nor extensions (ext-1). gpgate's ingest takes it and serves it.
     bind=([PWTP2.xml]=9000000009)
     pds=$work/pds; mkdir -p "$pds"
-    sed 's/"telecom": *\[/"telecom": [{"value": "01632960000"}, /' "$shared/testdata/pds/patient_9000000009.json" > "$pds/patient_9000000009.json"
-    grep -q '"value": "01632960000"' "$pds/patient_9000000009.json" || { echo "validate --break: could not break the PDS Patient" >&2; exit 2; }
+    perl -0pe 's/\}\s*\z/, "extension": [{"url": "https:\/\/example.org\/gpgate-broken"}]}\n/' "$shared/testdata/pds/patient_9000000009.json" > "$pds/patient_9000000009.json"
+    grep -q 'gpgate-broken' "$pds/patient_9000000009.json" || { echo "validate --break: could not break the PDS Patient" >&2; exit 2; }
   fi
   {
     echo "{"; sep=""
@@ -101,8 +102,8 @@ if [ "$nerr" -gt 0 ] || [ "$unusable" -gt 0 ]; then
   echo "validate: $nerr error(s), $unusable unusable file(s):"
   printf '%s\n' "$errors" | sed -E 's/\[[0-9]+\]/[n]/g' | sort | uniq -c | sort -rn | head -40
   if [ $BREAK = 1 ]; then
-    if printf '%s\n' "$errors" | grep -q 'cpt-2'; then echo "validate --break: OK: the broken resource was caught (cpt-2)"; exit 0; fi
-    echo "validate --break: FAIL: errors, but not the deliberately broken telecom (cpt-2)" >&2; exit 1
+    if printf '%s\n' "$errors" | grep -q 'Patient.extension.*ext-1'; then echo "validate --break: OK: the broken resource was caught (Patient.extension ext-1)"; exit 0; fi
+    echo "validate --break: FAIL: errors, but not the deliberately broken Patient.extension (ext-1)" >&2; exit 1
   fi
   exit 1
 fi
