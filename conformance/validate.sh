@@ -102,7 +102,7 @@ if [ "$nerr" -gt 0 ] || [ "$unusable" -gt 0 ]; then
   echo "validate: $nerr error(s), $unusable unusable file(s):"
   printf '%s\n' "$errors" | sed -E 's/\[[0-9]+\]/[n]/g' | sort | uniq -c | sort -rn | head -40
   if [ $BREAK = 1 ]; then
-    if printf '%s\n' "$errors" | grep -q 'Patient.extension.*ext-1'; then echo "validate --break: OK: the broken resource was caught (Patient.extension ext-1)"; exit 0; fi
+    if grep -q 'Patient.extension.*ext-1' <<<"$errors"; then echo "validate --break: OK: the broken resource was caught (Patient.extension ext-1)"; exit 0; fi
     echo "validate --break: FAIL: errors, but not the deliberately broken Patient.extension (ext-1)" >&2; exit 1
   fi
   exit 1
