@@ -150,9 +150,10 @@ func ParseFilter(v url.Values) (Filter, error) {
 				return bad(key, "outcome must be 0, 4 or 8")
 			}
 		case "subtype":
-			a, ok := actionForSubtype[strings.TrimPrefix(val, restfulInteraction+"|")]
+			code := strings.TrimPrefix(strings.TrimPrefix(val, restfulInteraction+"|"), IHEEventTypeSystem+"|")
+			a, ok := actionForSubtype[code]
 			if !ok {
-				return bad(key, "subtype must be read, search-type, operation, create or token")
+				return bad(key, "subtype must be read, search-type, operation, create, token or %s|ITI-71", IHEEventTypeSystem)
 			}
 			f.Action = a
 		case "break-glass":
@@ -185,7 +186,7 @@ var knownSingle = map[string]struct{}{
 
 var actionForSubtype = map[string]string{
 	"read": "PatientRead", "search-type": "PatientQuery", "operation": "PatientQuery",
-	"create": "consent-record", "token": "token-issue",
+	"create": "consent-record", "token": "token-issue", "ITI-71": "token-issue",
 }
 
 // addDate narrows Since/Until by one date predicate (FHIR prefixes eq, ge,
