@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -537,6 +538,11 @@ func (r *runner) checkPatients(ctx context.Context, c *Check) {
 			}
 			c.Count++
 			p, err := r.findPatient(ctx, n)
+			if errors.Is(err, errNoConsent) {
+				misses = 0
+				c.skip("a demo patient refused with NO_PATIENT_CONSENT (dissent) is not exercised")
+				continue
+			}
 			if err != nil {
 				c.fail("discovery: %v", err)
 				return
@@ -567,6 +573,8 @@ func (r *runner) checkPatients(ctx context.Context, c *Check) {
 	}
 }
 
+var errNoConsent = errors.New("the patient dissents from sharing (403 NO_PATIENT_CONSENT)")
+
 // nextK returns the demo index after NHS number n (999kkkkkkc).
 func nextK(n string) int {
 	k, _ := strconv.Atoi(n[3:9])
@@ -577,6 +585,15 @@ func (r *runner) findPatient(ctx context.Context, nhs string) (*patient, error) 
 	res, err := r.get(ctx, "/Patient?identifier="+url.QueryEscape(fhir.NHSNumberSystem+"|"+nhs), true, nil)
 	if err != nil {
 		return nil, err
+	}
+	if res.status == http.StatusForbidden && strings.Contains(string(res.body), string(fhir.CodeNoOrganisationConsent)) {
+		// An unknown patient is answered like one without an agreement.
+		r.seenResource("Patient search", res.body)
+		return nil, nil
+	}
+	if res.status == http.StatusForbidden && strings.Contains(string(res.body), string(fhir.CodeNoPatientConsent)) {
+		r.seenResource("Patient search", res.body)
+		return nil, errNoConsent // a patient who dissents: held, but not to be read
 	}
 	if res.status != http.StatusOK {
 		return nil, fmt.Errorf("Patient search: status %d: %s", res.status, short(res.body))
