@@ -27,7 +27,8 @@ if (!base0 || !keyFile || !clientId || !/^\d{10}$/.test(nhs ?? '')) {
   process.exit(2);
 }
 const base = base0.replace(/\/+$/, '');
-const scope = process.env.GPGATE_SCOPE || 'system/*.rs';
+const scope = process.env.GPGATE_SCOPE || 'system/*.rs system/Consent.c';
+const clinician = process.env.GPGATE_CLINICIAN || '555000111222';
 
 let passed = 0;
 let failed = 0;
@@ -94,8 +95,8 @@ const jwk = JSON.parse(await readFile(keyFile, 'utf8'));
 const alg = jwk.alg || 'ES384';
 const privateKey = await importJWK(jwk, alg);
 
-async function assertion() {
-  return new SignJWT({})
+async function assertion(b2b) {
+  return new SignJWT(b2b ? { extensions: { 'hl7-b2b': b2b } } : {})
     .setProtectedHeader({ alg, kid: jwk.kid, typ: 'JWT' })
     .setIssuer(clientId)
     .setSubject(clientId)
@@ -127,7 +128,7 @@ await check(`jose: ${alg} client assertion, client_credentials token`, async () 
   assert(typeof body.access_token === 'string' && body.access_token.length > 0, 'no access_token');
   assert(String(body.token_type).toLowerCase() === 'bearer', `token_type ${body.token_type}`);
   assert(body.expires_in > 0 && body.expires_in <= 300, `expires_in ${body.expires_in}`);
-  assert(body.scope === scope, `scope ${body.scope}`);
+  assert(body.scope.split(' ').sort().join(' ') === scope.split(' ').sort().join(' '), `scope ${body.scope}`);
   const claims = decodeJwt(body.access_token);
   const header = decodeProtectedHeader(body.access_token);
   assert(claims.client_id === clientId && claims.iss === base, `claims iss ${claims.iss} client_id ${claims.client_id}`);
@@ -170,9 +171,34 @@ await check('fhir-kit-client: read Patient', async () => {
   return `Patient/${p.id}`;
 });
 
-await check('fhir-kit-client: Conditions, following next with nextPage', async () => {
+// Clinical data needs the clinician's consent to view: record it with the
+// system token, then take a patient-context token bound to it.
+await check('consent to view recorded (POST /Consent), patient-context token issued', async () => {
   needs('token', 'patientId');
-  const first = await fkc.search({ resourceType: 'Condition', searchParams: { patient: state.patientId, _count: '10' } });
+  const res = await fetch(`${base}/Consent`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/fhir+json', accept: 'application/fhir+json', authorization: `Bearer ${state.token}` },
+    body: JSON.stringify({
+      resourceType: 'Consent', status: 'active',
+      patient: { reference: `Patient/${state.patientId}` },
+      performer: [{ identifier: { system: 'https://fhir.nhs.uk/Id/sds-user-id', value: clinician } }],
+    }),
+  });
+  const consent = await res.json();
+  assert(res.status === 201 && consent.resourceType === 'Consent' && consent.id, `POST /Consent: HTTP ${res.status}`);
+  const { status, body } = await requestToken(await assertion({ version: '1', subject_id: clinician, consent_reference: [consent.id] }), 'patient/*.rs');
+  assert(status === 200 && body.access_token, `patient token: HTTP ${status} ${body.error ?? ''} ${body.error_description ?? ''}`);
+  const claims = decodeJwt(body.access_token);
+  assert(claims.patient === state.patientId, `token patient ${claims.patient}`);
+  state.ptoken = body.access_token;
+  return `Consent/${consent.id}, token narrowed to: ${body.scope}`;
+});
+
+const fkcp = new Client({ baseUrl: base, bearerToken: state.ptoken });
+
+await check('fhir-kit-client: Conditions, following next with nextPage', async () => {
+  needs('ptoken', 'patientId');
+  const first = await fkcp.search({ resourceType: 'Condition', searchParams: { patient: state.patientId, _count: '10' } });
   assert(first.resourceType === 'Bundle', `got ${first.resourceType}`);
   assert(typeof first.total === 'number' && first.total > 10, `total ${first.total}: too few to page`);
   assert(first.link?.some((l) => l.relation === 'next'), 'no next link');
@@ -187,7 +213,7 @@ await check('fhir-kit-client: Conditions, following next with nextPage', async (
       assert(!seen.has(e.resource.id), `Condition ${e.resource.id} on two pages`);
       seen.add(e.resource.id);
     }
-    page = await fkc.nextPage({ bundle: page });
+    page = await fkcp.nextPage({ bundle: page });
     assert(pages < 1000, 'too many pages');
   }
   assert(pages >= 2, `${pages} page(s)`);
@@ -197,8 +223,8 @@ await check('fhir-kit-client: Conditions, following next with nextPage', async (
 });
 
 await check('fhir-kit-client: Observation search answers a searchset', async () => {
-  needs('token', 'patientId');
-  const b = await fkc.search({ resourceType: 'Observation', searchParams: { patient: state.patientId, _count: '5' } });
+  needs('ptoken', 'patientId');
+  const b = await fkcp.search({ resourceType: 'Observation', searchParams: { patient: state.patientId, _count: '5' } });
   assert(b.resourceType === 'Bundle' && (b.entry ?? []).every((e) => e.search?.mode === 'outcome' || e.resource?.resourceType === 'Observation'), 'not a searchset of Observations');
   return `total ${b.total}`;
 });
@@ -209,10 +235,10 @@ await check('fhir-kit-client: Observation search answers a searchset', async () 
 // its ServerStorage keeps state) and response of a web app; a backend
 // service has neither, so it gets a stand-in with an empty session.
 const FHIR = smart({ headers: {}, socket: {}, url: '/', session: {} }, {});
-const fc = FHIR.client({ serverUrl: base, tokenResponse: { access_token: state.token, token_type: 'bearer', scope } });
+const fc = FHIR.client({ serverUrl: base, tokenResponse: { access_token: state.ptoken, token_type: 'bearer', scope: 'patient/*.rs' } });
 
 await check('fhirclient: request Patient?identifier=', async () => {
-  needs('token', 'patientId');
+  needs('ptoken', 'patientId');
   const b = await fc.request(`Patient?identifier=${encodeURIComponent(`${NHS_SYSTEM}|${nhs}`)}`);
   assert(b.resourceType === 'Bundle', `got ${b.resourceType}`);
   const ids = (b.entry ?? []).map((e) => e.resource).filter((r) => r?.resourceType === 'Patient').map((r) => r.id);
@@ -221,7 +247,7 @@ await check('fhirclient: request Patient?identifier=', async () => {
 });
 
 await check('fhirclient: request Condition search with pageLimit: 0 (all pages)', async () => {
-  needs('token', 'patientId');
+  needs('ptoken', 'patientId');
   const pages = await fc.request(`Condition?patient=${state.patientId}&_count=10`, { pageLimit: 0 });
   assert(Array.isArray(pages), 'pageLimit: 0 did not give an array of pages');
   const ids = new Set();
@@ -236,7 +262,7 @@ await check('fhirclient: request Condition search with pageLimit: 0 (all pages)'
 });
 
 await check('fhirclient: $everything, pageLimit: 0 and flat', async () => {
-  needs('token', 'patientId');
+  needs('ptoken', 'patientId');
   const count = 200;
   const first = await fc.request(`Patient/${state.patientId}/$everything?_count=${count}`);
   assert(first.resourceType === 'Bundle' && typeof first.total === 'number', 'no searchset');
