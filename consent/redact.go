@@ -378,7 +378,7 @@ func strip(m map[string]any, inDosage bool) bool {
 			changed = true
 			continue
 		case "text":
-			if !inDosage {
+			if !inDosage && !fixedLabel(m, v) {
 				delete(m, k)
 				changed = true
 				continue
@@ -445,7 +445,7 @@ func FreeTextPaths(r *fhir.Resource) ([]string, error) {
 		case map[string]any:
 			for k, e := range x {
 				p := path + "." + k
-				if k == "note" || k == "comment" || (k == "text" && !inDosage) {
+				if k == "note" || k == "comment" || (k == "text" && !inDosage && !fixedLabel(x, e)) {
 					out = append(out, p)
 					continue
 				}
@@ -459,4 +459,13 @@ func FreeTextPaths(r *fhir.Resource) ([]string, error) {
 	}
 	walk(m, r.Type, false)
 	return out, nil
+}
+
+// fixedLabel reports a CodeableConcept's text that is a label UK Core fixes
+// (the BP components'), beside its codings: a constant of the profile, not
+// free text.
+func fixedLabel(m map[string]any, v any) bool {
+	s, ok := v.(string)
+	_, coded := m["coding"]
+	return ok && coded && fhir.IsProfileFixedText(s)
 }

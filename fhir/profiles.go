@@ -48,3 +48,17 @@ func ProfileFor(resourceType string) string {
 	}
 	return ""
 }
+
+// Labels that UK Core fixes on coded elements (the BP profile's
+// component.code.text, by which it slices the components). They are
+// constants of the profile, not free text, and are the only text gpgate
+// emits in a CodeableConcept.
+const (
+	TextSystolicBP  = "Systolic blood pressure"
+	TextDiastolicBP = "Diastolic blood pressure"
+)
+
+// IsProfileFixedText reports whether s is one of the labels UK Core fixes.
+func IsProfileFixedText(s string) bool {
+	return s == TextSystolicBP || s == TextDiastolicBP
+}

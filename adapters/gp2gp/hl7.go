@@ -58,6 +58,7 @@ type coding struct {
 // concept is a CodeableConcept as JSON: codings only, never text.
 type concept struct {
 	Coding []coding `json:"coding"`
+	Text   string   `json:"text,omitempty"` // only the labels UK Core fixes (fhir.IsProfileFixedText)
 }
 
 // codings reads an HL7 CD/CV element: its own code and every translation

@@ -925,11 +925,11 @@ func (m *mapper) bloodPressure(s, comp *node) bool {
 	comp1["code"] = concept{Coding: append([]coding{
 		{System: fhir.LOINC, Code: fhir.LOINCSystolic, Display: "Systolic blood pressure"},
 		{System: fhir.SNOMED, Code: snomedSystolic, Display: "Systolic blood pressure"},
-	}, without(codings(sys.child("code")), fhir.SNOMED, snomedSystolic)...)}
+	}, without(codings(sys.child("code")), fhir.SNOMED, snomedSystolic)...), Text: fhir.TextSystolicBP}
 	comp2["code"] = concept{Coding: append([]coding{
 		{System: fhir.LOINC, Code: fhir.LOINCDiastolic, Display: "Diastolic blood pressure"},
 		{System: fhir.SNOMED, Code: snomedDiastolic, Display: "Diastolic blood pressure"},
-	}, without(codings(dia.child("code")), fhir.SNOMED, snomedDiastolic)...)}
+	}, without(codings(dia.child("code")), fhir.SNOMED, snomedDiastolic)...), Text: fhir.TextDiastolicBP}
 	id := s.id()
 	if id == "" {
 		return false

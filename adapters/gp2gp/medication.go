@@ -199,6 +199,7 @@ func (m *mapper) plan0(a *medAuth, local string, issues []*medIssue, prior strin
 		"medicationReference": m.ref("Medication", a.med),
 		"subject":             m.subject(),
 		"courseOfTherapyType": concept{Coding: []coding{course}},
+		"substitution":        noSubstitution,
 	}
 	if e := m.encounterRef(comp); e != nil {
 		r["encounter"] = e
@@ -316,6 +317,7 @@ func (m *mapper) order(p *medIssue, plan string) {
 		"intent":              "order",
 		"medicationReference": m.ref("Medication", p.med),
 		"subject":             m.subject(),
+		"substitution":        noSubstitution,
 	}
 	if plan != "" {
 		r["basedOn"] = []obj{m.ref("MedicationRequest", plan)}
@@ -350,3 +352,8 @@ func (m *mapper) order(p *medIssue, plan string) {
 		m.refs[id] = "MedicationRequest/" + m.fullID(local)
 	}
 }
+
+// noSubstitution fills MedicationRequest.substitution, which UK Core
+// requires (1..1): a GP2GP extract says nothing of substitution, and the
+// prescription is dispensed as written.
+var noSubstitution = obj{"allowedBoolean": false}

@@ -83,7 +83,13 @@ func freeTextKey(raw []byte) string {
 		case map[string]any:
 			for k, c := range x {
 				switch k {
-				case "text", "note", "comment", "comments":
+				case "text":
+					_, coded := x["coding"]
+					if s, ok := c.(string); ok && coded && fhir.IsProfileFixedText(s) {
+						continue // the BP component labels UK Core fixes
+					}
+					return k
+				case "note", "comment", "comments":
 					return k
 				}
 				if got := walk(c); got != "" {

@@ -1032,8 +1032,10 @@ func (g *pgen) bp(at time.Time, enc string) {
 		d = s - 25
 	}
 	comp := func(loinc, ldisp, sct, sdisp string, v float64) M {
+		code := cc(coding(fhir.LOINC, loinc, ldisp), coding(fhir.SNOMED, sct, sdisp))
+		code["text"] = ldisp // fixed by the UK Core BP profile (fhir.TextSystolicBP / TextDiastolicBP)
 		return M{
-			"code":          cc(coding(fhir.LOINC, loinc, ldisp), coding(fhir.SNOMED, sct, sdisp)),
+			"code":          code,
 			"valueQuantity": M{"value": v, "unit": "millimeter of mercury", "system": ucum, "code": "mm[Hg]"},
 		}
 	}
