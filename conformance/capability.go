@@ -20,6 +20,8 @@ type Options struct {
 	OAuthURIs map[string]string // SMART oauth-uris: token, introspect, ...; nil when unsecured
 	// AuditEvent declares GET /AuditEvent (read and search of the audit log).
 	AuditEvent bool
+	// Consent declares POST /Consent and GET /Consent/{id} (consent to view).
+	Consent bool
 }
 
 // auditSearchParams are the parameters GET /AuditEvent honours.
@@ -165,6 +167,10 @@ func CapabilityStatement(o Options) []byte {
 		r.Resource = append(r.Resource, resource{Type: "AuditEvent", Profile: fhir.ProfileAuditEvent,
 			Interaction: []interaction{{Code: "read"}, {Code: "search-type"}}, Versioning: "no-version", ConditionalRead: "not-supported",
 			SearchParam: auditSearchParams})
+	}
+	if o.Consent {
+		r.Resource = append(r.Resource, resource{Type: "Consent", Profile: fhir.ProfileConsent,
+			Interaction: []interaction{{Code: "create"}, {Code: "read"}}, Versioning: "no-version", ConditionalRead: "not-supported"})
 	}
 	// gpgate serves its own OperationDefinitions (OperationDefinitions) at
 	// their canonicals: read by id, nothing else.

@@ -270,7 +270,9 @@ func (r *runner) checkMetadata(ctx context.Context, c *Check) {
 		if !rs.has("read") {
 			c.fail("%s is declared without the read interaction", rs.Type)
 		}
-		if rs.has("create") || rs.has("update") || rs.has("delete") || rs.has("patch") {
+		// View only: the one write is recording a clinician's consent to
+		// view (Consent create), which is part of how data is permitted.
+		if (rs.has("create") && rs.Type != "Consent") || rs.has("update") || rs.has("delete") || rs.has("patch") {
 			c.fail("%s declares a write interaction on a view-only server", rs.Type)
 		}
 		for _, p := range rs.SearchParam {

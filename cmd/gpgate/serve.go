@@ -103,7 +103,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	defer authz.Close()
 	uris := authz.OAuthURIs()
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
-		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true}
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
 	capability := conformance.CapabilityStatement(capOpts)
 	e := rest.New(rest.Config{
 		BaseURL:    base,

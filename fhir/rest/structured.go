@@ -414,6 +414,9 @@ func parseParameters(body []byte, strict bool) (fhir.NHSNumber, []section, []str
 			ignored = append(ignored, truncate(prm.Name, 40))
 			continue
 		}
+		if prm.ValueBoolean != nil && !*prm.ValueBoolean {
+			continue // includeX: false asks for nothing
+		}
 		sec := def
 		sec.key = prm.Name
 		sec.issues = true
