@@ -36,6 +36,10 @@ type Index struct {
 	Start, End     time.Time // clinically relevant date as a period; zero when absent
 	LastUpdated    time.Time
 	Confidential   bool // meta.security carries a restricted/confidential label
+	// MedicationRef is the "Medication/id" a MedicationStatement or
+	// MedicationRequest points at; LinkMedicationCodes copies that
+	// Medication's codes into Code so `code` searches find it.
+	MedicationRef string
 }
 
 // Reference is the relative reference "Type/id".
@@ -66,6 +70,7 @@ type skeleton struct {
 	Category       rawConcepts `json:"category"`
 	Code           *concept    `json:"code"`
 	MedicationCC   *concept    `json:"medicationCodeableConcept"`
+	MedicationRef  *ref        `json:"medicationReference"`
 	Status         string      `json:"status"`
 	ClinicalStatus *concept    `json:"clinicalStatus"`
 	Intent         string      `json:"intent"`
@@ -157,6 +162,9 @@ func NewResource(raw []byte) (*Resource, error) {
 		ix.Code = s.Code.Coding
 	} else if s.MedicationCC != nil {
 		ix.Code = s.MedicationCC.Coding
+	}
+	if s.MedicationRef != nil {
+		ix.MedicationRef = s.MedicationRef.Reference
 	}
 	ix.Status = s.Status
 	if s.ClinicalStatus != nil && len(s.ClinicalStatus.Coding) > 0 {
@@ -307,4 +315,22 @@ func SortByLastUpdatedDesc(rs []*Resource) {
 		}
 		return a.ID < b.ID
 	})
+}
+
+// LinkMedicationCodes gives each MedicationStatement and MedicationRequest
+// that names its drug by reference the codes of the Medication it points at,
+// so a `code` search (system|code of the drug) finds it. Call it once per
+// record, when the record is assembled and before it is shared.
+func LinkMedicationCodes(rs []*Resource) {
+	meds := map[string][]Coding{}
+	for _, r := range rs {
+		if r.Type == "Medication" {
+			meds["Medication/"+r.ID] = r.Ix.Code
+		}
+	}
+	for _, r := range rs {
+		if r.Ix.MedicationRef != "" && len(r.Ix.Code) == 0 {
+			r.Ix.Code = meds[r.Ix.MedicationRef]
+		}
+	}
 }

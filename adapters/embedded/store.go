@@ -215,6 +215,7 @@ func decode(blob []byte) ([]*fhir.Resource, fhir.SharingConsent, error) {
 	if p != len(blob) {
 		return nil, 0, errors.New("record blob: trailing bytes")
 	}
+	fhir.LinkMedicationCodes(out)
 	return out, sharing, nil
 }
 

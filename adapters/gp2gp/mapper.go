@@ -216,6 +216,7 @@ func mapExtract(extract *node, opt MapOptions) (*Mapped, error) {
 		}
 		out.Resources = append(out.Resources, cr)
 	}
+	fhir.LinkMedicationCodes(out.Resources)
 	if m.withheld > 0 {
 		out.Warnings = append(out.Warnings, fhir.Issue{
 			Severity:    "warning",

@@ -132,6 +132,9 @@ func TestSearchParameters(t *testing.T) {
 		{"MedicationRequest?intent=plan", hasString(`"intent":"plan"`)},
 		{"MedicationRequest?intent=order&authoredon=ge2015-01-01", hasString(`"intent":"order"`)},
 		{"MedicationRequest?status=active,completed", nil},
+		// The drug is a referenced Medication: code searches follow it.
+		{"MedicationStatement?code=https://dmd.nhs.uk|", hasString(`"medicationReference"`)},
+		{"MedicationRequest?code=https://dmd.nhs.uk|&intent=plan", hasString(`"medicationReference"`)},
 		{"Observation?category=vital-signs&code=http://loinc.org|85354-9", hasString(`"85354-9"`)},
 		{"Observation?category=laboratory&date=ge2010", hasString(`"laboratory"`)},
 		{"Observation?status=final", hasString(`"final"`)},
