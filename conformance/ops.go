@@ -366,7 +366,7 @@ func (r *runner) resolveWithin(c *Check, what string, body []byte) {
 		have[h.ResourceType+"/"+h.ID] = true
 	}
 	for _, e := range b.Entry {
-		for _, ref := range references(e.Resource) {
+		for _, ref := range fhir.References(e.Resource) {
 			if strings.Contains(ref, "://") || strings.HasPrefix(ref, "#") || strings.HasPrefix(ref, "urn:") {
 				continue
 			}
@@ -378,25 +378,6 @@ func (r *runner) resolveWithin(c *Check, what string, body []byte) {
 	}
 }
 
-var refKey = []byte(`"reference":"`)
-
-func references(js []byte) []string {
-	var out []string
-	for {
-		i := bytes.Index(js, refKey)
-		if i < 0 {
-			return out
-		}
-		js = js[i+len(refKey):]
-		j := bytes.IndexByte(js, '"')
-		if j < 0 {
-			return out
-		}
-		out = append(out, string(js[:j]))
-		js = js[j:]
-	}
-}
-
 func (r *runner) checkReferences(ctx context.Context, c *Check) {
 	c.Detail = "every reference in a patient's $everything resolves to a resource of that record, and can be read"
 	read := map[string]bool{}
@@ -404,7 +385,7 @@ func (r *runner) checkReferences(ctx context.Context, c *Check) {
 		c.Count++
 		bad := 0
 		for ref, raw := range p.raw {
-			for _, x := range references(raw) {
+			for _, x := range fhir.References(raw) {
 				if strings.Contains(x, "://") || strings.HasPrefix(x, "#") || strings.HasPrefix(x, "urn:") {
 					continue
 				}

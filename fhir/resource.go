@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -332,5 +333,27 @@ func LinkMedicationCodes(rs []*Resource) {
 		if r.Ix.MedicationRef != "" && len(r.Ix.Code) == 0 {
 			r.Ix.Code = meds[r.Ix.MedicationRef]
 		}
+	}
+}
+
+var refKey = []byte(`"reference":"`)
+
+// References lists the Reference.reference values in canonical JSON
+// ("Type/id", "urn:uuid:...", absolute URLs) by scanning the bytes: cheap
+// enough for the request path, no decoding.
+func References(js []byte) []string {
+	var out []string
+	for {
+		i := bytes.Index(js, refKey)
+		if i < 0 {
+			return out
+		}
+		js = js[i+len(refKey):]
+		j := bytes.IndexByte(js, '"')
+		if j < 0 {
+			return out
+		}
+		out = append(out, string(js[:j]))
+		js = js[j:]
 	}
 }

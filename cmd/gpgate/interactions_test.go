@@ -279,7 +279,7 @@ func TestGetStructuredRecord(t *testing.T) {
 	}
 	// Every reference resolves within the Bundle.
 	for _, e := range b.Entry {
-		for _, ref := range refsIn(e.Resource) {
+		for _, ref := range fhir.References(e.Resource) {
 			if !ids[ref] {
 				t.Errorf("reference %s does not resolve within the Bundle", ref)
 			}
@@ -306,20 +306,6 @@ func countReferencedEncounters(b *bundle) int {
 	return n
 }
 
-func refsIn(raw []byte) []string {
-	var out []string
-	s := string(raw)
-	for {
-		i := strings.Index(s, `"reference":"`)
-		if i < 0 {
-			return out
-		}
-		s = s[i+len(`"reference":"`):]
-		j := strings.IndexByte(s, '"')
-		out = append(out, s[:j])
-		s = s[j:]
-	}
-}
 
 // TestBadInput: every malformed request gets a clear OperationOutcome with
 // the documented code and status, never a 500.

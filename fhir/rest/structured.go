@@ -159,7 +159,7 @@ func (s *Server) getStructuredRecord(c echo.Context) error {
 	// Close the Bundle over references to resources the decision permits, so
 	// every reference resolves within it (Medication, Encounter, Specimen...).
 	for i := 0; i < len(b.Entries); i++ {
-		for _, ref := range references(b.Entries[i].Resource.JSON) {
+		for _, ref := range fhir.References(b.Entries[i].Resource.JSON) {
 			if included[ref] {
 				continue
 			}
@@ -222,26 +222,6 @@ func referencedByReport(o *fhir.Resource, members []*fhir.Resource) bool {
 		}
 	}
 	return false
-}
-
-var refKey = []byte(`"reference":"`)
-
-// references scans canonical JSON for relative references "Type/id".
-func references(js []byte) []string {
-	var out []string
-	for {
-		i := bytes.Index(js, refKey)
-		if i < 0 {
-			return out
-		}
-		js = js[i+len(refKey):]
-		j := bytes.IndexByte(js, '"')
-		if j < 0 {
-			return out
-		}
-		out = append(out, string(js[:j]))
-		js = js[j:]
-	}
 }
 
 func findRef(rec *fhir.Record, ref string) *fhir.Resource {
