@@ -306,7 +306,6 @@ func countReferencedEncounters(b *bundle) int {
 	return n
 }
 
-
 // TestBadInput: every malformed request gets a clear OperationOutcome with
 // the documented code and status, never a 500.
 func TestBadInput(t *testing.T) {
