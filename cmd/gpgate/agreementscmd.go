@@ -24,15 +24,11 @@ func runAgreements(ctx context.Context, args []string, stdout, stderr io.Writer)
   gpgate agreements suspend|end|activate --id ID [--data DIR]
 
 Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
-(/admin/agreements, scope system/Agreement.cruds) while it runs.
+(/admin/agreements, system/Agreement scopes) while it runs.
 `)
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
+	if done, err := helpRequested(args, usage, stdout); done {
+		return err
 	}
 	sub := args[0]
 	var o struct {

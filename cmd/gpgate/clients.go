@@ -40,12 +40,8 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
 The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it.
 `)
 	}
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stdout)
-		if len(args) == 0 {
-			return errUsage
-		}
-		return nil
+	if done, err := helpRequested(args, usage, stdout); done {
+		return err
 	}
 	sub := args[0]
 	var o struct{ data, id, ods, name, jwks, jwksURL, scopes, out, alg string }

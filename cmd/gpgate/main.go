@@ -125,3 +125,16 @@ func newLogger(w io.Writer, level string, format string) *slog.Logger {
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
+
+// helpRequested handles a verb with subcommands called bare or for help:
+// the usage goes to stdout, and a bare call is a usage error.
+func helpRequested(args []string, usage func(io.Writer), stdout io.Writer) (bool, error) {
+	if len(args) > 0 && args[0] != "-h" && args[0] != "--help" && args[0] != "help" {
+		return false, nil
+	}
+	usage(stdout)
+	if len(args) == 0 {
+		return true, errUsage
+	}
+	return true, nil
+}
