@@ -93,7 +93,13 @@ type Agreement struct {
 }
 
 // effectiveAreas is what the agreement shares: its areas and demographics.
-func (a *Agreement) effectiveAreas() fhir.Areas { return a.Areas | fhir.AreaDemographics }
+func (a *Agreement) effectiveAreas() fhir.Areas {
+	areas := a.Areas | fhir.AreaDemographics
+	if areas&fhir.AreaSummary != 0 {
+		areas = areas&^fhir.AreaSummary | fhir.SummaryAreas
+	}
+	return areas
+}
 
 // covers reports whether the agreement names consumer.
 func (a *Agreement) covers(consumer string) bool {
@@ -190,7 +196,7 @@ func (a *Agreement) Validate() error {
 	if a.ConsumerGroup != "" && !validGroupName(a.ConsumerGroup) {
 		return bad("consumerGroup", "consumerGroup must be 1..64 of [A-Za-z0-9._-]")
 	}
-	if a.Areas == 0 || a.Areas&^fhir.AllAreas != 0 {
+	if a.Areas == 0 || a.Areas&^(fhir.AllAreas|fhir.AreaSummary) != 0 {
 		return bad("areas", "areas must name at least one dataset area")
 	}
 	if len(a.Purposes) == 0 {

@@ -21,6 +21,7 @@ const (
 	ProfileServiceRequest      = ukcore + "UKCore-ServiceRequest"
 	ProfileDiagnosticReport    = ukcore + "UKCore-DiagnosticReport"
 	ProfileSpecimen            = ukcore + "UKCore-Specimen"
+	ProfileImmunization        = ukcore + "UKCore-Immunization"
 	ProfileList                = ukcore + "UKCore-List"
 	ProfileConsent             = ukcore + "UKCore-Consent"
 	ProfileAuditEvent          = ukcore + "UKCore-AuditEvent"
@@ -42,7 +43,7 @@ func ProfileFor(resourceType string) string {
 	switch resourceType {
 	case "Patient", "Organization", "Practitioner", "Condition", "AllergyIntolerance",
 		"MedicationStatement", "MedicationRequest", "Medication", "Observation", "Encounter",
-		"Procedure", "Flag", "ServiceRequest", "DiagnosticReport", "Specimen", "List",
+		"Procedure", "Flag", "ServiceRequest", "DiagnosticReport", "Specimen", "Immunization", "List",
 		"Consent", "AuditEvent", "Bundle", "OperationOutcome":
 		return ukcore + "UKCore-" + resourceType
 	}

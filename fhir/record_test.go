@@ -58,7 +58,7 @@ func TestRecordLookups(t *testing.T) {
 		{"", AreaProblems, "c1 c3"},
 		{"Condition", AreaDiagnoses, "c2"},
 		{"Condition", AreaProblems | AreaDiagnoses, "c1 c2 c3"},
-		{"", AreaSummary, "p1 c1 c3 m1 m2 o1"},
+		{"", AreaDemographics | SummaryAreas, "p1 c1 c3 m1 m2 o1"},
 		{"MedicationRequest", AreaProblems, ""},
 		{"", 0, ""},
 	}

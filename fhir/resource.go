@@ -72,6 +72,7 @@ type skeleton struct {
 	Code           *concept    `json:"code"`
 	MedicationCC   *concept    `json:"medicationCodeableConcept"`
 	MedicationRef  *ref        `json:"medicationReference"`
+	VaccineCode    *concept    `json:"vaccineCode"`
 	Status         string      `json:"status"`
 	ClinicalStatus *concept    `json:"clinicalStatus"`
 	Intent         string      `json:"intent"`
@@ -88,6 +89,7 @@ type skeleton struct {
 	PerformedDateTime string  `json:"performedDateTime"`
 	PerformedPeriod   *period `json:"performedPeriod"`
 	DateTime          string  `json:"dateTime"`
+	OccurrenceDate    string  `json:"occurrenceDateTime"`
 	Date              string  `json:"date"`
 	ReceivedTime      string  `json:"receivedTime"`
 	Collection        *struct {
@@ -163,6 +165,8 @@ func NewResource(raw []byte) (*Resource, error) {
 		ix.Code = s.Code.Coding
 	} else if s.MedicationCC != nil {
 		ix.Code = s.MedicationCC.Coding
+	} else if s.VaccineCode != nil {
+		ix.Code = s.VaccineCode.Coding
 	}
 	if s.MedicationRef != nil {
 		ix.MedicationRef = s.MedicationRef.Reference
@@ -234,6 +238,8 @@ func clinicalDate(s *skeleton) (time.Time, time.Time) {
 		cands = []cand{func() (time.Time, time.Time, bool) { return per(s.Period) }}
 	case "Procedure":
 		cands = []cand{func() (time.Time, time.Time, bool) { return single(s.PerformedDateTime) }, func() (time.Time, time.Time, bool) { return per(s.PerformedPeriod) }}
+	case "Immunization":
+		cands = []cand{func() (time.Time, time.Time, bool) { return single(s.OccurrenceDate) }, func() (time.Time, time.Time, bool) { return single(s.RecordedDate) }}
 	case "Consent":
 		cands = []cand{func() (time.Time, time.Time, bool) { return single(s.DateTime) }}
 	case "List":
@@ -267,22 +273,6 @@ const (
 	LOINCSystolic             = "8480-6"
 	LOINCDiastolic            = "8462-4"
 )
-
-func areaOf(t string, ix *Index) Area {
-	switch t {
-	case "Condition":
-		if HasCoding(ix.Category, ConditionCategorySystem, "encounter-diagnosis") {
-			return AreaDiagnoses
-		}
-		return AreaProblems
-	case "Observation":
-		if HasCoding(ix.Code, LOINC, LOINCBloodPressurePanel) {
-			return AreaExamination
-		}
-		return AreaInvestigations
-	}
-	return AreasOfType(t)
-}
 
 // SortByDateDesc orders resources newest first (by clinical date, then
 // lastUpdated, then id for a stable order).

@@ -271,10 +271,10 @@ func TestAreas(t *testing.T) {
 			}
 		})
 	}
-	if Area(0).String() != "none" || AreaProblems.Has(0) || !AllAreas.Has(AreaSummary) || AreaSummary.Has(AreaDiagnoses) {
+	if Area(0).String() != "none" || AreaProblems.Has(0) || AllAreas.Has(AreaSummary) || !AllAreas.Has(SummaryAreas) || SummaryAreas.Has(AreaDiagnoses) {
 		t.Error("Has/String basics")
 	}
-	if len(AllAreas.List()) != len(areaNames) || !AreaSummary.Any(AreaProblems|AreaDiagnoses) || AreaSummary.Any(AreaDiagnoses) {
+	if len(AllAreas.List()) != len(AreaTable) || !SummaryAreas.Any(AreaProblems|AreaDiagnoses) || SummaryAreas.Any(AreaDiagnoses) {
 		t.Error("List/Any basics")
 	}
 	for _, typ := range ReadableTypes {

@@ -79,14 +79,14 @@ var SearchParams = map[string][]SearchParam{
 		sp("intent", ParamToken, "ServiceRequest-intent", "order | plan ..."),
 		sp("authoredon", ParamDate, "ServiceRequest-authored", "Date authored with prefixes")},
 	"Specimen": {sp("patient", ParamReference, "Specimen-patient", "The patient")},
+	"Immunization": {pPatient, pDate,
+		sp("vaccine-code", ParamToken, "Immunization-vaccine-code", "Vaccine product administered, as system|code"),
+		sp("status", ParamToken, "Immunization-status", "completed | entered-in-error | not-done")},
 }
 
-// ReadableTypes lists every resource type that can be read by id.
-var ReadableTypes = []string{
-	"Patient", "Organization", "Practitioner", "Condition", "AllergyIntolerance",
-	"MedicationStatement", "MedicationRequest", "Medication", "Observation",
-	"DiagnosticReport", "Specimen", "Encounter", "Flag", "Procedure", "ServiceRequest",
-}
+// ReadableTypes lists every resource type that can be read by id: the
+// types of the dataset table.
+var ReadableTypes = TypesOf(AllAreas)
 
 // IsReadable reports whether gpgate serves the type.
 func IsReadable(t string) bool {
@@ -369,7 +369,7 @@ func (q *Query) Match(r *Resource) bool {
 func (f *Filter) Match(r *Resource) bool {
 	ix := &r.Ix
 	switch f.Param {
-	case "code":
+	case "code", "vaccine-code":
 		return f.Not != anyToken(f.Tokens, ix.Code)
 	case "category":
 		return f.Not != anyToken(f.Tokens, ix.Category)

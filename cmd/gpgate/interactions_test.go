@@ -327,7 +327,7 @@ func TestBadInput(t *testing.T) {
 		{"wrong identifier system", "GET", "/Patient?identifier=urn:x|9000000009", "", nil, 400, fhir.CodeInvalidIdentifier},
 		{"patient search without identifier", "GET", "/Patient", "", nil, 422, fhir.CodeInvalidParameter},
 		{"unknown resource type", "GET", "/Banana?patient=" + p.PatientID, "", nil, 404, fhir.CodeUnknownResourceType},
-		{"unserved FHIR type", "GET", "/Immunization/x", "", nil, 404, fhir.CodeUnknownResourceType},
+		{"unserved FHIR type", "GET", "/CarePlan/x", "", nil, 404, fhir.CodeUnknownResourceType},
 		{"id with dots", "GET", "/Condition/..", "", nil, 422, fhir.CodeInvalidParameter},
 		{"id with encoded slash", "GET", "/Condition/a%2F..%2Fb", "", nil, 422, fhir.CodeInvalidParameter},
 		{"id too long", "GET", "/Condition/" + strings.Repeat("a", 65), "", nil, 422, fhir.CodeInvalidParameter},
