@@ -3,7 +3,6 @@ package consent
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -27,10 +26,10 @@ const (
 // http://terminology.hl7.org/CodeSystem/v3-ActReason). TREAT is direct care,
 // the default; ETREAT is emergency treatment, the purpose of a break-glass.
 const (
-	PurposeTreat     = "TREAT"
-	PurposeEmergency = "ETREAT"
+	PurposeTreat     = fhir.PurposeTreat
+	PurposeEmergency = fhir.PurposeEmergency
 	// ActReasonSystem is the code system of purposes of use.
-	ActReasonSystem = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+	ActReasonSystem = fhir.ActReasonSystem
 )
 
 // knownPurposes are the v3-ActReason purpose-of-use codes an agreement may
@@ -350,16 +349,4 @@ func parseTime(s string) (time.Time, error) {
 }
 
 // jsonErr describes a decoding error without echoing input values.
-func jsonErr(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case asErr(err, &se):
-		return fmt.Sprintf("syntax error at offset %d", se.Offset)
-	case asErr(err, &te):
-		return fmt.Sprintf("wrong type for %q", te.Field)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return strings.TrimPrefix(err.Error(), "json: ")
-	}
-	return "malformed"
-}
+func jsonErr(err error) string { return fhir.JSONError(err) }

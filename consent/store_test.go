@@ -305,8 +305,8 @@ func TestRecordConsentAndNarrow(t *testing.T) {
 		p    *fhir.Principal
 	}{
 		{"other organisation", func(r *ConsentRequest) { r.Organisation = "RXX03" }, caller("RXX01")},
-		{"period too long", func(r *ConsentRequest) { r.Period = Period{*now, now.Add(25 * time.Hour)} }, caller("RXX01")},
-		{"period over", func(r *ConsentRequest) { r.Period = Period{now.Add(-3 * time.Hour), now.Add(-time.Hour)} }, caller("RXX01")},
+		{"period too long", func(r *ConsentRequest) { r.Period = Period{Start: *now, End: now.Add(25 * time.Hour)} }, caller("RXX01")},
+		{"period over", func(r *ConsentRequest) { r.Period = Period{Start: now.Add(-3 * time.Hour), End: now.Add(-time.Hour)} }, caller("RXX01")},
 		{"break-glass without reason", func(r *ConsentRequest) { r.BreakGlass = true; r.Reason = " " }, caller("RXX01")},
 		{"reason without break-glass", func(r *ConsentRequest) { r.Reason = "x" }, caller("RXX01")},
 		{"no clinician", func(r *ConsentRequest) { r.Clinician = "" }, &fhir.Principal{ConsumerODS: "RXX01"}},

@@ -1,9 +1,7 @@
 package consent
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -13,61 +11,26 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// MaxConsentPeriod is the longest a consent to view may last.
-const MaxConsentPeriod = 24 * time.Hour
+// The consent to view's wire format and stored shape are domain types of
+// package fhir; these names keep consent's API.
+type (
+	Period         = fhir.Period
+	ConsentRequest = fhir.ConsentRequest
+	ViewConsent    = fhir.ViewConsent
+)
 
-// ExtBreakGlassReason is the extension on a POSTed Consent that carries the
-// break-glass reason (valueString, mandatory for a break-glass, at most
-// MaxReasonLen characters). gpgate strips it: the stored and returned
-// Consent never holds it; the reason goes to the audit only
-// (fhir.AuditEntry.Reason).
-const ExtBreakGlassReason = "https://gpgate.dev/fhir/StructureDefinition/Extension-GPGate-BreakGlassReason"
+const (
+	MaxConsentPeriod    = fhir.MaxConsentPeriod
+	ExtBreakGlassReason = fhir.ExtBreakGlassReason
+	MaxReasonLen        = fhir.MaxReasonLen
+	SDSUserSystem       = fhir.SDSUserSystem
+	ConsentPolicyURI    = fhir.ConsentPolicyURI
+)
 
-// MaxReasonLen bounds a break-glass reason.
-const MaxReasonLen = 1000
+// ParseConsentBody is fhir.ParseConsentBody.
+func ParseConsentBody(body []byte) (ConsentRequest, error) { return fhir.ParseConsentBody(body) }
 
-// SDSUserSystem identifies a clinician by SDS user id.
-const SDSUserSystem = "https://fhir.nhs.uk/Id/sds-user-id"
-
-// ConsentPolicyURI is the policy a gpgate consent to view records (R4
-// Consent needs a policy or policyRule, ppc-1).
-const ConsentPolicyURI = "https://gpgate.dev/fhir/policy/consent-to-view"
-
-// Period is a time interval [Start, End).
-type Period struct{ Start, End time.Time }
-
-// ConsentRequest is a clinician's statement that the patient consented to
-// their record being viewed now, or a break-glass.
-type ConsentRequest struct {
-	PatientID    string
-	NHS          fhir.NHSNumber // optional when PatientID is given
-	Clinician    string         // SDS user id
-	Organisation string         // consumer ODS; must be the caller's ("" = caller's)
-	Period       Period         // zero start = now; zero end = start + 24 h
-	BreakGlass   bool
-	Reason       string // break-glass reason: audit only, never stored
-}
-
-// ViewConsent is a recorded consent to view, as stored.
-type ViewConsent struct {
-	ID           string         `json:"id"`
-	PatientID    string         `json:"patientId"`
-	NHS          fhir.NHSNumber `json:"nhs,omitempty"`
-	Clinician    string         `json:"clinician"`
-	Organisation string         `json:"organisation"`
-	ClientID     string         `json:"clientId,omitempty"`
-	Start        time.Time      `json:"start"`
-	End          time.Time      `json:"end"`
-	BreakGlass   bool           `json:"breakGlass,omitempty"`
-	Status       string         `json:"status"` // active | inactive
-	Recorded     time.Time      `json:"recorded"`
-	Resource     []byte         `json:"resource"` // canonical UK Core Consent JSON
-}
-
-// Live reports whether the consent is active and now is in its period.
-func (c *ViewConsent) Live(now time.Time) bool {
-	return c != nil && c.Status == "active" && !now.Before(c.Start) && now.Before(c.End)
-}
+func consentResource(c *ViewConsent) (*fhir.Resource, error) { return fhir.ConsentResource(c) }
 
 // Consents records consents to view and narrows patient-context tokens.
 type Consents struct {
@@ -177,7 +140,7 @@ func validateRequest(req *ConsentRequest, now time.Time) error {
 	if !fhir.ValidID(req.PatientID) {
 		return bad("Consent.patient", "the consent needs the patient (reference or NHS number)")
 	}
-	if req.Clinician == "" || len(req.Clinician) > 64 || !printable(req.Clinician) {
+	if !fhir.ValidClinician(req.Clinician) {
 		return bad("Consent.performer", "the consent needs the clinician's SDS user id")
 	}
 	if req.Period.Start.IsZero() {
@@ -209,15 +172,6 @@ func validateRequest(req *ConsentRequest, now time.Time) error {
 		return bad("Consent.extension", "the break-glass reason is at most %d characters of valid UTF-8", MaxReasonLen)
 	}
 	return nil
-}
-
-func printable(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x21 || s[i] == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // GetConsent returns a recorded consent to view.
@@ -260,249 +214,4 @@ func (s *Consents) NarrowAreas(ctx context.Context, consumerODS, consentID strin
 		return "", 0, false, err
 	}
 	return c.PatientID, areas, c.BreakGlass, nil
-}
-
-// consentWire is the subset of a UK Core Consent gpgate reads and writes.
-type consentWire struct {
-	ResourceType string         `json:"resourceType"`
-	ID           string         `json:"id,omitempty"`
-	Meta         *metaWire      `json:"meta,omitempty"`
-	Extension    []extWire      `json:"extension,omitempty"`
-	Status       string         `json:"status"`
-	Scope        *conceptWire   `json:"scope,omitempty"`
-	Category     []conceptWire  `json:"category,omitempty"`
-	Patient      *refWire       `json:"patient,omitempty"`
-	DateTime     string         `json:"dateTime,omitempty"`
-	Performer    []refWire      `json:"performer,omitempty"`
-	Organization []refWire      `json:"organization,omitempty"`
-	Policy       []policyWire   `json:"policy,omitempty"`
-	Provision    *provisionWire `json:"provision,omitempty"`
-}
-
-type metaWire struct {
-	Profile []string `json:"profile,omitempty"`
-}
-type extWire struct {
-	URL         string `json:"url"`
-	ValueString string `json:"valueString,omitempty"`
-}
-type codingWire struct {
-	System  string `json:"system,omitempty"`
-	Code    string `json:"code,omitempty"`
-	Display string `json:"display,omitempty"`
-}
-type conceptWire struct {
-	Coding []codingWire `json:"coding,omitempty"`
-}
-type identWire struct {
-	System string `json:"system,omitempty"`
-	Value  string `json:"value,omitempty"`
-}
-type refWire struct {
-	Reference  string     `json:"reference,omitempty"`
-	Type       string     `json:"type,omitempty"`
-	Identifier *identWire `json:"identifier,omitempty"`
-}
-type policyWire struct {
-	URI string `json:"uri,omitempty"`
-}
-type periodWire struct {
-	Start string `json:"start,omitempty"`
-	End   string `json:"end,omitempty"`
-}
-type actorWire struct {
-	Role      conceptWire `json:"role"`
-	Reference refWire     `json:"reference"`
-}
-type provisionWire struct {
-	Type    string       `json:"type,omitempty"`
-	Period  *periodWire  `json:"period,omitempty"`
-	Actor   []actorWire  `json:"actor,omitempty"`
-	Purpose []codingWire `json:"purpose,omitempty"`
-}
-
-// consentResource renders the stored consent as a UK Core Consent,
-// validated and canonicalised by fhir.Canonicalize.
-func consentResource(c *ViewConsent) (*fhir.Resource, error) {
-	org := refWire{Type: "Organization", Identifier: &identWire{System: fhir.ODSSystem, Value: c.Organisation}}
-	purpose := codingWire{System: ActReasonSystem, Code: PurposeTreat, Display: "treatment"}
-	if c.BreakGlass {
-		purpose = codingWire{System: ActReasonSystem, Code: PurposeEmergency, Display: "Emergency Treatment"}
-	}
-	status := c.Status
-	if status == "" {
-		status = "active"
-	}
-	w := consentWire{
-		ResourceType: "Consent", ID: c.ID,
-		Meta:         &metaWire{Profile: []string{fhir.ProfileConsent}},
-		Status:       status,
-		Scope:        &conceptWire{Coding: []codingWire{{System: "http://terminology.hl7.org/CodeSystem/consentscope", Code: "patient-privacy", Display: "Privacy Consent"}}},
-		Category:     []conceptWire{{Coding: []codingWire{{System: fhir.LOINC, Code: "59284-0", Display: "Patient Consent"}}}},
-		Patient:      &refWire{Reference: "Patient/" + c.PatientID},
-		DateTime:     c.Recorded.UTC().Format(time.RFC3339),
-		Performer:    []refWire{{Type: "Practitioner", Identifier: &identWire{System: SDSUserSystem, Value: c.Clinician}}},
-		Organization: []refWire{org},
-		Policy:       []policyWire{{URI: ConsentPolicyURI}},
-		Provision: &provisionWire{
-			Type:   "permit",
-			Period: &periodWire{Start: c.Start.UTC().Format(time.RFC3339), End: c.End.UTC().Format(time.RFC3339)},
-			Actor: []actorWire{{
-				Role:      conceptWire{Coding: []codingWire{{System: "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", Code: "IRCP", Display: "information recipient"}}},
-				Reference: org,
-			}},
-			Purpose: []codingWire{purpose},
-		},
-	}
-	raw, err := json.Marshal(w)
-	if err != nil {
-		return nil, err
-	}
-	return fhir.Canonicalize(raw)
-}
-
-const maxConsentBody = 64 << 10
-
-// ParseConsentBody reads the body of POST /Consent: a minimal UK Core
-// Consent. Read: patient (reference "Patient/id" or identifier NHS number),
-// performer[0] (identifier SDS user id), organization[0] (identifier ODS
-// code, optional: the caller's), provision.period (optional, at most 24 h),
-// provision.purpose ETREAT for a break-glass, and the break-glass reason in
-// extension ExtBreakGlassReason (valueString), which is stripped. status, if
-// present, must be active; scope and category, if present, must be
-// patient-privacy and are otherwise ignored. Not JSON or not a Consent:
-// INVALID_RESOURCE; a bad element: INVALID_PARAMETER with its path.
-func ParseConsentBody(body []byte) (ConsentRequest, error) {
-	var req ConsentRequest
-	if len(body) > maxConsentBody {
-		return req, fhir.Errorf(fhir.CodeInvalidResource, "Consent body too large")
-	}
-	var w consentWire
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&w); err != nil {
-		return req, fhir.Errorf(fhir.CodeInvalidResource, "the body is not a JSON Consent: %s", jsonErr(err))
-	}
-	if dec.More() {
-		return req, fhir.Errorf(fhir.CodeInvalidResource, "trailing data after the Consent")
-	}
-	if w.ResourceType != "Consent" {
-		return req, fhir.Errorf(fhir.CodeInvalidResource, "the body must be a Consent resource")
-	}
-	bad := func(expr, format string, args ...any) (ConsentRequest, error) {
-		return ConsentRequest{}, fhir.Errorf(fhir.CodeInvalidParameter, format, args...).At(expr)
-	}
-	if w.Status != "" && w.Status != "active" {
-		return bad("Consent.status", "a consent to view is recorded active")
-	}
-	if w.Scope != nil && len(w.Scope.Coding) > 0 {
-		ok := false
-		for _, c := range w.Scope.Coding {
-			ok = ok || c.Code == "patient-privacy"
-		}
-		if !ok {
-			return bad("Consent.scope", "scope must be patient-privacy")
-		}
-	}
-	if w.Patient == nil {
-		return bad("Consent.patient", "patient is required")
-	}
-	if id, ok := strings.CutPrefix(w.Patient.Reference, "Patient/"); ok && w.Patient.Reference != "" {
-		if !fhir.ValidID(id) {
-			return bad("Consent.patient", "patient reference must be Patient/{id}")
-		}
-		req.PatientID = id
-	} else if w.Patient.Reference != "" {
-		return bad("Consent.patient", "patient reference must be Patient/{id}")
-	}
-	if w.Patient.Identifier != nil {
-		if w.Patient.Identifier.System != fhir.NHSNumberSystem {
-			return ConsentRequest{}, fhir.Errorf(fhir.CodeInvalidIdentifier, "patient identifier system must be %s", fhir.NHSNumberSystem).At("Consent.patient.identifier.system")
-		}
-		n, err := fhir.ParseNHSNumber(w.Patient.Identifier.Value)
-		if err != nil {
-			return ConsentRequest{}, err.(*fhir.Error).At("Consent.patient.identifier.value")
-		}
-		req.NHS = n
-		if req.PatientID != "" && req.PatientID != fhir.PatientID(n) {
-			return bad("Consent.patient", "patient reference and NHS number name different patients")
-		}
-		req.PatientID = fhir.PatientID(n)
-	}
-	if req.PatientID == "" {
-		return bad("Consent.patient", "patient needs a reference or an NHS number identifier")
-	}
-	if len(w.Performer) != 1 || w.Performer[0].Identifier == nil || w.Performer[0].Identifier.System != SDSUserSystem || w.Performer[0].Identifier.Value == "" {
-		return bad("Consent.performer", "performer must be one clinician identified by %s", SDSUserSystem)
-	}
-	req.Clinician = w.Performer[0].Identifier.Value
-	if len(req.Clinician) > 64 || !printable(req.Clinician) {
-		return bad("Consent.performer", "the SDS user id is 1..64 printable characters")
-	}
-	switch len(w.Organization) {
-	case 0:
-	case 1:
-		o := w.Organization[0]
-		if o.Identifier == nil || o.Identifier.System != fhir.ODSSystem || !ValidODS(o.Identifier.Value) {
-			return bad("Consent.organization", "organization must be identified by its ODS code (%s)", fhir.ODSSystem)
-		}
-		req.Organisation = o.Identifier.Value
-	default:
-		return bad("Consent.organization", "one organization: the caller's")
-	}
-	if pv := w.Provision; pv != nil {
-		if pv.Type != "" && pv.Type != "permit" {
-			return bad("Consent.provision.type", "a consent to view is a permit")
-		}
-		if pv.Period != nil {
-			var err error
-			if req.Period.Start, err = parseInstant(pv.Period.Start); err != nil {
-				return bad("Consent.provision.period.start", "start must be a dateTime with a time zone")
-			}
-			if req.Period.End, err = parseInstant(pv.Period.End); err != nil {
-				return bad("Consent.provision.period.end", "end must be a dateTime with a time zone")
-			}
-		}
-		for _, p := range pv.Purpose {
-			switch {
-			case p.Code == PurposeEmergency && (p.System == "" || p.System == ActReasonSystem):
-				req.BreakGlass = true
-			case p.Code == PurposeTreat && (p.System == "" || p.System == ActReasonSystem):
-			default:
-				return bad("Consent.provision.purpose", "purpose must be %s TREAT or ETREAT (break-glass)", ActReasonSystem)
-			}
-		}
-	}
-	for _, e := range w.Extension {
-		if e.URL == ExtBreakGlassReason {
-			if req.Reason != "" {
-				return bad("Consent.extension", "one break-glass reason")
-			}
-			req.Reason = e.ValueString
-			if strings.TrimSpace(req.Reason) == "" {
-				return bad("Consent.extension", "the break-glass reason is empty")
-			}
-		}
-	}
-	if req.BreakGlass && req.Reason == "" {
-		return bad("Consent.extension", "a break-glass (purpose ETREAT) needs a reason in extension %s", ExtBreakGlassReason)
-	}
-	if !req.BreakGlass && req.Reason != "" {
-		return bad("Consent.extension", "a reason is only recorded for a break-glass (provision.purpose ETREAT)")
-	}
-	if utf8.RuneCountInString(req.Reason) > MaxReasonLen || !utf8.ValidString(req.Reason) {
-		return bad("Consent.extension", "the break-glass reason is at most %d characters of valid UTF-8", MaxReasonLen)
-	}
-	return req, nil
-}
-
-// parseInstant reads a dateTime with seconds and zone; "" is zero.
-func parseInstant(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, err
-	}
-	return t.UTC(), nil
 }
