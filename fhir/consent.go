@@ -36,7 +36,7 @@ const ExtBreakGlassReason = "https://gpgate.dev/fhir/StructureDefinition/Extensi
 const MaxReasonLen = 1000
 
 // SDSUserSystem identifies a clinician by SDS user id.
-const SDSUserSystem = "https://nhs.uk/Id/sds-user-id"
+const SDSUserSystem = "https://fhir.nhs.uk/Id/sds-user-id"
 
 // ConsentPolicyURI is the policy a gpgate consent to view records (R4
 // Consent needs a policy or policyRule, ppc-1).
