@@ -21,7 +21,7 @@ demo: build
 	$(BIN) demo --data $(DATA) --force
 
 test: vet
-	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -timeout 20m $(PKGS)
 
 vet:
 	$(GO) vet $(PKGS)

@@ -62,13 +62,13 @@ func TestOperationDefinitionsAgreeWithCapabilityStatement(t *testing.T) {
 
 func TestStructuredSectionsDeclared(t *testing.T) {
 	body := OperationDefinition(Options{BaseURL: "http://x"}, fhir.Operations[1])
-	for _, s := range StructuredRecordSections {
-		if !strings.Contains(string(body), `"name":"`+s.Name+`"`) {
-			t.Errorf("section %s not declared", s.Name)
+	for _, s := range fhir.Sections {
+		if !strings.Contains(string(body), `"name":"`+s.Param+`"`) {
+			t.Errorf("section %s not declared", s.Param)
 		}
 		for _, p := range s.Parts {
 			if !strings.Contains(string(body), `"name":"`+p.Name+`"`) {
-				t.Errorf("part %s.%s not declared", s.Name, p.Name)
+				t.Errorf("part %s.%s not declared", s.Param, p.Name)
 			}
 		}
 	}

@@ -43,37 +43,14 @@ type operationDefinition struct {
 }
 
 // EverythingParams are the input parameters GET /Patient/{id}/$everything
-// honours (HL7's start, end and _since are not: they are refused under
-// Prefer: handling=strict and otherwise ignored with a warning).
-var EverythingParams = []string{"_type", "_count", "_offset"}
-
-// StructuredRecordSections are the sections of $getstructuredrecord and
-// the parts each takes, as fhir/rest parses them (name -> part -> type).
-var StructuredRecordSections = []struct {
-	Name  string
-	Doc   string
-	Parts []StructuredPart
-}{
-	{"includeAllergies", "Allergies and adverse reactions", []StructuredPart{{"includeResolvedAllergies", "boolean", "Include resolved (inactive) allergies (default true)"}}},
-	{"includeMedication", "Medications and medical devices", []StructuredPart{
-		{"includePrescriptionIssues", "boolean", "Include issues (MedicationRequest intent order) (default true)"},
-		{"medicationSearchFromDate", "date", "Only medication current on or after this date (YYYY, YYYY-MM or YYYY-MM-DD)"}}},
-	{"includeProblems", "Problems", []StructuredPart{{"filterStatus", "code", "active or inactive"}}},
-	{"includeDiagnoses", "Diagnoses (encounter diagnoses)", nil},
-	{"includeConsultations", "Encounters", []StructuredPart{
-		{"consultationSearchPeriod", "Period", "Only encounters starting in this period"},
-		{"includeNumberOfMostRecent", "positiveInt", "Only the N most recent encounters"}}},
-	{"includeInvestigations", "Investigations and results", []StructuredPart{{"investigationSearchPeriod", "Period", "Only results in this period"}}},
-	{"includeReferrals", "Referrals", []StructuredPart{{"referralSearchPeriod", "Period", "Only referrals in this period"}}},
-	{"includeRisksAndWarnings", "Risks and warnings (Flags)", nil},
-	{"includeProcedures", "Procedures", []StructuredPart{{"procedureSearchPeriod", "Period", "Only procedures in this period"}}},
-	{"includeExamination", "Examination findings (blood pressure)", []StructuredPart{{"examinationSearchPeriod", "Period", "Only findings in this period"}}},
-}
-
-// StructuredPart is one part of a $getstructuredrecord section parameter.
-type StructuredPart struct {
-	Name, Type, Doc string
-}
+// honours (fhir.EverythingParams).
+var EverythingParams = func() []string {
+	var out []string
+	for _, p := range fhir.EverythingParams {
+		out = append(out, p.Name)
+	}
+	return out
+}()
 
 // Canonical returns the absolute canonical of an operation's definition on
 // the deployment at base: relative definitions are resolved against it.
@@ -124,13 +101,15 @@ func OperationDefinition(o Options, op fhir.Operation) []byte {
 		d.Name, d.Title = "GPGatePatientEverything", "gpgate Patient $everything"
 		d.Base = hl7PatientEverything
 		d.Description = "The patient's whole record (every area the token's scopes permit) as a paged searchset Bundle. " +
-			"Of HL7's parameters gpgate honours _type and _count (and _offset in paging links); start, end and _since are not supported."
-		d.Parameter = []opParam{
-			{Name: "_type", Use: "in", Min: 0, Max: "*", Type: "code", Documentation: "Only resources of these types (comma-separated)"},
-			{Name: "_count", Use: "in", Min: 0, Max: "1", Type: "integer", Documentation: "Page size (default 50, at most 1000)"},
-			{Name: "_offset", Use: "in", Min: 0, Max: "1", Type: "integer", Documentation: "Paging offset, as used in the Bundle's links"},
-			{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle", Documentation: "A searchset Bundle with total and paging links"},
+			"gpgate honours HL7's _type, _since, start, end and _count (and _offset in paging links)."
+		for _, p := range fhir.EverythingParams {
+			max := "1"
+			if p.Name == "_type" {
+				max = "*"
+			}
+			d.Parameter = append(d.Parameter, opParam{Name: p.Name, Use: "in", Min: 0, Max: max, Type: p.Type, Documentation: p.Doc})
 		}
+		d.Parameter = append(d.Parameter, opParam{Name: "return", Use: "out", Min: 1, Max: "1", Type: "Bundle", Documentation: "A searchset Bundle with total and paging links"})
 	case "getstructuredrecord":
 		d.Name, d.Title = "GPGateGetStructuredRecord", "gpgate Patient $getstructuredrecord"
 		d.Description = "GP Connect Access Record: Structured style retrieval of a patient's record by NHS number, adapted to UK Core R4: " +
@@ -138,8 +117,8 @@ func OperationDefinition(o Options, op fhir.Operation) []byte {
 		d.AffectsState = false
 		d.Parameter = []opParam{{Name: "patientNHSNumber", Use: "in", Min: 1, Max: "1", Type: "Identifier",
 			Documentation: "The NHS number, system https://fhir.nhs.uk/Id/nhs-number (Modulus 11 checked)"}}
-		for _, s := range StructuredRecordSections {
-			p := opParam{Name: s.Name, Use: "in", Min: 0, Max: "1", Documentation: s.Doc}
+		for _, s := range fhir.Sections {
+			p := opParam{Name: s.Param, Use: "in", Min: 0, Max: "1", Documentation: s.Doc}
 			for _, pt := range s.Parts {
 				p.Part = append(p.Part, opParam{Name: pt.Name, Use: "in", Min: 0, Max: "1", Type: pt.Type, Documentation: pt.Doc})
 			}

@@ -91,13 +91,16 @@ type Agreement struct {
 	Updated        time.Time
 }
 
-// effectiveAreas is what the agreement shares: its areas and demographics.
-func (a *Agreement) effectiveAreas() fhir.Areas {
-	areas := a.Areas | fhir.AreaDemographics
-	if areas&fhir.AreaSummary != 0 {
-		areas = areas&^fhir.AreaSummary | fhir.SummaryAreas
+// shares is what the agreement shares: full lists the areas shared whole
+// (with demographics, always shared), summary the areas shared as the
+// summary view only (fhir.SummaryAreas when the agreement names
+// "summary", minus those it shares whole).
+func (a *Agreement) shares() (full, summary fhir.Areas) {
+	full = a.Areas&fhir.AllAreas | fhir.AreaDemographics
+	if a.Areas&fhir.AreaSummary != 0 {
+		summary = fhir.SummaryAreas &^ full
 	}
-	return areas
+	return full, summary
 }
 
 // covers reports whether the agreement names consumer.

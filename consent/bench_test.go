@@ -46,7 +46,7 @@ func bigRecord(tb testing.TB) *fhir.Record {
 
 func benchInput(rec *fhir.Record) Input {
 	ags := DemoAgreements([]string{practice, "Y99002", "Y99003"}, t0)
-	return Input{Principal: &fhir.Principal{ConsumerODS: "RXX01", PurposeOfUse: "TREAT", ConsentRef: "c1", PatientID: pidA},
+	return Input{Principal: &fhir.Principal{ClientID: "cl", ConsumerODS: "RXX01", Practitioner: "555", PurposeOfUse: "TREAT", ConsentRef: "c1", PatientID: pidA},
 		Request: &fhir.Request{Areas: fhir.AllAreas, PatientID: pidA}, Practice: practice, Agreements: ags,
 		Record: rec, Consent: liveConsent(), Now: t0}
 }
@@ -58,7 +58,7 @@ func BenchmarkDecideAndRedact(b *testing.B) {
 	rec := bigRecord(b)
 	in := benchInput(rec)
 	z := NewRedactor(DefaultExclusions(), 0)
-	z.Redact(rec, fhir.AllAreas)
+	z.Redact(rec, permit(fhir.AllAreas), testNow)
 	b.ReportAllocs()
 	for b.Loop() {
 		pre := in
@@ -70,7 +70,7 @@ func BenchmarkDecideAndRedact(b *testing.B) {
 		if !d.Permit {
 			b.Fatal(d)
 		}
-		out, _ := z.Redact(rec, d.Areas)
+		out, _ := z.Redact(rec, d, testNow)
 		if len(out.Resources) < 400 {
 			b.Fatal(len(out.Resources))
 		}
@@ -84,7 +84,7 @@ func BenchmarkRedactCold(b *testing.B) {
 	rec := bigRecord(b)
 	b.ReportAllocs()
 	for b.Loop() {
-		Redact(rec, fhir.AllAreas, DefaultExclusions())
+		Redact(rec, permit(fhir.AllAreas), testNow, DefaultExclusions())
 	}
 }
 
@@ -109,7 +109,7 @@ func TestDecideAndRedactLatency(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		start := time.Now()
 		d := DecidePatient(in)
-		out, _ := z.Redact(rec, d.Areas)
+		out, _ := z.Redact(rec, d, testNow)
 		ds = append(ds, time.Since(start))
 		if !d.Permit || len(out.Resources) == 0 {
 			t.Fatal("denied")

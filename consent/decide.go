@@ -32,6 +32,9 @@ const (
 	RuleConsentExpired      = "consent-expired"
 	RuleConsentOtherPatient = "consent-other-patient"
 	RuleConsentOtherOrg     = "consent-other-organisation"
+	RuleConsentOtherClient  = "consent-other-client"    // recorded by another consumer system
+	RuleConsentOtherClin    = "consent-other-clinician" // recorded for another clinician
+	RuleConsentRevoked      = "consent-revoked"
 	RuleTokenOtherPatient   = "token-other-patient"
 	// permits
 	RulePermitOrganisation = "permit-organisation" // pre-fetch: agreement allows
@@ -143,15 +146,20 @@ func orgDecision(in *Input) (fhir.Decision, []Agreement) {
 		}
 		purposed = bg
 	}
-	var shared fhir.Areas
+	// An area shared whole by any agreement in force is shared whole; one
+	// shared only through a "summary" agreement is the summary view.
+	var full, summary fhir.Areas
 	for _, a := range purposed {
-		shared |= a.effectiveAreas()
+		f, s := a.shares()
+		full |= f
+		summary |= s
 	}
-	permitted := in.Request.Areas & shared
+	summary &^= full
+	permitted := in.Request.Areas & (full | summary)
 	if permitted == 0 {
 		return deny(fhir.CodeNoOrganisationConsent, RuleAreaNotShared), nil
 	}
-	return fhir.Decision{Permit: true, Areas: permitted, Rule: RulePermitOrganisation}, purposed
+	return fhir.Decision{Permit: true, Areas: permitted, Summary: permitted & summary, Rule: RulePermitOrganisation}, purposed
 }
 
 // DecideOrganisation is the pre-fetch decision: is there an active agreement,
@@ -204,7 +212,7 @@ func DecidePatient(in Input) fhir.Decision {
 	if clinical == 0 {
 		// Demographics only: a system token may identify the patient.
 		if p.ConsentRef == "" {
-			return fhir.Decision{Permit: true, Areas: d.Areas, Rule: RulePermitDemographics}
+			return fhir.Decision{Permit: true, Areas: d.Areas, Summary: d.Summary, Rule: RulePermitDemographics}
 		}
 	}
 	if rule := checkConsent(in.Consent, p, patientID, in.Now); rule != "" {
@@ -214,18 +222,35 @@ func DecidePatient(in Input) fhir.Decision {
 	if p.BreakGlass || in.Consent.BreakGlass || NormalizePurpose(p.PurposeOfUse) == PurposeEmergency {
 		rule = RulePermitBreakGlass // orgDecision already required an agreement allowing it
 	}
-	return fhir.Decision{Permit: true, Areas: d.Areas, Rule: rule}
+	return fhir.Decision{Permit: true, Areas: d.Areas, Summary: d.Summary, Rule: rule, BreakGlass: rule == RulePermitBreakGlass}
 }
 
-// checkConsent returns the rule a consent to view fails, or "".
+// checkConsent returns the rule a consent to view fails for the principal
+// and patient, or "": a consent binds one patient, one consumer
+// organisation, the consumer system (client) that recorded it and the
+// clinician it names, for its period, until revoked.
 func checkConsent(c *ViewConsent, p *fhir.Principal, patientID string, now time.Time) string {
 	switch {
 	case p.ConsentRef == "" || c == nil || c.ID != p.ConsentRef:
 		return RuleNoConsentToView
 	case c.PatientID != patientID:
 		return RuleConsentOtherPatient
-	case c.Organisation != p.ConsumerODS:
+	default:
+		return consentBinding(c, p.ConsumerODS, p.ClientID, p.Practitioner, now)
+	}
+}
+
+// consentBinding checks who may act on a consent, and that it is live.
+func consentBinding(c *ViewConsent, consumerODS, clientID, clinician string, now time.Time) string {
+	switch {
+	case c.Organisation != consumerODS:
 		return RuleConsentOtherOrg
+	case c.ClientID != clientID:
+		return RuleConsentOtherClient
+	case c.Clinician != clinician:
+		return RuleConsentOtherClin
+	case c.Status == StatusRevoked:
+		return RuleConsentRevoked
 	case !c.Live(now):
 		return RuleConsentExpired
 	}

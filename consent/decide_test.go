@@ -14,7 +14,7 @@ func baseAgreement() Agreement {
 }
 
 func liveConsent() *ViewConsent {
-	return &ViewConsent{ID: "c1", PatientID: pidA, Organisation: "RXX01", Clinician: "555", Start: t0.Add(-time.Hour),
+	return &ViewConsent{ID: "c1", PatientID: pidA, Organisation: "RXX01", ClientID: "cl", Clinician: "555", Start: t0.Add(-time.Hour),
 		End: t0.Add(time.Hour), Status: "active"}
 }
 
@@ -68,6 +68,7 @@ func TestDecide(t *testing.T) {
 		code    fhir.Code
 		rule    string
 		want    fhir.Areas
+		summary fhir.Areas
 	}{
 		// Organisation rules.
 		{name: "no principal", ags: ag(func(*Agreement) {}), p: nil, code: fhir.CodeAccessDenied, rule: RuleNoPrincipal},
@@ -116,7 +117,17 @@ func TestDecide(t *testing.T) {
 		{name: "consent not found", ags: ag(func(*Agreement) {}), p: clinician(), code: fhir.CodeNoPatientConsent, rule: RuleNoConsentToView},
 		{name: "consent ref mismatch", ags: ag(func(*Agreement) {}), p: clinician(func(p *fhir.Principal) { p.ConsentRef = "c2" }), consent: liveConsent(), code: fhir.CodeNoPatientConsent, rule: RuleNoConsentToView},
 		{name: "consent expired", ags: ag(func(*Agreement) {}), p: clinician(), consent: expiredConsent, code: fhir.CodeNoPatientConsent, rule: RuleConsentExpired},
-		{name: "consent withdrawn", ags: ag(func(*Agreement) {}), p: clinician(), consent: inactiveConsent, code: fhir.CodeNoPatientConsent, rule: RuleConsentExpired},
+		{name: "consent revoked", ags: ag(func(*Agreement) {}), p: clinician(), consent: inactiveConsent, code: fhir.CodeNoPatientConsent, rule: RuleConsentRevoked},
+		{name: "consent recorded by another client", ags: ag(func(*Agreement) {}), p: clinician(func(p *fhir.Principal) { p.ClientID = "other-client" }), consent: liveConsent(), code: fhir.CodeNoPatientConsent, rule: RuleConsentOtherClient},
+		{name: "consent for another clinician", ags: ag(func(*Agreement) {}), p: clinician(func(p *fhir.Principal) { p.Practitioner = "999" }), consent: liveConsent(), code: fhir.CodeNoPatientConsent, rule: RuleConsentOtherClin},
+		{name: "consent used with no clinician named", ags: ag(func(*Agreement) {}), p: clinician(func(p *fhir.Principal) { p.Practitioner = "" }), consent: liveConsent(), code: fhir.CodeNoPatientConsent, rule: RuleConsentOtherClin},
+		// Summary.
+		{name: "summary agreement", ags: ag(func(a *Agreement) { a.Areas = fhir.AreaSummary }), p: clinician(), consent: liveConsent(), permit: true, rule: RulePermit, want: fhir.SummaryAreas | fhir.AreaDemographics, summary: fhir.SummaryAreas},
+		{name: "summary plus a whole area it covers", ags: ag(func(a *Agreement) { a.Areas = fhir.AreaSummary | fhir.AreaAllergies | fhir.AreaEvents }), p: clinician(), consent: liveConsent(), permit: true, rule: RulePermit,
+			want: fhir.SummaryAreas | fhir.AreaEvents | fhir.AreaDemographics, summary: fhir.SummaryAreas &^ fhir.AreaAllergies},
+		{name: "summary and a whole-area agreement", ags: append(ag(func(a *Agreement) { a.Areas = fhir.AreaSummary }), func() Agreement { a := baseAgreement(); a.ID = "a2"; a.Areas = fhir.AreaProblems; return a }()),
+			p: clinician(), consent: liveConsent(), permit: true, rule: RulePermit, want: fhir.SummaryAreas | fhir.AreaDemographics, summary: fhir.SummaryAreas &^ fhir.AreaProblems},
+		{name: "summary does not reach diagnoses", ags: ag(func(a *Agreement) { a.Areas = fhir.AreaSummary }), p: clinician(), areas: fhir.AreaDiagnoses, code: fhir.CodeNoOrganisationConsent, rule: RuleAreaNotShared},
 		{name: "consent not yet started", ags: ag(func(*Agreement) {}), p: clinician(), consent: notYet, code: fhir.CodeNoPatientConsent, rule: RuleConsentExpired},
 		{name: "consent other patient", ags: ag(func(*Agreement) {}), p: clinician(func(p *fhir.Principal) { p.PatientID = "" }), consent: otherPatient, code: fhir.CodeNoPatientConsent, rule: RuleConsentOtherPatient},
 		{name: "consent other organisation", ags: ag(func(*Agreement) {}), p: clinician(), consent: otherOrg, code: fhir.CodeNoPatientConsent, rule: RuleConsentOtherOrg},
@@ -149,7 +160,7 @@ func TestDecide(t *testing.T) {
 			in := Input{Principal: c.p, Request: &fhir.Request{Areas: areas, PatientID: pidA}, Practice: practice,
 				Agreements: c.ags, Record: rec, Consent: c.consent, Now: t0}
 			got := Decide(in)
-			if got.Permit != c.permit || got.Rule != c.rule || (!c.permit && got.Code != c.code) || (c.permit && got.Areas != c.want) {
+			if got.Permit != c.permit || got.Rule != c.rule || (!c.permit && got.Code != c.code) || (c.permit && (got.Areas != c.want || got.Summary != c.summary)) {
 				t.Fatalf("got %+v (areas %s), want permit=%v code=%s rule=%s areas=%s", got, got.Areas, c.permit, c.code, c.rule, c.want)
 			}
 			// The pre-fetch decision never depends on the patient: with the

@@ -58,3 +58,11 @@ func openDB(t testing.TB) *bolt.DB {
 	t.Cleanup(func() { db.Close() })
 	return db
 }
+
+// testNow is the clock of redaction tests.
+var testNow = time.Date(2025, 3, 14, 9, 0, 0, 0, time.UTC)
+
+// permit is a permit decision for areas (whole, no summary).
+func permit(areas fhir.Areas) fhir.Decision {
+	return fhir.Decision{Permit: true, Areas: areas | fhir.AreaDemographics}
+}

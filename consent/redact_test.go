@@ -46,7 +46,7 @@ func TestRedactGolden(t *testing.T) {
 	rec := redactFixture(t)
 	before := bytesOf(rec)
 	warnBefore := len(rec.Warnings)
-	got, withheld := Redact(rec, fhir.AllAreas, DefaultExclusions())
+	got, withheld := Redact(rec, permit(fhir.AllAreas), testNow, DefaultExclusions())
 	if !withheld {
 		t.Fatal("withheld = false, want true")
 	}
@@ -123,7 +123,7 @@ func TestRedactAreas(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got, withheld := Redact(rec, c.areas, DefaultExclusions())
+			got, withheld := Redact(rec, permit(c.areas), testNow, DefaultExclusions())
 			var types []string
 			for _, r := range got.Resources {
 				types = append(types, r.Type)
@@ -163,7 +163,7 @@ func TestRedactEveryFreeTextForm(t *testing.T) {
 				t.Fatalf("fixture has no free text")
 			}
 			rec := &fhir.Record{PatientID: pidA, Resources: []*fhir.Resource{r}}
-			got, _ := Redact(rec, fhir.AllAreas, nil)
+			got, _ := Redact(rec, permit(fhir.AllAreas), testNow, nil)
 			for _, g := range got.Resources {
 				if bytes.Contains(g.JSON, []byte("secret")) {
 					t.Fatalf("free text survived: %s", g.JSON)
@@ -192,7 +192,7 @@ func TestRedactEveryFreeTextForm(t *testing.T) {
 
 func TestRedactCleanResourceKeepsBytes(t *testing.T) {
 	rec := redactFixture(t)
-	got, _ := Redact(rec, fhir.AllAreas, DefaultExclusions())
+	got, _ := Redact(rec, permit(fhir.AllAreas), testNow, DefaultExclusions())
 	for _, r := range got.Resources {
 		if strings.HasSuffix(r.ID, "-bp") || strings.HasSuffix(r.ID, "-org") {
 			orig := rec.Find(r.Type, r.ID)
@@ -204,10 +204,17 @@ func TestRedactCleanResourceKeepsBytes(t *testing.T) {
 }
 
 func TestRedactorCache(t *testing.T) {
-	z := NewRedactor(DefaultExclusions(), 2)
 	rec := redactFixture(t)
-	a, wa := z.Redact(rec, fhir.AreaProblems)
-	b, wb := z.Redact(rec, fhir.AreaProblems)
+	probe := NewRedactor(DefaultExclusions(), 0)
+	probe.Redact(rec, permit(fhir.AllAreas), testNow)
+	one := probe.Bytes()
+	if one == 0 {
+		t.Fatal("a cached record accounts for no bytes")
+	}
+	// Room for two records of the fixture's size, not three.
+	z := NewRedactor(DefaultExclusions(), 2*one+one/2)
+	a, wa := z.Redact(rec, permit(fhir.AreaProblems), testNow)
+	b, wb := z.Redact(rec, permit(fhir.AreaProblems), testNow)
 	if wa != wb || len(a.Resources) != len(b.Resources) || a == b {
 		t.Fatalf("cached answer differs or is shared: %v %v", wa, wb)
 	}
@@ -217,14 +224,14 @@ func TestRedactorCache(t *testing.T) {
 		}
 	}
 	// Another areas set from the same cache entry equals the uncached answer.
-	c, _ := z.Redact(rec, fhir.AllAreas)
-	d, _ := Redact(rec, fhir.AllAreas, DefaultExclusions())
+	c, _ := z.Redact(rec, permit(fhir.AllAreas), testNow)
+	d, _ := Redact(rec, permit(fhir.AllAreas), testNow, DefaultExclusions())
 	if len(c.Resources) != len(d.Resources) {
 		t.Fatalf("cached %d resources, uncached %d", len(c.Resources), len(d.Resources))
 	}
 	// Appending to the answer's warnings never reaches the cache.
 	c.Warnings = append(c.Warnings, fhir.Issue{Code: "x"})
-	e, _ := z.Redact(rec, fhir.AllAreas)
+	e, _ := z.Redact(rec, permit(fhir.AllAreas), testNow)
 	if len(e.Warnings) != 1 {
 		t.Fatalf("warnings leaked between answers: %+v", e.Warnings)
 	}
@@ -232,16 +239,16 @@ func TestRedactorCache(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		r2 := redactFixture(t)
 		r2.Version = fmt.Sprint("v", 100+i)
-		z.Redact(r2, fhir.AllAreas)
+		z.Redact(r2, permit(fhir.AllAreas), testNow)
 	}
-	if z.Len() != 2 {
-		t.Fatalf("cache len %d, want 2", z.Len())
+	if z.Len() != 2 || z.Bytes() > 2*one+one/2 {
+		t.Fatalf("cache len %d (%d bytes), want 2 within %d bytes", z.Len(), z.Bytes(), 2*one+one/2)
 	}
 	// Same version with other resources (a misuse) is not served stale.
 	r3 := redactFixture(t)
 	r3.Version = "v104"
 	r3.Resources = r3.Resources[:2]
-	f, _ := z.Redact(r3, fhir.AllAreas)
+	f, _ := z.Redact(r3, permit(fhir.AllAreas), testNow)
 	if len(f.Resources) != 2 {
 		t.Fatalf("stale cache entry served: %d resources", len(f.Resources))
 	}

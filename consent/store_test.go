@@ -215,9 +215,9 @@ func TestRecordConsentAndNarrow(t *testing.T) {
 	if res.Type != "Consent" || !strings.Contains(string(res.JSON), fhir.ProfileConsent) || strings.Contains(string(res.JSON), "ETREAT") {
 		t.Fatalf("consent %s", res.JSON)
 	}
-	pid, areas, bg, err := c.NarrowAreas(ctx, "RXX01", res.ID, *now)
-	if err != nil || pid != pidA || areas != fhir.AllAreas || bg {
-		t.Fatalf("narrow: %s %s %v %v", pid, areas, bg, err)
+	g, err := c.NarrowAreas(ctx, caller("RXX01"), res.ID, *now)
+	if err != nil || g.PatientID != pidA || g.Areas != fhir.AllAreas || g.BreakGlass || g.Summary != 0 {
+		t.Fatalf("narrow: %+v %v", g, err)
 	}
 	stored, _ := c.GetConsent(ctx, res.ID)
 	if !stored.Live(*now) || stored.Live(now.Add(24*time.Hour)) {
@@ -233,7 +233,7 @@ func TestRecordConsentAndNarrow(t *testing.T) {
 		{"RXX01", res.ID, now.Add(25 * time.Hour), RuleConsentExpired},
 		{"RXX01", "nope", *now, RuleNoConsentToView},
 	} {
-		_, _, _, err := c.NarrowAreas(ctx, x.ods, x.id, x.at)
+		_, err := c.NarrowAreas(ctx, caller(x.ods), x.id, x.at)
 		if codeOf(err) != fhir.CodeNoPatientConsent || fhir.AsError(err).Diagnostics != x.rule {
 			t.Errorf("narrow %s/%s: %v, want %s", x.ods, x.id, err, x.rule)
 		}
@@ -246,7 +246,8 @@ func TestRecordConsentAndNarrow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, areas, _, _ = c.NarrowAreas(ctx, "RXX03", res3.ID, *now)
+	g3, _ := c.NarrowAreas(ctx, caller("RXX03"), res3.ID, *now)
+	areas := g3.Areas
 	if areas != fhir.AreaExamination|fhir.AreaDemographics {
 		t.Fatalf("BP-only areas %s", areas)
 	}
@@ -273,8 +274,8 @@ func TestRecordConsentAndNarrow(t *testing.T) {
 	if b, _ := json.Marshal(st); strings.Contains(string(b), "overdose") {
 		t.Fatal("reason stored")
 	}
-	if _, _, bg, err := c.NarrowAreas(ctx, "RXX01", res4.ID, *now); err != nil || !bg {
-		t.Fatalf("break-glass narrow: %v %v", bg, err)
+	if g4, err := c.NarrowAreas(ctx, caller("RXX01"), res4.ID, *now); err != nil || !g4.BreakGlass {
+		t.Fatalf("break-glass narrow: %+v %v", g4, err)
 	}
 	for _, x := range []struct {
 		ods  string

@@ -56,24 +56,24 @@ func (s *Consents) now() time.Time {
 
 // organisationAllows runs the agreement rules for the consent's caller and
 // patient: the areas the agreements share, or a NO_ORGANISATION_CONSENT error.
-func (s *Consents) organisationAllows(ctx context.Context, consumer string, nhs fhir.NHSNumber, breakGlass bool, now time.Time) (fhir.Areas, error) {
+func (s *Consents) organisationAllows(ctx context.Context, consumer string, nhs fhir.NHSNumber, breakGlass bool, now time.Time) (fhir.Decision, error) {
 	if s.Agreements == nil || s.PracticeOf == nil {
-		return 0, fhir.Internal(errors.New("consent: Consents needs Agreements and PracticeOf"))
+		return fhir.Decision{}, fhir.Internal(errors.New("consent: Consents needs Agreements and PracticeOf"))
 	}
 	practice, err := s.PracticeOf(ctx, nhs)
 	if err != nil || practice == "" {
-		return 0, fhir.Errorf(fhir.CodeNoOrganisationConsent, "%s", RuleNoAgreement)
+		return fhir.Decision{}, fhir.Errorf(fhir.CodeNoOrganisationConsent, "%s", RuleNoAgreement)
 	}
 	ags, err := s.Agreements.ForProvider(ctx, practice)
 	if err != nil {
-		return 0, err
+		return fhir.Decision{}, err
 	}
 	p := &fhir.Principal{ConsumerODS: consumer, BreakGlass: breakGlass}
 	d := DecideOrganisation(Input{Principal: p, Request: &fhir.Request{Areas: fhir.AllAreas}, Practice: practice, Agreements: ags, Now: now})
 	if !d.Permit {
-		return 0, fhir.Errorf(d.Code, "%s", d.Rule)
+		return fhir.Decision{}, fhir.Errorf(d.Code, "%s", d.Rule)
 	}
-	return d.Areas, nil
+	return d, nil
 }
 
 // RecordConsent records a consent to view for the caller p (a system token
@@ -96,6 +96,9 @@ func (s *Consents) RecordConsent(ctx context.Context, p *fhir.Principal, req Con
 	}
 	if req.Clinician == "" {
 		req.Clinician = p.Practitioner
+	}
+	if p.Practitioner != "" && req.Clinician != p.Practitioner {
+		return nil, fhir.Errorf(fhir.CodeInvalidParameter, "the consent's performer must be the clinician the access token names").At("Consent.performer")
 	}
 	if err := validateRequest(&req, now); err != nil {
 		return nil, err
@@ -182,36 +185,68 @@ func (s *Consents) GetConsent(ctx context.Context, id string) (*ViewConsent, err
 	return s.Store.GetConsent(ctx, id)
 }
 
-// NarrowAreas checks a consent_reference for a patient-context token: the
-// consent exists, is live, was recorded by consumerODS, and the agreements
-// between the patient's practice and consumerODS (re-read now) are in force
-// and allow break-glass where the consent is one. It returns the patient the
-// token is bound to, the areas it may cover (map them with ScopesForAreas)
-// and whether it is a break-glass. Errors are NO_PATIENT_CONSENT or
-// NO_ORGANISATION_CONSENT with the rule id as diagnostics.
-func (s *Consents) NarrowAreas(ctx context.Context, consumerODS, consentID string, now time.Time) (string, fhir.Areas, bool, error) {
+// StatusRevoked is the status of a revoked consent to view (R4
+// Consent.status inactive).
+const StatusRevoked = "inactive"
+
+// Grant is what a consent to view lets a patient-context principal see.
+type Grant = fhir.ConsentGrant
+
+// NarrowAreas checks a consent_reference for a patient-context principal
+// (a token or a viewer session): the consent exists, is live and not
+// revoked, was recorded by this consumer system (client) of this
+// organisation for this clinician, and the agreements between the
+// patient's practice and the organisation (re-read now) are in force and
+// allow break-glass where the consent is one. Errors are
+// NO_PATIENT_CONSENT or NO_ORGANISATION_CONSENT with the rule id as
+// diagnostics.
+func (s *Consents) NarrowAreas(ctx context.Context, p *fhir.Principal, consentID string, now time.Time) (Grant, error) {
+	if p == nil {
+		return Grant{}, fhir.Errorf(fhir.CodeAccessDenied, "%s", RuleNoPrincipal)
+	}
 	c, err := s.GetConsent(ctx, consentID)
 	if err != nil {
 		if fhir.AsError(err).Code == fhir.CodeReferenceNotFound {
-			return "", 0, false, fhir.Errorf(fhir.CodeNoPatientConsent, "%s", RuleNoConsentToView)
+			return Grant{}, fhir.Errorf(fhir.CodeNoPatientConsent, "%s", RuleNoConsentToView)
 		}
-		return "", 0, false, err
+		return Grant{}, err
 	}
-	if c.Organisation != consumerODS {
-		return "", 0, false, fhir.Errorf(fhir.CodeNoPatientConsent, "%s", RuleConsentOtherOrg)
-	}
-	if !c.Live(now) {
-		return "", 0, false, fhir.Errorf(fhir.CodeNoPatientConsent, "%s", RuleConsentExpired)
+	if rule := consentBinding(c, p.ConsumerODS, p.ClientID, p.Practitioner, now); rule != "" {
+		return Grant{}, fhir.Errorf(fhir.CodeNoPatientConsent, "%s", rule)
 	}
 	nhs := c.NHS
 	if nhs == "" && s.ResolveNHS != nil {
 		if nhs, err = s.ResolveNHS(ctx, c.PatientID); err != nil {
-			return "", 0, false, fhir.Errorf(fhir.CodeNoOrganisationConsent, "%s", RuleNoAgreement)
+			return Grant{}, fhir.Errorf(fhir.CodeNoOrganisationConsent, "%s", RuleNoAgreement)
 		}
 	}
-	areas, err := s.organisationAllows(ctx, consumerODS, nhs, c.BreakGlass, now)
+	d, err := s.organisationAllows(ctx, p.ConsumerODS, nhs, c.BreakGlass, now)
 	if err != nil {
-		return "", 0, false, err
+		return Grant{}, err
 	}
-	return c.PatientID, areas, c.BreakGlass, nil
+	return Grant{PatientID: c.PatientID, Areas: d.Areas, Summary: d.Summary, BreakGlass: c.BreakGlass}, nil
+}
+
+// RevokeConsent revokes a consent to view. Only the consumer system that
+// recorded it may (anyone else: NO_RECORD_FOUND, as for a consent that does
+// not exist). Tokens and sessions bound to it stop working at once: every
+// request re-reads the consent. Revoking twice is not an error.
+func (s *Consents) RevokeConsent(ctx context.Context, p *fhir.Principal, id string) (*ViewConsent, error) {
+	c, err := s.GetConsent(ctx, id)
+	if err != nil || p == nil || c.Organisation != p.ConsumerODS || c.ClientID != p.ClientID || (p.PatientID != "" && p.PatientID != c.PatientID) {
+		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no Consent with that id")
+	}
+	if c.Status == StatusRevoked {
+		return c, nil
+	}
+	c.Status = StatusRevoked
+	res, err := consentResource(c)
+	if err != nil {
+		return nil, fhir.Internal(err)
+	}
+	c.Resource = res.JSON
+	if err := s.Store.PutConsent(ctx, c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }

@@ -350,3 +350,14 @@ func JSONError(err error) string {
 	}
 	return "malformed"
 }
+
+// ConsentGrant is what a recorded consent to view lets a patient-context
+// principal (a token or a viewer session bound to it) see now: its patient,
+// the areas the agreements in force share (demographics included), those of
+// them shared as the summary view only, and whether it is a break-glass.
+type ConsentGrant struct {
+	PatientID  string
+	Areas      Areas
+	Summary    Areas
+	BreakGlass bool
+}

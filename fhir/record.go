@@ -111,12 +111,18 @@ type Request struct {
 	NHS         NHSNumber
 	Areas       Areas
 	Query       *Query
+	// Practice is filled in by the record-access core once it has located
+	// the patient, for the audit; callers leave it empty.
+	Practice string
 }
 
 // Decision is a policy decision: which areas may be returned and why not.
+// Summary marks areas of Areas permitted as the summary view only (an
+// agreement sharing "summary" rather than those whole areas).
 type Decision struct {
 	Permit     bool
 	Areas      Areas
+	Summary    Areas
 	Code       Code   // denial code when !Permit
 	Rule       string // which rule decided, for the audit
 	BreakGlass bool   // the permit rests on a break-glass (flagged in the audit for review)

@@ -8,29 +8,29 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// auditLogAPI adapts the audit store to rest.AuditLog.
+// auditLogAPI adapts the audit store to access.AuditLog.
 type auditLogAPI struct{ st *audit.Store }
 
-func (a auditLogAPI) SearchAuditEvents(ctx context.Context, v url.Values, strict bool) ([]*fhir.Resource, int, *fhir.Query, error) {
+func (a auditLogAPI) SearchAuditEvents(ctx context.Context, v url.Values, strict bool) (*fhir.Page, error) {
 	f, err := audit.ParseFilter(v)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	if strict && len(f.Ignored) > 0 {
-		return nil, 0, nil, fhir.Errorf(fhir.CodeBadRequest, "unknown search parameter %q for AuditEvent (Prefer: handling=strict)", f.Ignored[0])
+		return nil, fhir.Errorf(fhir.CodeBadRequest, "unknown search parameter %q for AuditEvent (Prefer: handling=strict)", f.Ignored[0])
 	}
 	if f.Count == 0 && !f.TotalOnly {
 		f.Count = fhir.DefaultCount
 	}
 	entries, total, err := a.st.Query(ctx, f)
 	if err != nil {
-		return nil, 0, nil, err
+		return nil, err
 	}
 	page := make([]*fhir.Resource, 0, len(entries))
 	for _, e := range entries {
 		page = append(page, resourceOf(e))
 	}
-	return page, total, &fhir.Query{Type: "AuditEvent", Count: f.Count, Offset: f.Offset, Ignored: f.Ignored}, nil
+	return &fhir.Page{Resources: page, Total: total, Query: &fhir.Query{Type: "AuditEvent", Count: f.Count, Offset: f.Offset, Ignored: f.Ignored}}, nil
 }
 
 func (a auditLogAPI) ReadAuditEvent(ctx context.Context, id string) (*fhir.Resource, error) {

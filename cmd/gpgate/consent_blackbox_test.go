@@ -477,7 +477,7 @@ func (env *cbEnv) testAgreements(t *testing.T) {
 			env.refused(t, clinical, 403, fhir.CodeNoPatientConsent, consent.RuleNoConsentToView)
 			var cs struct{ ID string }
 			_ = json.Unmarshal(cons.body, &cs)
-			a := env.b2bAssertion(t, c.client, &smart.B2B{PurposeOfUse: purposesOf(b2b), ConsentReference: smart.StringList{cs.ID}})
+			a := env.b2bAssertion(t, c.client, &smart.B2B{PurposeOfUse: purposesOf(b2b), SubjectID: demoClinician, ConsentReference: smart.StringList{cs.ID}})
 			r, ans := env.tokenFor(t, sbForm(a, "patient/*.rs").Encode())
 			if r.status != 200 || ans.Patient != p.PatientID {
 				t.Fatalf("patient token: %d %s", r.status, truncateBody(r.body))
@@ -489,7 +489,7 @@ func (env *cbEnv) testAgreements(t *testing.T) {
 	}
 	t.Run("wrong purpose with consent to view", func(t *testing.T) {
 		id, _ := env.recordConsent(t, demoClientID, p.PatientID, nil)
-		a := env.b2bAssertion(t, demoClientID, &smart.B2B{PurposeOfUse: smart.StringList{"HRESCH"}, ConsentReference: smart.StringList{id}})
+		a := env.b2bAssertion(t, demoClientID, &smart.B2B{PurposeOfUse: smart.StringList{"HRESCH"}, SubjectID: demoClinician, ConsentReference: smart.StringList{id}})
 		r, ans := env.tokenFor(t, sbForm(a, "patient/*.rs").Encode())
 		if r.status != 200 {
 			t.Fatalf("patient token: %d %s", r.status, truncateBody(r.body))
@@ -817,7 +817,7 @@ func (env *cbEnv) testBreakGlass(t *testing.T) {
 	})
 	t.Run("allowed, BTG purpose on the token", func(t *testing.T) {
 		id, _ := env.recordConsent(t, demoClientID, p.PatientID, nil)
-		a := env.b2bAssertion(t, demoClientID, &smart.B2B{PurposeOfUse: smart.StringList{"BTG"}, ConsentReference: smart.StringList{id}})
+		a := env.b2bAssertion(t, demoClientID, &smart.B2B{PurposeOfUse: smart.StringList{"BTG"}, SubjectID: demoClinician, ConsentReference: smart.StringList{id}})
 		r, ans := env.tokenFor(t, sbForm(a, "patient/*.rs").Encode())
 		if r.status != 200 {
 			t.Fatalf("%d %s", r.status, truncateBody(r.body))
@@ -834,7 +834,7 @@ func (env *cbEnv) testBreakGlass(t *testing.T) {
 		}
 		// A consent to view, then BTG on the token: refused at the request.
 		id, _ := env.recordConsent(t, cbOOH, p.PatientID, nil)
-		a := env.b2bAssertion(t, cbOOH, &smart.B2B{PurposeOfUse: smart.StringList{"BTG"}, ConsentReference: smart.StringList{id}})
+		a := env.b2bAssertion(t, cbOOH, &smart.B2B{PurposeOfUse: smart.StringList{"BTG"}, SubjectID: demoClinician, ConsentReference: smart.StringList{id}})
 		r, ans := env.tokenFor(t, sbForm(a, "patient/*.rs").Encode())
 		if r.status == 200 {
 			env.refused(t, env.call(t, http.MethodGet, everything(p), ans.AccessToken, nil), 403, fhir.CodeNoOrganisationConsent, consent.RuleBreakGlassNotAllowed)

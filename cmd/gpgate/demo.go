@@ -82,7 +82,7 @@ var demoClients = []struct{ id, ods, name, key, scopes string }{
 	{"demo-admin", "Y99000", "Demo regional sharing administrator", "demo-admin.jwk", "system/Agreement.crus"},
 }
 
-const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.c"
+const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.cd"
 
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.

@@ -19,8 +19,10 @@ import (
 	"github.com/gpgate/gpgate/adapters/embedded"
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/conformance"
+	"github.com/gpgate/gpgate/consent"
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
+	"github.com/gpgate/gpgate/fhir/access"
 	"github.com/gpgate/gpgate/fhir/rest"
 )
 
@@ -95,8 +97,36 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	defer st.Close()
-	policy := newSharing(st.consent, locator{reg}.PracticeOf, reg.Resolve, time.Now, log)
-	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: policy})
+	pats := patients{reg}
+	policy, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent,
+		PracticeOf: pats.PracticeOf, ResolveNHS: pats.Resolve, Logger: log})
+	if err != nil {
+		return err
+	}
+	// The record-access core: every face goes through it, and it cannot be
+	// built without its guards.
+	core, err := access.New(access.Config{
+		Patients:   pats,
+		Records:    reg,
+		Scopes:     smart.Authorizer{},
+		Policy:     policy,
+		Redactor:   consent.NewRedactor(consent.DefaultExclusions(), 0),
+		Auditor:    auditLog,
+		Consents:   policy,
+		AuditLog:   auditLogAPI{auditLog},
+		Agreements: policy,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	trailCtx, stopTrail := context.WithCancel(ctx)
+	trailDone := make(chan struct{})
+	go practiceTrail{log: auditLog, reg: reg, lg: log, every: 200 * time.Millisecond}.run(trailCtx, trailDone)
+	// Deferred calls run last-in first-out: the trail finishes its last
+	// pass before the audit log and the stores close.
+	defer func() { stopTrail(); <-trailDone }()
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
 	if err != nil {
 		return err
 	}
@@ -105,17 +135,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
 	capability := conformance.CapabilityStatement(capOpts)
-	e := rest.New(rest.Config{
+	e, err := rest.New(rest.Config{
 		BaseURL:    base,
-		Records:    reg,
-		Locator:    locator{reg},
+		Core:       core,
 		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
-		Authorizer: scopeAuthorizer{next: policy},
-		Policy:     policy,
-		Consents:   policy,
-		Agreements: policy,
-		Auditor:    practiceAudit{log: auditLog, reg: reg, lg: log},
-		Audit:      auditLogAPI{auditLog},
 		Capability: capability,
 		Static:     conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
 		Logger:     log,
@@ -126,6 +149,9 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 			e.POST(smart.PathIntrospect, echo.WrapHandler(authz.IntrospectHandler()))
 		},
 	})
+	if err != nil {
+		return err
+	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
 	log.Info("gpgate listening", "url", base, "practices", practices, "version", version)
 	if ready != nil {
@@ -147,13 +173,18 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	return nil
 }
 
-// locator adapts the registry to rest.Locator.
-type locator struct{ reg *adapters.Registry }
+// patients adapts the registry's patient index to access.Patients and the
+// consent service.
+type patients struct{ reg *adapters.Registry }
 
-func (l locator) PracticeOf(nhs fhir.NHSNumber) (string, error) {
-	p, err := l.reg.Locate(nhs)
+func (p patients) Resolve(_ context.Context, id string) (fhir.NHSNumber, error) {
+	return p.reg.Resolve(id)
+}
+
+func (p patients) PracticeOf(_ context.Context, nhs fhir.NHSNumber) (string, error) {
+	pr, err := p.reg.Locate(nhs)
 	if err != nil {
 		return "", err
 	}
-	return p.ODS, nil
+	return pr.ODS, nil
 }

@@ -648,7 +648,7 @@ func (env *sbEnv) testAlgorithms(t *testing.T) {
 			if err := json.Unmarshal(cr.body, &cs); cr.status != http.StatusCreated || err != nil || cs.ID == "" {
 				t.Fatalf("POST /Consent: %d %s", cr.status, truncateBody(cr.body))
 			}
-			pa := env.b2bAssertion(t, c.client, &smart.B2B{ConsentReference: smart.StringList{cs.ID}})
+			pa := env.b2bAssertion(t, c.client, &smart.B2B{SubjectID: demoClinician, ConsentReference: smart.StringList{cs.ID}})
 			if m, _ := jws.ParseString(pa); m.Signatures()[0].ProtectedHeaders().Algorithm() != jwa.ES256 {
 				t.Fatal("patient-token assertion not signed with ES256")
 			}
@@ -686,7 +686,12 @@ func (env *sbEnv) testTokenRejections(t *testing.T) {
 	ok2, _ := smart.ParsePrivateKey(env.oldKey)
 	oldRotated := sbSign(t, ok2, jwa.ES256, map[string]any{"iss": sbRotated, "sub": sbRotated, "aud": env.tokenURL,
 		"exp": now.Add(time.Minute).Unix(), "jti": sbJTI()}, nil)
-	b2b := func(m map[string]any) map[string]any { return with("extensions", map[string]any{"hl7-b2b": m}) }
+	b2b := func(m map[string]any) map[string]any {
+		if _, ok := m["subject_id"]; !ok {
+			m["subject_id"] = demoClinician // the clinician the consents name
+		}
+		return with("extensions", map[string]any{"hl7-b2b": m})
+	}
 	// A live consent to view of patA, recorded by condition-reader (RXX06):
 	// demo-ehr (RXX01) may not name it.
 	otherOrg := env.consentAs(t, sbCondClient, env.patA.PatientID)

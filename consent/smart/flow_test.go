@@ -50,7 +50,7 @@ func TestNarrowerFlow(t *testing.T) {
 	if a.Patient != "pabc" || a.Scope != "patient/Observation.rs?category=vital-signs" {
 		t.Fatalf("answer %+v", a)
 	}
-	if n.got == nil || n.got.ConsentReference[0] != "Consent/c1" || n.got.PurposeOfUse[0] != "TREAT" {
+	if n.got == nil || n.got.ConsentReference[0] != "c1" || n.got.PurposeOfUse[0] != "TREAT" {
 		t.Fatalf("narrower saw %+v", n.got)
 	}
 	at, err := f.srv.Verifier().VerifyToken(ctx, a.AccessToken)
@@ -58,7 +58,7 @@ func TestNarrowerFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := at.Principal
-	if p.PatientID != "pabc" || p.ConsentRef != "Consent/c1" || p.Practitioner != "G1" || p.BreakGlass {
+	if p.PatientID != "pabc" || p.ConsentRef != "c1" || p.Practitioner != "G1" || p.BreakGlass {
 		t.Fatalf("principal %+v", p)
 	}
 	bp := Context{Type: "Observation", Interaction: "read", PatientContext: p.PatientID, Categories: []fhir.Coding{vitalSigns}}

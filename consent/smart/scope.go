@@ -335,7 +335,7 @@ func (s Scope) Allows(resourceType, interaction string, categories, codes []fhir
 
 func (s Scope) allowsType(resourceType, interaction string) bool {
 	p := interactionPerm(interaction)
-	return p != 0 && s.Perms&p == p && (s.Type == "*" || s.Type == resourceType) && resourceType != ""
+	return p != 0 && s.Perms&p == p && reaches(s.Type, resourceType)
 }
 
 func (f Filter) matches(have []fhir.Coding) bool {
@@ -403,14 +403,30 @@ func PermitsType(scopes []Scope, c Context) (ok, filtered bool) {
 	return ok, ok
 }
 
-// Covers reports whether s covers r: same context, same type (or s is "*"),
-// r's permissions a subset of s's, and r at least as narrow as every filter
-// of s. An ungranular scope covers a granular one; never the reverse.
+// AdministrativeTypes are the resources of gpgate's own administration:
+// the audit log and the sharing-agreement register. A wildcard scope
+// ("system/*.rs") never reaches them, in issuance or in verification: a
+// client is granted one only when its registration names the type
+// literally, and a request for one is checked against literal scopes only.
+var AdministrativeTypes = map[string]bool{"AuditEvent": true, "Agreement": true}
+
+// reaches reports whether a scope of type st reaches resource type rt.
+func reaches(st, rt string) bool {
+	if st == rt {
+		return rt != ""
+	}
+	return st == "*" && rt != "" && !AdministrativeTypes[rt]
+}
+
+// Covers reports whether s covers r: same context, same type (or s is "*"
+// and r is not an administrative type), r's permissions a subset of s's,
+// and r at least as narrow as every filter of s. An ungranular scope covers
+// a granular one; never the reverse.
 func (s Scope) Covers(r Scope) bool {
 	if s.Context != r.Context || r.Perms&^s.Perms != 0 || r.Perms == 0 {
 		return false
 	}
-	if s.Type != "*" && s.Type != r.Type {
+	if s.Type != r.Type && !(s.Type == "*" && r.Type != "*" && !AdministrativeTypes[r.Type]) {
 		return false
 	}
 	for _, sf := range s.Filters {

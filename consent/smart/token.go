@@ -409,6 +409,13 @@ func (s *Server) issue(ctx context.Context, as *assertion, scope string) (resp *
 			return nil, nil, oerr
 		}
 	}
+	if b2b != nil && len(b2b.ConsentReference) > 0 {
+		ref, ok := ConsentID(b2b.ConsentReference[0])
+		if !ok {
+			return nil, nil, oauthErr(http.StatusBadRequest, ErrInvalidGrant, "consent_reference must name a Consent: id, Consent/id or an absolute URL ending Consent/id")
+		}
+		b2b.ConsentReference[0] = ref
+	}
 	var patient string
 	if b2b != nil && len(b2b.ConsentReference) > 0 {
 		if s.narrower == nil {
@@ -528,4 +535,17 @@ func (s *Server) sign(p *fhir.Principal, b2b *B2B, scope string, now time.Time) 
 	_ = hdr.Set(jws.KeyIDKey, ring.active.kid)
 	_ = hdr.Set(jws.TypeKey, tokenType)
 	return jwt.Sign(t, jwt.WithKey(ring.active.alg, ring.active.key, jws.WithProtectedHeaders(hdr)))
+}
+
+// ConsentID reads a consent_reference: a bare Consent id, "Consent/id", or
+// an absolute URL ending "Consent/id" (a version suffix "/_history/n" is
+// dropped). ok is false when what remains is not a FHIR logical id.
+func ConsentID(ref string) (string, bool) {
+	if i := strings.Index(ref, "/_history/"); i >= 0 {
+		ref = ref[:i]
+	}
+	if i := strings.LastIndex(ref, "Consent/"); i >= 0 && (i == 0 || ref[i-1] == '/') {
+		ref = ref[i+len("Consent/"):]
+	}
+	return ref, fhir.ValidID(ref)
 }

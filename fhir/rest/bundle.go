@@ -16,15 +16,10 @@ import (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
-// writeSearchset splices the page of all into a searchset Bundle with paging
-// links and writes it. all is every match; the page is cut here so total and
-// links agree.
-func (s *Server) writeSearchset(c echo.Context, req *fhir.Request, all []*fhir.Resource, warnings []fhir.Issue) error {
-	return s.writePage(c, req.Query, pageOf(all, req.Query), len(all), warnings)
-}
-
-// writePage writes one page of a searchset whose matches number total.
-func (s *Server) writePage(c echo.Context, q *fhir.Query, page []*fhir.Resource, total int, warnings []fhir.Issue) error {
+// writePage splices one page of a searchset into a Bundle with paging links
+// and writes it.
+func (s *Server) writePage(c echo.Context, pg *fhir.Page) error {
+	q, page, total, warnings := pg.Query, pg.Resources, pg.Total, pg.Warnings
 	b := fhir.Bundle{
 		ID:        newUUID(),
 		Type:      "searchset",
@@ -44,6 +39,21 @@ func (s *Server) writePage(c echo.Context, q *fhir.Query, page []*fhir.Resource,
 	if len(issues) > 0 {
 		oo := &fhir.Resource{Type: "OperationOutcome", ID: newUUID(), JSON: fhir.OperationOutcome(issues...)}
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo, Mode: "outcome"})
+	}
+	return s.writeBundle(c, &b)
+}
+
+// writeCollection writes a $getstructuredrecord answer as a collection
+// Bundle, its warnings in a final OperationOutcome.
+func (s *Server) writeCollection(c echo.Context, col *fhir.Collection) error {
+	b := fhir.Bundle{ID: newUUID(), Type: "collection", Timestamp: s.now(), Total: -1, Base: s.cfg.BaseURL,
+		Entries: make([]fhir.BundleEntry, 0, len(col.Resources)+1)}
+	for _, r := range col.Resources {
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: r})
+	}
+	if len(col.Warnings) > 0 {
+		oo := &fhir.Resource{Type: "OperationOutcome", ID: newUUID(), JSON: fhir.OperationOutcome(col.Warnings...)}
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: oo})
 	}
 	return s.writeBundle(c, &b)
 }

@@ -1,14 +1,17 @@
 // Package rest is gpgate's FHIR R4 REST surface: echo routes, middleware
 // (in one place, in order) and thin handlers that parse a request, call the
-// record pipeline and render canonical bytes.
+// record-access core and render canonical bytes. Every decision, every
+// audit entry and every byte of record data comes from the core.
 package rest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -18,80 +21,56 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// Records is what the handlers need of the adapter registry.
-type Records interface {
-	Resolve(patientID string) (fhir.NHSNumber, error)
-	Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error)
+// Core is what the handlers need of the record-access core (fhir/access).
+type Core interface {
+	Read(ctx context.Context, p *fhir.Principal, typ, id string) (*fhir.Resource, error)
+	Search(ctx context.Context, p *fhir.Principal, q *fhir.Query) (*fhir.Page, error)
+	Everything(ctx context.Context, p *fhir.Principal, e *fhir.EverythingRequest) (*fhir.Page, error)
+	StructuredRecord(ctx context.Context, p *fhir.Principal, sr *fhir.StructuredRequest) (*fhir.Collection, error)
+	RecordConsent(ctx context.Context, p *fhir.Principal, cr fhir.ConsentRequest) (*fhir.Resource, error)
+	ReadConsent(ctx context.Context, p *fhir.Principal, id string) (*fhir.Resource, error)
+	RevokeConsent(ctx context.Context, p *fhir.Principal, id string) (*fhir.Resource, error)
+	SearchAuditEvents(ctx context.Context, p *fhir.Principal, v url.Values, strict bool) (*fhir.Page, error)
+	ReadAuditEvent(ctx context.Context, p *fhir.Principal, id string) (*fhir.Resource, error)
+	Agreements(ctx context.Context, p *fhir.Principal, interaction, id, action string, body []byte) ([]byte, error)
 }
 
-// Authenticator turns a request's bearer token into a Principal. A nil
-// Authenticator is only for tests and the walking skeleton.
+// Authenticator turns a request's bearer token into a Principal.
 type Authenticator interface {
 	Authenticate(r *http.Request) (*fhir.Principal, error)
 }
 
-// Authorizer decides whether a principal may make a request for a record
-// (scopes, sharing agreement, consent). It returns the areas permitted.
-type Authorizer interface {
-	Authorize(ctx context.Context, p *fhir.Principal, req *fhir.Request, rec RecordMeta) (fhir.Decision, error)
-}
-
-// RecordMeta is what authorisation may know about the record before data.
-type RecordMeta struct {
-	NHS      fhir.NHSNumber
-	Practice string
-}
-
-// RecordPolicy decides what may be seen once the record is fetched (the
-// patient's consent to share, consent to view) and redacts it. It returns a
-// new Record (records are shared and cached: never modify the one given).
-type RecordPolicy interface {
-	Apply(ctx context.Context, p *fhir.Principal, req *fhir.Request, rec *fhir.Record, dec fhir.Decision) (*fhir.Record, fhir.Decision, error)
-}
-
-// Auditor writes an audit entry durably; it returns only once it is durable.
-type Auditor interface {
-	Record(ctx context.Context, e *fhir.AuditEntry) error
-}
-
-// Locator names the practice of a patient without fetching the record.
-type Locator interface {
-	PracticeOf(nhs fhir.NHSNumber) (string, error)
-}
-
-// Config wires the server.
+// Config wires the server. Core and Auth are required.
 type Config struct {
-	BaseURL      string // absolute base, e.g. http://127.0.0.1:8080 (no trailing slash)
-	Records      Records
-	Locator      Locator
-	Auth         Authenticator
-	Authorizer   Authorizer
-	Policy       RecordPolicy // applied after the fetch, before the Bundle is built
-	Auditor      Auditor
-	Audit        AuditLog          // serves GET /AuditEvent when set
-	Consents     ConsentRecorder   // serves POST /Consent when set
-	Agreements   AgreementAdmin    // serves /admin/agreements when set
-	Capability   []byte            // CapabilityStatement bytes for /metadata
-	Static       map[string][]byte // extra GET routes served as FHIR JSON (e.g. OperationDefinitions)
-	Logger       *slog.Logger
-	Now          func() time.Time
-	BodyLimit    string        // echo body limit, default "1M"
-	Timeout      time.Duration // per request, default 30s
-	SourceBudget time.Duration // deadline for the adapter, default 10s
-	// Mount lets cmd add routes owned by other packages (auth endpoints,
-	// admin API) to the same echo instance and middleware chain.
+	BaseURL    string // absolute base, e.g. http://127.0.0.1:8080 (no trailing slash)
+	Core       Core
+	Auth       Authenticator
+	Capability []byte            // CapabilityStatement bytes for /metadata
+	Static     map[string][]byte // extra GET routes served as FHIR JSON (e.g. OperationDefinitions)
+	Logger     *slog.Logger
+	Now        func() time.Time
+	BodyLimit  string        // echo body limit, default "1M"
+	Timeout    time.Duration // per request, default 30s
+	// Mount lets cmd add routes owned by other packages (auth endpoints)
+	// to the same echo instance and middleware chain. Routes it adds are
+	// outside the FHIR API's authentication: they authenticate themselves.
 	Mount func(e *echo.Echo)
 }
 
 // Server holds the wired dependencies of the handlers.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	now func() time.Time
+	cfg  Config
+	core Core
+	log  *slog.Logger
+	now  func() time.Time
 }
 
-// New builds the echo instance with every route and middleware.
-func New(cfg Config) *echo.Echo {
+// New builds the echo instance with every route and middleware. It refuses
+// a configuration without the core or without authentication.
+func New(cfg Config) (*echo.Echo, error) {
+	if cfg.Core == nil || cfg.Auth == nil {
+		return nil, errors.New("rest: a server needs the record-access core and an authenticator")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -104,11 +83,8 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
-	if cfg.SourceBudget == 0 {
-		cfg.SourceBudget = 10 * time.Second
-	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{cfg: cfg, log: cfg.Logger, now: cfg.Now}
+	s := &Server{cfg: cfg, core: cfg.Core, log: cfg.Logger, now: cfg.Now}
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -133,23 +109,9 @@ func New(cfg Config) *echo.Echo {
 	if cfg.Mount != nil {
 		cfg.Mount(e)
 	}
-
-	auth := s.authenticate
-	if cfg.Agreements != nil {
-		s.mountAdmin(e, auth)
+	for _, r := range Routes {
+		e.Add(r.Method, r.Path, r.handler(s), s.authenticate)
 	}
-	if cfg.Consents != nil {
-		e.POST("/Consent", s.createConsent, auth)
-		e.GET("/Consent/:id", s.readConsent, auth)
-	}
-	if cfg.Audit != nil {
-		e.GET("/AuditEvent", s.searchAuditEvents, auth)
-		e.GET("/AuditEvent/:id", s.readAuditEvent, auth)
-	}
-	e.POST("/Patient/$getstructuredrecord", s.getStructuredRecord, auth)
-	e.GET("/Patient/:id/$everything", s.everything, auth)
-	e.GET("/:type", s.search, auth)
-	e.GET("/:type/:id", s.read, auth)
 	// Everything else that looks like a FHIR interaction is a write or an
 	// unsupported method: 405 with an OperationOutcome.
 	writes := []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
@@ -157,7 +119,34 @@ func New(cfg Config) *echo.Echo {
 		e.Match(writes, p, s.methodNotAllowed)
 	}
 	e.Match([]string{http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete}, "/Patient/$getstructuredrecord", s.methodNotAllowed)
-	return e
+	e.Match([]string{http.MethodPut, http.MethodPatch}, "/Consent/:id", s.methodNotAllowed)
+	return e, nil
+}
+
+// Route is one authenticated route of the FHIR API. The table is the one
+// place routes are declared: New registers them, and the access-control
+// matrix test walks it so no route can be added without its row.
+type Route struct {
+	Method, Path string
+	handler      func(s *Server) echo.HandlerFunc
+}
+
+// Routes are the authenticated routes, in registration order (echo prefers
+// static segments, so the order does not change matching).
+var Routes = []Route{
+	{http.MethodGet, "/admin/agreements", func(s *Server) echo.HandlerFunc { return s.listAgreements }},
+	{http.MethodPost, "/admin/agreements", func(s *Server) echo.HandlerFunc { return s.addAgreement }},
+	{http.MethodGet, "/admin/agreements/:id", func(s *Server) echo.HandlerFunc { return s.getAgreement }},
+	{http.MethodPost, "/admin/agreements/:id/:action", func(s *Server) echo.HandlerFunc { return s.setAgreementStatus }},
+	{http.MethodPost, "/Consent", func(s *Server) echo.HandlerFunc { return s.createConsent }},
+	{http.MethodGet, "/Consent/:id", func(s *Server) echo.HandlerFunc { return s.readConsent }},
+	{http.MethodDelete, "/Consent/:id", func(s *Server) echo.HandlerFunc { return s.revokeConsent }},
+	{http.MethodGet, "/AuditEvent", func(s *Server) echo.HandlerFunc { return s.searchAuditEvents }},
+	{http.MethodGet, "/AuditEvent/:id", func(s *Server) echo.HandlerFunc { return s.readAuditEvent }},
+	{http.MethodPost, "/Patient/$getstructuredrecord", func(s *Server) echo.HandlerFunc { return s.getStructuredRecord }},
+	{http.MethodGet, "/Patient/:id/$everything", func(s *Server) echo.HandlerFunc { return s.everything }},
+	{http.MethodGet, "/:type", func(s *Server) echo.HandlerFunc { return s.search }},
+	{http.MethodGet, "/:type/:id", func(s *Server) echo.HandlerFunc { return s.read }},
 }
 
 func (s *Server) requestID(next echo.HandlerFunc) echo.HandlerFunc {
@@ -228,9 +217,6 @@ func (s *Server) deadline(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if s.cfg.Auth == nil {
-			return next(c)
-		}
 		p, err := s.cfg.Auth.Authenticate(c.Request())
 		if err != nil {
 			return err
@@ -240,11 +226,21 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// principal is the authenticated caller of the request.
+func principal(c echo.Context) (context.Context, *fhir.Principal) {
+	ctx := c.Request().Context()
+	return ctx, fhir.PrincipalFrom(ctx)
+}
+
 func (s *Server) methodNotAllowed(c echo.Context) error {
-	c.Response().Header().Set("Allow", "GET")
-	if strings.HasSuffix(c.Path(), "$getstructuredrecord") {
-		c.Response().Header().Set("Allow", "POST")
+	allow := "GET"
+	switch {
+	case strings.HasSuffix(c.Path(), "$getstructuredrecord"):
+		allow = "POST"
+	case strings.HasPrefix(c.Path(), "/Consent"):
+		allow = "GET, POST, DELETE"
 	}
+	c.Response().Header().Set("Allow", allow)
 	return fhir.Errorf(fhir.CodeMethodNotAllowed, "gpgate is read-only: %s is not supported here", c.Request().Method)
 }
 

@@ -1,0 +1,75 @@
+package fhir
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// TestSectionPartsParsed: every part a section declares (and the
+// OperationDefinition therefore advertises) is one the parser honours, with
+// a value of its declared type; none is silently ignored.
+func TestSectionPartsParsed(t *testing.T) {
+	value := map[string]any{
+		"boolean":     map[string]any{"valueBoolean": true},
+		"date":        map[string]any{"valueDate": "2024-01-01"},
+		"code":        map[string]any{"valueCode": "active"},
+		"Period":      map[string]any{"valuePeriod": map[string]string{"start": "2020-01-01", "end": "2024-12-31"}},
+		"positiveInt": map[string]any{"valuePositiveInt": 3},
+	}
+	for _, sec := range Sections {
+		t.Run(sec.Param, func(t *testing.T) {
+			p := map[string]any{"name": sec.Param}
+			var parts []any
+			for _, pt := range sec.Parts {
+				v, ok := value[pt.Type]
+				if !ok {
+					t.Fatalf("part %s has type %s, which the test does not know", pt.Name, pt.Type)
+				}
+				m := map[string]any{"name": pt.Name}
+				for k, x := range v.(map[string]any) {
+					m[k] = x
+				}
+				parts = append(parts, m)
+			}
+			if parts != nil {
+				p["part"] = parts
+			}
+			body, _ := json.Marshal(map[string]any{"resourceType": "Parameters", "parameter": []any{
+				map[string]any{"name": "patientNHSNumber", "valueIdentifier": map[string]string{"system": NHSNumberSystem, "value": "9990002517"}}, p}})
+			sr, err := ParseStructuredRequest(body, true)
+			if err != nil {
+				t.Fatalf("strict parse of every declared part: %v", err)
+			}
+			if len(sr.Ignored) != 0 || len(sr.Sections) != 1 || sr.Sections[0].Param != sec.Param {
+				t.Fatalf("parsed %+v", sr)
+			}
+			if AreaDefOf(sec.Area) == nil {
+				t.Fatalf("section %s names no dataset area", sec.Param)
+			}
+		})
+	}
+}
+
+func FuzzParseStructuredRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"resourceType":"Parameters","parameter":[{"name":"patientNHSNumber","valueIdentifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990002517"}},{"name":"includeProblems","part":[{"name":"filterStatus","valueCode":"active"}]}]}`,
+		`{"resourceType":"Parameters","parameter":[{"name":"includeConsultations","part":[{"name":"consultationSearchPeriod","valuePeriod":{"start":"2024","end":"2023"}}]}]}`,
+		`{"resourceType":"Parameters"}`, `{}`, `[`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, strict := range []bool{false, true} {
+			sr, err := ParseStructuredRequest(body, strict)
+			if (err == nil) == (sr == nil) {
+				t.Fatalf("result %v and error %v", sr, err)
+			}
+			if err != nil && AsError(err).Code == CodeInternal {
+				t.Fatalf("bad input is never an internal error: %v", err)
+			}
+			if err == nil && sr.NHS == "" {
+				t.Fatal("a parsed request always names the patient")
+			}
+		}
+	})
+}
