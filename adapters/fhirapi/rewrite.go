@@ -102,27 +102,51 @@ func (w *rewriter) Rewrite(raw []byte, newID, profile string) ([]byte, error) {
 		}
 	}
 	m["meta"] = meta
-	w.walk(m)
+	typ, _ := m["resourceType"].(string)
+	if typ == "" || !w.keepRef(m) {
+		return nil, fmt.Errorf("fhirapi: not a resource")
+	}
+	w.walk(typ, "", m)
 	return json.Marshal(m)
 }
 
-func (w *rewriter) walk(m map[string]any) {
+// requiredRef names, per resource type, the backbone elements (by path)
+// that exist to carry one required reference (R4 cardinality 1..1): when that
+// reference is dropped the element goes with it, or the resource would no
+// longer be valid.
+var requiredRef = map[string]map[string]string{
+	"Patient":          {"link": "other"},
+	"Encounter":        {"location": "location", "diagnosis": "condition"},
+	"Procedure":        {"performer": "actor", "focalDevice": "manipulated"},
+	"Immunization":     {"performer": "actor"},
+	"DiagnosticReport": {"media": "link"},
+	"Medication":       {"ingredient": "itemReference"},
+}
+
+// walk rewrites the references under m (the element at path, "" for the
+// resource) and reports whether m stays: an element left empty, or one that
+// lost its required reference, goes.
+func (w *rewriter) walk(typ, path string, m map[string]any) bool {
 	for k, v := range m {
+		child := k
+		if path != "" {
+			child = path + "." + k
+		}
 		switch x := v.(type) {
 		case map[string]any:
-			if !w.keepRef(x) {
+			if !w.keepRef(x) || !w.walk(typ, child, x) {
 				delete(m, k)
-				continue
+				if path != "" && requiredRef[typ][path] == k {
+					return false
+				}
 			}
-			w.walk(x)
 		case []any:
 			out := x[:0]
 			for _, it := range x {
 				if o, ok := it.(map[string]any); ok {
-					if !w.keepRef(o) {
+					if !w.keepRef(o) || !w.walk(typ, child, o) {
 						continue
 					}
-					w.walk(o)
 				}
 				out = append(out, it)
 			}
@@ -133,6 +157,7 @@ func (w *rewriter) walk(m map[string]any) {
 			}
 		}
 	}
+	return len(m) > 0
 }
 
 // keepRef rewrites o's reference when o is a Reference and reports whether o
