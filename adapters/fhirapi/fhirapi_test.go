@@ -38,6 +38,7 @@ type upstream struct {
 	resources  map[string][]obj // type -> resources
 	patientNHS string
 	slow, fail map[string]bool
+	down       map[string]bool // 503: unavailable
 	badNext    map[string]bool
 	mu         sync.Mutex
 	token      string // required bearer token, "" for none
@@ -54,7 +55,7 @@ func cc(system, code string) obj {
 }
 
 func newUpstream(t testing.TB, nConditions int) *upstream {
-	u := &upstream{resources: map[string][]obj{}, patientNHS: string(nhs), slow: map[string]bool{}, fail: map[string]bool{}, badNext: map[string]bool{}}
+	u := &upstream{resources: map[string][]obj{}, patientNHS: string(nhs), slow: map[string]bool{}, fail: map[string]bool{}, down: map[string]bool{}, badNext: map[string]bool{}}
 	u.srv = httptest.NewServer(u)
 	t.Cleanup(u.srv.Close)
 	subj := ref("Patient/up-1")
@@ -134,6 +135,10 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if u.fail[typ] {
 		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	if u.down[typ] {
+		w.WriteHeader(http.StatusServiceUnavailable)
 		return
 	}
 	var matches, includes []obj
