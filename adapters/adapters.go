@@ -1,8 +1,17 @@
 // Package adapters holds the registry of practice source systems, keyed by
-// practice ODS code, and the patient index that says which practice holds a
-// patient's record. Each kind of source lives in its own sub-package
-// (embedded, gp2gp, ...) and never imports this one: it only has to satisfy
-// the small interfaces below.
+// practice ODS code, and finds which practice holds a patient's record: the
+// patient index of sources that list their patients (embedded, gp2gp), then
+// a Locator (PDS, adapters/pds) for live sources that cannot. Each kind of
+// source lives in its own sub-package (embedded, gp2gp, gpconnect, fhirapi)
+// and never imports this one: it only has to satisfy the small interfaces
+// below.
+//
+// It also holds what every live source is wrapped in (Live): a Guard per
+// practice (deadline, circuit breaker, bounded concurrency), a
+// RetryTransport for idempotent reads, and the Snapshots cache so paging
+// through one answer reads the practice once; and the IDMap through which
+// a Patient id first seen by NHS number resolves later (adapters/idmap is
+// the durable one).
 package adapters
 
 import (
@@ -282,4 +291,11 @@ func (r *Registry) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 		return ar.RecordAccess(ctx, nhs, e)
 	}
 	return nil
+}
+
+// Live wraps a live practice source as serve should: the guard (deadline,
+// breaker, concurrency bound) around the source, the snapshot cache around
+// the guard, so a snapshot hit never waits on the practice.
+func Live(ods string, src Source, snaps *Snapshots, g GuardOptions) Source {
+	return snaps.Wrap(ods, Guard(ods, src, g))
 }

@@ -441,7 +441,7 @@ func (s *Source) assemble(nhs fhir.NHSNumber, areas fhir.Areas, patient Entry, d
 		if err != nil {
 			if c.e.Type == "Patient" {
 				s.opt.Logger.Warn("fhirapi: upstream Patient is not valid R4", "practice", s.opt.Practice)
-				return nil, fhir.Internal(fmt.Errorf("fhirapi: patient: %w", err))
+				return nil, fhir.Internal(errors.New("fhirapi: upstream Patient is not valid R4")) // the cause may quote values
 			}
 			invalid[c.ix.Ix.Area]++
 			continue
