@@ -4,8 +4,10 @@ go 1.26.8
 
 require (
 	github.com/google/fhir/go v0.7.4
+	github.com/google/uuid v1.6.0
 	github.com/labstack/echo/v4 v4.16.0
 	github.com/lestrrat-go/jwx/v2 v2.1.7
+	github.com/sony/gobreaker/v2 v2.4.0
 	go.etcd.io/bbolt v1.5.0
 	google.golang.org/protobuf v1.25.0
 )

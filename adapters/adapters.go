@@ -1,13 +1,23 @@
 // Package adapters holds the registry of practice source systems, keyed by
-// practice ODS code, and the patient index that says which practice holds a
-// patient's record. Each kind of source lives in its own sub-package
-// (embedded, gp2gp, ...) and never imports this one: it only has to satisfy
-// the small interfaces below.
+// practice ODS code, and finds which practice holds a patient's record: the
+// patient index of sources that list their patients (embedded, gp2gp), then
+// a Locator (PDS, adapters/pds) for live sources that cannot. Each kind of
+// source lives in its own sub-package (embedded, gp2gp, gpconnect, fhirapi)
+// and never imports this one: it only has to satisfy the small interfaces
+// below.
+//
+// It also holds what every live source is wrapped in (Live): a Guard per
+// practice (deadline, circuit breaker, bounded concurrency), a
+// RetryTransport for idempotent reads, and the Snapshots cache so paging
+// through one answer reads the practice once; and the IDMap through which
+// a Patient id first seen by NHS number resolves later (adapters/idmap is
+// the durable one).
 package adapters
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"sync"
 
@@ -40,20 +50,62 @@ type Practice struct {
 	Source Source
 }
 
-// Registry maps practices to sources and patients to practices.
+// Locator names the practice a patient is registered with, for sources that
+// cannot list their patients (live GP systems). pds.Client implements it.
+// A patient it cannot place is a fhir PATIENT_NOT_FOUND error.
+type Locator interface {
+	Lookup(ctx context.Context, nhs fhir.NHSNumber) (ods string, err error)
+}
+
+// IDMap remembers which NHS number a Patient logical id stands for, so a
+// Patient first found by NHS number can later be read by id without listing
+// every patient. Get returns "" and no error for an id it has never seen.
+// Implementations: NewMemIDMap (tests, single node) and adapters/idmap (bbolt).
+type IDMap interface {
+	Put(ctx context.Context, id string, nhs fhir.NHSNumber) error
+	Get(ctx context.Context, id string) (fhir.NHSNumber, error)
+}
+
+// Registry maps practices to sources and patients to practices: first the
+// patient index of the sources that list their patients (embedded store,
+// extract folders), then the Locator (PDS) for everyone else.
 type Registry struct {
 	mu        sync.RWMutex
 	practices map[string]*Practice
 	byNHS     map[fhir.NHSNumber]string // NHS number -> practice ODS
 	byID      map[string]fhir.NHSNumber // Patient logical id -> NHS number
+	locator   Locator
+	ids       IDMap
+	log       *slog.Logger
 }
 
-// NewRegistry returns an empty registry.
-func NewRegistry() *Registry {
+// RegistryOptions configures a Registry; the zero value is an index-only
+// registry with an in-memory id map.
+type RegistryOptions struct {
+	Locator Locator // PDS; nil: only listed patients are found
+	IDMap   IDMap   // nil: NewMemIDMap()
+	Logger  *slog.Logger
+}
+
+// NewRegistry returns an empty registry that finds patients only through the
+// patient index.
+func NewRegistry() *Registry { return NewRegistryWith(RegistryOptions{}) }
+
+// NewRegistryWith returns an empty registry with a locator and an id map.
+func NewRegistryWith(o RegistryOptions) *Registry {
+	if o.IDMap == nil {
+		o.IDMap = NewMemIDMap()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	return &Registry{
 		practices: map[string]*Practice{},
 		byNHS:     map[fhir.NHSNumber]string{},
 		byID:      map[string]fhir.NHSNumber{},
+		locator:   o.Locator,
+		ids:       o.IDMap,
+		log:       o.Logger,
 	}
 }
 
@@ -134,23 +186,79 @@ func (r *Registry) Practices() []Practice {
 	return out
 }
 
-// Locate returns the practice that holds the patient's record.
-func (r *Registry) Locate(nhs fhir.NHSNumber) (*Practice, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	ods, ok := r.byNHS[nhs]
-	if !ok {
-		return nil, fhir.Errorf(fhir.CodePatientNotFound, "no patient with that NHS number is registered at a connected practice")
-	}
-	return r.practices[ods], nil
+func notRegistered() error {
+	return fhir.Errorf(fhir.CodePatientNotFound, "no patient with that NHS number is registered at a connected practice")
 }
 
-// Resolve maps a Patient logical id to the NHS number.
-func (r *Registry) Resolve(patientID string) (fhir.NHSNumber, error) {
+// Locate returns the practice that holds the patient's record: the patient
+// index first, then the Locator (PDS). A patient registered at a practice
+// gpgate has no source for is PATIENT_NOT_FOUND, exactly as an unknown one.
+// A patient placed through the Locator has its Patient id remembered in the
+// id map, so a later read by id resolves without enumeration.
+func (r *Registry) Locate(ctx context.Context, nhs fhir.NHSNumber) (*Practice, error) {
 	r.mu.RLock()
-	defer r.mu.RUnlock()
+	ods, ok := r.byNHS[nhs]
+	p := r.practices[ods]
+	loc := r.locator
+	r.mu.RUnlock()
+	if ok && p != nil {
+		return p, nil
+	}
+	if loc == nil {
+		return nil, notRegistered()
+	}
+	ods, err := loc.Lookup(ctx, nhs)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	p = r.practices[ods]
+	r.mu.RUnlock()
+	if p == nil {
+		r.log.Info("patient registered at a practice with no source", "practice", ods)
+		return nil, notRegistered()
+	}
+	if err := r.remember(ctx, nhs); err != nil {
+		// The answer is still right; only a later read by id may miss.
+		r.log.Warn("id map write failed", "err", err)
+	}
+	return p, nil
+}
+
+// remember records the patient's id in the id map unless it is there.
+func (r *Registry) remember(ctx context.Context, nhs fhir.NHSNumber) error {
+	id := fhir.PatientID(nhs)
+	have, err := r.ids.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if have == nhs {
+		return nil
+	}
+	return r.ids.Put(ctx, id, nhs)
+}
+
+// Remember records that Patient id PatientID(nhs) stands for nhs. The
+// Patient?identifier= search calls it (through Locate) so that a Patient
+// first seen by NHS number can be read by id later.
+func (r *Registry) Remember(ctx context.Context, nhs fhir.NHSNumber) error {
+	return r.remember(ctx, nhs)
+}
+
+// Resolve maps a Patient logical id to the NHS number: the patient index
+// first, then the id map.
+func (r *Registry) Resolve(ctx context.Context, patientID string) (fhir.NHSNumber, error) {
+	r.mu.RLock()
 	n, ok := r.byID[patientID]
-	if !ok {
+	r.mu.RUnlock()
+	if ok {
+		return n, nil
+	}
+	n, err := r.ids.Get(ctx, patientID)
+	if err != nil {
+		return "", fhir.Internal(fmt.Errorf("id map: %w", err))
+	}
+	if n == "" || fhir.PatientID(n) != patientID {
 		return "", fhir.Errorf(fhir.CodePatientNotFound, "no patient with that id")
 	}
 	return n, nil
@@ -158,7 +266,7 @@ func (r *Registry) Resolve(patientID string) (fhir.NHSNumber, error) {
 
 // Record fetches the record from the patient's practice.
 func (r *Registry) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error) {
-	p, err := r.Locate(nhs)
+	p, err := r.Locate(ctx, nhs)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +283,7 @@ func (r *Registry) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Ar
 // RecordAccess forwards an audit entry to the practice's own audit trail when
 // its source supports it.
 func (r *Registry) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error {
-	p, err := r.Locate(nhs)
+	p, err := r.Locate(ctx, nhs)
 	if err != nil {
 		return nil // nothing to tell a practice that does not hold the patient
 	}
@@ -183,4 +291,11 @@ func (r *Registry) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 		return ar.RecordAccess(ctx, nhs, e)
 	}
 	return nil
+}
+
+// Live wraps a live practice source as serve should: the guard (deadline,
+// breaker, concurrency bound) around the source, the snapshot cache around
+// the guard, so a snapshot hit never waits on the practice.
+func Live(ods string, src Source, snaps *Snapshots, g GuardOptions) Source {
+	return snaps.Wrap(ods, Guard(ods, src, g))
 }
