@@ -177,12 +177,12 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 // consent service.
 type patients struct{ reg *adapters.Registry }
 
-func (p patients) Resolve(_ context.Context, id string) (fhir.NHSNumber, error) {
-	return p.reg.Resolve(id)
+func (p patients) Resolve(ctx context.Context, id string) (fhir.NHSNumber, error) {
+	return p.reg.Resolve(ctx, id)
 }
 
-func (p patients) PracticeOf(_ context.Context, nhs fhir.NHSNumber) (string, error) {
-	pr, err := p.reg.Locate(nhs)
+func (p patients) PracticeOf(ctx context.Context, nhs fhir.NHSNumber) (string, error) {
+	pr, err := p.reg.Locate(ctx, nhs)
 	if err != nil {
 		return "", err
 	}
