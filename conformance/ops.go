@@ -197,6 +197,34 @@ func (r *runner) checkEverythingOp(ctx context.Context, c *Check) {
 			if want := min(2, max(0, p.count-1)); len(m) != want {
 				c.fail("_count=2&_offset=1: %d entries, want %d", len(m), want)
 			}
+		case "_since", "start", "end":
+			// A window that holds everything answers the whole record; one
+			// that holds nothing dated answers at most the record.
+			wide, narrow := "1900-01-01", "2999-01-01"
+			if prm.Name == "_since" {
+				wide, narrow = "1900-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
+			} else if prm.Name == "end" {
+				wide, narrow = "2999-12-31", "1800-01-01"
+			}
+			for _, w := range []struct {
+				value string
+				all   bool
+			}{{wide, true}, {narrow, false}} {
+				res, err := r.pget(ctx, p, base+"?"+prm.Name+"="+url.QueryEscape(w.value)+"&_count=1", strictHdr)
+				b := r.decodeBundle(c, "$everything "+prm.Name, res, err)
+				if b == nil || b.Total == nil {
+					c.fail("%s=%s: no searchset with a total", prm.Name, w.value)
+					continue
+				}
+				switch {
+				case w.all && *b.Total != p.count:
+					c.fail("%s=%s: total %d, the record has %d", prm.Name, w.value, *b.Total, p.count)
+				case !w.all && *b.Total > p.count:
+					c.fail("%s=%s: total %d, more than the record's %d", prm.Name, w.value, *b.Total, p.count)
+				case !w.all && prm.Name == "_since" && *b.Total != 0:
+					c.fail("_since in the future: %d resources", *b.Total)
+				}
+			}
 		default:
 			res, err := r.pget(ctx, p, base+"?"+url.QueryEscape(prm.Name)+"=1", strictHdr)
 			if err != nil || res.status != http.StatusOK {

@@ -118,8 +118,8 @@ var matrix = []matrixRow{
 				continue
 			}
 			want := statuses(403, kPatient, 200)
-			if typ == "Patient" {
-				want[kSystem] = 200 // demographics: how a clinician finds the patient
+			if fhir.AreasOfType(typ) == fhir.AreaDemographics {
+				want[kSystem] = 200 // demographics (patient, practice, GP): how a clinician finds the patient
 			}
 			ps = append(ps, probe{name: typ + " read", path: "/" + typ + "/" + id, want: want})
 		}
