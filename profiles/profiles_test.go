@@ -306,7 +306,7 @@ func related(want, got string) bool {
 		"ukcore-obs-lab-001":           {},
 		"Patient.identifier:nhsNumber": {},
 		// a string or label where UK Core wants a code is also free text
-		"Observation.component:SystolicBP.value[x]": {"gpgate-coded-only"},
+		"Observation.component:SystolicBP.value[x]":   {"gpgate-coded-only"},
 		"Observation.component:DiastolicBP.code.text": {"gpgate-coded-only"},
 	}
 	for _, r := range pairs[want] {
