@@ -77,6 +77,13 @@ var codedTypes = map[string]string{
 	// string, markdown, xhtml (narrative).
 }
 
+// documentPositions are elements whose R4 type is in codedTypes but whose
+// value is a document: base64 of whatever text it holds. They are free text
+// whatever their type.
+var documentPositions = map[string]string{
+	"Attachment.data": "the attached document itself (a letter, a scanned note), base64-encoded",
+}
+
 // position is a row of codedPositions: why a string there is not free
 // text, and the condition under which it is allowed (nil: always).
 type position struct {
@@ -96,7 +103,6 @@ var codedPositions = map[string]position{
 
 	"Quantity.unit":       {"the unit's display (UCUM), beside its coded unit", nil},
 	"SimpleQuantity.unit": {"the unit's display (UCUM), beside its coded unit", nil},
-	"MoneyQuantity.unit":  {"the unit's display, beside its coded unit", nil},
 	"Age.unit":            {"the unit's display (UCUM), beside its coded unit", nil},
 	"Duration.unit":       {"the unit's display (UCUM), beside its coded unit", nil},
 	"Distance.unit":       {"the unit's display (UCUM), beside its coded unit", nil},
@@ -104,6 +110,9 @@ var codedPositions = map[string]position{
 
 	"Identifier.value":    {"an identifier (NHS number, ODS code, a source's record id)", nil},
 	"Reference.reference": {"a literal reference: Type/id, an absolute URL, urn:uuid or #id", nil},
+
+	"Immunization.lotNumber":     {"the manufacturer's batch number: an identifier (recalls)", nil},
+	"Medication.batch.lotNumber": {"the manufacturer's batch number: an identifier (recalls)", nil},
 
 	"Dosage.text": {"the prescription's instruction, which stays with the dose (DESIGN.md)", nil},
 
@@ -192,6 +201,7 @@ type r4field struct {
 var r4 struct {
 	once      sync.Once
 	resources map[string]*r4type
+	datatypes map[string]*r4type // primitives and complex datatypes by name
 }
 
 func r4types() map[string]*r4type {
@@ -204,6 +214,14 @@ func r4types() map[string]*r4type {
 			if md := fs.Get(i).Message(); md != nil {
 				t := b.build(md)
 				r4.resources[t.name] = t
+			}
+		}
+		r4.datatypes = map[string]*r4type{}
+		for _, t := range b.seen {
+			if t.kind == kindPrimitive || t.kind == kindComplex {
+				if old := r4.datatypes[t.name]; old == nil || len(t.fields) > len(old.fields) {
+					r4.datatypes[t.name] = t // a bound code and code share "code"
+				}
 			}
 		}
 	})
@@ -291,7 +309,7 @@ func (b *typeBuilder) build(md protoreflect.MessageDescriptor) *r4type {
 type codedWalker struct {
 	c    *checker
 	res  string // the resource type being walked
-	path []string
+	path []pathSeg
 	// demo is set inside a demographic datatype of a demographic resource
 	demo bool
 }
@@ -299,16 +317,36 @@ type codedWalker struct {
 // codedOnly checks one resource object (a Bundle with its entries);
 // prefix is its path inside a Bundle, or "" at the top.
 func (c *checker) codedOnly(res obj, prefix string) {
-	w := &codedWalker{c: c, path: make([]string, 0, 16)}
+	w := &codedWalker{c: c, path: make([]pathSeg, 0, 16)}
 	if prefix == "" {
 		typ, _ := res["resourceType"].(string)
 		prefix = typ
 	}
-	w.path = append(w.path, prefix)
+	w.path = append(w.path, pathSeg{key: prefix, idx: -1})
 	w.resource(res)
 }
 
-func (w *codedWalker) at() string { return strings.Join(w.path, "") }
+// pathSeg is a property (idx < 0; the first segment is the resource's
+// path as given) or an index.
+type pathSeg struct {
+	key string
+	idx int
+}
+
+func (w *codedWalker) at() string {
+	var b strings.Builder
+	for i, s := range w.path {
+		switch {
+		case s.idx >= 0:
+			b.WriteString("[" + strconv.Itoa(s.idx) + "]")
+		case i > 0:
+			b.WriteString("." + s.key)
+		default:
+			b.WriteString(s.key)
+		}
+	}
+	return b.String()
+}
 
 func (w *codedWalker) problem(rule, format string, args ...any) {
 	w.c.add(w.at(), rule, Error, "", format, args...)
@@ -342,7 +380,7 @@ func (w *codedWalker) object(o obj, t *r4type, def string) {
 		if t.kind == kindResource && k == "resourceType" {
 			continue
 		}
-		w.path = append(w.path, "."+k)
+		w.path = append(w.path, pathSeg{key: k, idx: -1})
 		if f := t.fields[k]; f == nil {
 			w.problem(RuleUnknownElement, "%s is not an element of %s in R4, so it cannot be shown to be coded", k, defName(t, def))
 		} else {
@@ -364,7 +402,7 @@ func (w *codedWalker) value(v any, f *r4field, parent *r4type, def string, sibli
 	switch x := v.(type) {
 	case []any:
 		for i, e := range x {
-			w.path = append(w.path, "["+strconv.Itoa(i)+"]")
+			w.path = append(w.path, pathSeg{idx: i})
 			w.value(e, f, parent, def, siblings)
 			w.path = w.path[:len(w.path)-1]
 		}
@@ -397,20 +435,23 @@ func (w *codedWalker) leaf(s string, f *r4field, parent *r4type, def string, sib
 		w.problem(RuleCodedOnly, "_%s holds the id and extensions of a primitive, not a string", f.name)
 		return
 	}
-	if t.kind == kindPrimitive {
-		if _, ok := codedTypes[t.name]; ok {
-			return
-		}
-	} else {
+	if t.kind != kindPrimitive {
 		w.problem(RuleCodedOnly, "a string where R4 has a %s is not coded data", typeLabel(t))
 		return
-	}
-	if w.demo {
-		return // demographicDatatypes
 	}
 	pos := defName(parent, def) + "." + f.name
 	if f.name == "id" && parent.kind != kindResource {
 		pos = "Element.id"
+	}
+	if _, doc := documentPositions[pos]; doc {
+		w.problem(RuleCodedOnly, "%s is a document, free text whatever its type; gpgate shares coded data only", pos)
+		return
+	}
+	if _, ok := codedTypes[t.name]; ok {
+		return
+	}
+	if w.demo {
+		return // demographicDatatypes
 	}
 	if p, ok := codedPositions[pos]; ok && (p.when == nil || p.when(w, s, siblings)) {
 		return
