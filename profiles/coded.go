@@ -29,12 +29,18 @@ const (
 // It walks every string in the JSON and decides by the element's R4
 // datatype, which it takes from the R4 type system itself (the google/fhir
 // R4 protos: JSON names of fields, choice types value[x] as oneofs), not
-// from any list of element names kept elsewhere in gpgate: a string is
-// allowed iff its type is in codedTypes, or its position is in
-// codedPositions and that row's condition holds. Everything else that is a
-// string is free text (RuleCodedOnly), and an element R4 does not define
-// is RuleUnknownElement. A CodeableConcept with text but no coding is an
-// uncoded entry (RuleCodedOnly at the concept).
+// from any list of element names kept elsewhere in gpgate. A string is
+// allowed iff it is not a document (documentPositions) and
+//   - its type is in codedTypes, or
+//   - it is inside a demographicDatatypes value of a demographicTypes
+//     resource, or
+//   - its position is in codedPositions and that row's condition holds.
+//
+// Everything else that is a string is free text (RuleCodedOnly), and an
+// element R4 does not define is RuleUnknownElement. A CodeableConcept with
+// text but no coding is an uncoded entry (RuleCodedOnly at the concept).
+// The resource types in notRecord are gpgate's own, not record content,
+// and are not walked.
 //
 // Input that is not a JSON object with a resourceType is one "json"
 // problem with an empty path; every other problem has a path.
@@ -130,7 +136,12 @@ var codedPositions = map[string]position{
 // demographicTypes are the resources whose names, addresses and contact
 // points are demographics: who the patient is and who cares for them is
 // the purpose of the demographics area.
-var demographicTypes = map[string]bool{"Patient": true, "Practitioner": true, "Organization": true, "PractitionerRole": true}
+var demographicTypes = map[string]string{
+	"Patient":          "the patient, their next of kin",
+	"Practitioner":     "the usual GP and other clinicians named in the record",
+	"Organization":     "the registered practice and other organisations",
+	"PractitionerRole": "a clinician's role at an organisation",
+}
 
 // demographicDatatypes are allowed whole, every string in them (their own
 // extensions included: the UK Core address key is a PAF or UPRN number in a
@@ -273,7 +284,7 @@ func (b *typeBuilder) build(md protoreflect.MessageDescriptor) *r4type {
 		if f.Message() == nil {
 			continue // a primitive's value: the JSON value itself
 		}
-		if o := f.ContainingOneof(); o != nil && md.FullName() == "google.fhir.r4.core.Reference" && f.Name() != "uri" {
+		if f.ContainingOneof() != nil && md.FullName() == "google.fhir.r4.core.Reference" && f.Name() != "uri" {
 			// the proto's parsed forms of Reference.reference (patient_id,
 			// fragment, ...) are not JSON elements; uri is "reference".
 			continue
@@ -413,8 +424,9 @@ func (w *codedWalker) value(v any, f *r4field, parent *r4type, def string, sibli
 		case kindBackbone:
 			w.object(x, f.typ, def+"."+f.name)
 		default: // a datatype, or a primitive's id and extensions
-			_, demo := demographicDatatypes[f.typ.name]
-			if demo && demographicTypes[w.res] && !w.demo {
+			_, demoType := demographicDatatypes[f.typ.name]
+			_, demoRes := demographicTypes[w.res]
+			if demoType && demoRes && !w.demo {
 				w.demo = true
 				w.object(x, f.typ, f.typ.name)
 				w.demo = false
