@@ -9,7 +9,8 @@ import (
 )
 
 // Check checks one resource: the R4 base rules of its type, every profile
-// it claims in meta.profile, gpgate's coded-only rule and identifier rules.
+// it claims in meta.profile, gpgate's coded-only rule (CodedOnly) and
+// identifier rules.
 // A Bundle is checked as CheckBundle checks it, with default options.
 // It returns nil when the resource satisfies them all.
 func Check(r *fhir.Resource) []Problem {
@@ -100,6 +101,7 @@ func (c *checker) resource(res obj, prefix string) {
 		inv(c, res, path)
 	}
 	c.generic(res, path, "", true)
+	c.codedOnly(res, prefix)
 }
 
 func claimedProfiles(res obj) []string {
@@ -113,24 +115,10 @@ func claimedProfiles(res obj) []string {
 	return out
 }
 
-// freeTextKeys are elements that carry only free text. note is an
-// Annotation (Condition.note, AllergyIntolerance.reaction.note, ...);
-// comment is a string on several types; valueAnnotation is an Annotation in
-// an extension (the R5 DiagnosticReport.note backport).
-var freeTextKeys = map[string]bool{"note": true, "comment": true, "valueAnnotation": true}
-
-// notConcept lists the elements whose type carries a `text` string but is
-// not a CodeableConcept (HumanName, Address, Dosage, Annotation,
-// Observation.referenceRange), so a lone text there is not an uncoded entry.
-var notConcept = map[string]bool{
-	"name": true, "address": true, "dosage": true, "dosageInstruction": true,
-	"referenceRange": true, "note": true, "valueHumanName": true,
-	"valueAddress": true, "valueDosage": true, "valueAnnotation": true,
-}
-
 // generic walks the whole resource for the rules that hold on any element:
-// coded-only, identifier systems, extension shape. key is the property v
-// was found under; isRoot marks a resource (top level or contained).
+// identifier systems, extension shape. key is the property v was found
+// under; isRoot marks a resource (top level or contained). The coded-only
+// rule is CodedOnly's (coded.go), which decides by R4 type, not by name.
 func (c *checker) generic(v any, path, key string, isRoot bool) {
 	switch x := v.(type) {
 	case []any:
@@ -138,26 +126,15 @@ func (c *checker) generic(v any, path, key string, isRoot bool) {
 			c.generic(e, path+"["+itoa(i)+"]", key, false)
 		}
 	case obj:
-		if isRoot {
-			if _, ok := x["text"]; ok {
-				c.add(path+".text", "gpgate-coded-only", Error, "", "narrative is free text; gpgate shares coded data only")
-			}
-		} else {
+		if !isRoot {
 			c.object(x, path, key)
 		}
 		for _, k := range sortedKeys(x) {
-			if k == "resourceType" || (isRoot && k == "text") {
+			if k == "resourceType" {
 				continue
 			}
 			e := x[k]
 			p := path + "." + k
-			if freeTextKeys[k] {
-				c.add(p, "gpgate-coded-only", Error, "", "%s is free text; gpgate shares coded data only", k)
-				continue
-			}
-			if k == "conclusion" || (k == "description" && strings.HasSuffix(key, "reaction")) {
-				c.add(p, "gpgate-coded-only", Warning, "", "%s is free text", k)
-			}
 			if k == "contained" {
 				if l, ok := e.([]any); ok {
 					for i, r := range l {
@@ -175,13 +152,6 @@ func (c *checker) generic(v any, path, key string, isRoot bool) {
 
 // object applies the per-datatype rules to one non-resource object.
 func (c *checker) object(x obj, path, key string) {
-	// CodeableConcept with text but no coding: an uncoded entry.
-	if t, ok := x["text"].(string); ok && t != "" && !notConcept[key] {
-		cs, _ := x["coding"].([]any)
-		if len(cs) == 0 && onlyKeys(x, "id", "extension", "coding", "text") {
-			c.add(path, "gpgate-coded-only", Error, "", "a CodeableConcept with text but no coding is an uncoded entry")
-		}
-	}
 	// Extensions: url required (Extension.url 1..1), ext-1 value xor nested.
 	if key == "extension" || key == "modifierExtension" {
 		if u, _ := x["url"].(string); u == "" {
@@ -250,22 +220,6 @@ func sdsID(s string) bool {
 	for i := 0; i < len(s); i++ {
 		ch := s[i]
 		if !(ch >= 'A' && ch <= 'Z' || ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9') {
-			return false
-		}
-	}
-	return true
-}
-
-func onlyKeys(x obj, allowed ...string) bool {
-	for k := range x {
-		ok := false
-		for _, a := range allowed {
-			if k == a {
-				ok = true
-				break
-			}
-		}
-		if !ok {
 			return false
 		}
 	}

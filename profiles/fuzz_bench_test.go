@@ -1,6 +1,8 @@
 package profiles
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -62,4 +64,66 @@ func BenchmarkCheckBundle500(b *testing.B) {
 			b.Fatal(ps[0])
 		}
 	}
+}
+
+// FuzzCodedOnly: CodedOnly never panics, and every coded-only problem has a
+// path, Error severity and one of the check's rules.
+func FuzzCodedOnly(f *testing.F) {
+	for _, b := range codedFiles(f) {
+		f.Add(b)
+	}
+	for _, s := range []string{
+		`{"resourceType":"Patient","_birthDate":"x","birthDate":{"extension":[{"valueString":1}]},"name":[null,"x",{"given":[1,null,"a"]}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Foo"}}]}},{"resource":"x"},null]}`,
+		`{"resourceType":"Condition","contained":[{"resourceType":1},{"resourceType":"Condition","contained":[{"resourceType":"Condition","note":[{"text":"x"}]}]}],"code":{"text":"x","coding":{}}}`,
+		`{"resourceType":"Observation","valueQuantity":"5","component":[{"valueString":"a","code":[[["x"]]]}],"_status":{"id":"x","extension":[{"url":1}]}}`,
+		`{"resourceType":"List","title":"x","code":{"coding":[null,{"display":1},{"display":"x"}]}}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for _, p := range CodedOnly(raw) {
+			switch p.Rule {
+			case "json":
+			case RuleCodedOnly, RuleUnknownElement:
+				if p.Path == "" || p.Severity != Error {
+					t.Fatalf("malformed problem %+v", p)
+				}
+			default:
+				t.Fatalf("unexpected rule %+v", p)
+			}
+		}
+	})
+}
+
+// BenchmarkCodedOnly500: CodedOnly over a 500-resource collection Bundle of
+// every clean resource type, over and over.
+func BenchmarkCodedOnly500(b *testing.B) {
+	base := codedBundle(b)
+	entries := base["entry"].([]any)
+	var all []any
+	for i := 0; len(all) < 500; i++ {
+		e := entries[i%len(entries)].(obj)
+		r := parse(mustJSON(b, e["resource"])).(obj)
+		r["id"] = fmt.Sprintf("%s-%d", r["id"], i)
+		all = append(all, obj{"fullUrl": fmt.Sprintf("https://gpgate.example/fhir/%s/%s", r["resourceType"], r["id"]), "resource": r})
+	}
+	base["entry"] = all
+	raw := []byte(mustJSON(b, base))
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if ps := CodedOnly(raw); len(ps) != 0 {
+			b.Fatal(ps[0])
+		}
+	}
+}
+
+func mustJSON(t testing.TB, v any) string {
+	t.Helper()
+	out, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
 }

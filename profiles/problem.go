@@ -12,8 +12,10 @@
 //     invariants such as con-4 or lst-1), whatever it claims;
 //   - every profile it claims in meta.profile; a claimed profile gpgate does
 //     not know, or one for another resource type, is itself a problem;
-//   - gpgate-coded-only: no narrative, no note, no comment, no CodeableConcept
-//     with text but no coding;
+//   - gpgate-coded-only (CodedOnly, coded.go): every string is coded or
+//     structural by its R4 type and position, decided from the R4 type
+//     system and one decision table; no narrative, note, comment, free-text
+//     string, or CodeableConcept with text but no coding;
 //   - identifier systems gpgate relies on anywhere in the resource: NHS numbers
 //     are ten digits with a valid Modulus 11 check digit, ODS and SDS codes
 //     are well formed.

@@ -52,7 +52,7 @@ func TestPDSPatients(t *testing.T) {
 						if _, ok := legacySystems[cdo["system"].(string)]; ok {
 							legacy++
 							raw, _ := json.Marshal(root)
-							ps := Errors(CheckJSON(raw))
+							ps := profileErrors(CheckJSON(raw))
 							if len(ps) != 1 || ps[0].Rule != "Patient.identifier:nhsNumber.extension:nhsNumberVerificationStatus.value[x]" ||
 								!strings.Contains(ps[0].Message, fhir.NHSNumberVerificationSystem) {
 								t.Errorf("legacy verification system: want one error naming the 2.6.1 system, got:\n%s", dump(ps))
@@ -64,9 +64,23 @@ func TestPDSPatients(t *testing.T) {
 			}
 			t.Logf("%d legacy verification-status codings mapped", legacy)
 			raw, _ := json.Marshal(root)
-			if ps := CheckJSON(raw); HasErrors(ps) {
-				t.Errorf("want no errors, got:\n%s", dump(Errors(ps)))
+			if ps := profileErrors(CheckJSON(raw)); len(ps) > 0 {
+				t.Errorf("want no errors, got:\n%s", dump(ps))
 			}
 		})
 	}
+}
+
+// profileErrors are the errors other than the coded-only rules: a source's
+// Patient is input, not what gpgate emits, and may carry free text (a
+// contact preference written out) that redaction removes; TestCodedPDS
+// checks what the coded-only rule makes of it.
+func profileErrors(ps []Problem) []Problem {
+	var out []Problem
+	for _, p := range Errors(ps) {
+		if !strings.HasPrefix(p.Rule, RuleCodedOnly) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
