@@ -42,22 +42,22 @@ const (
 // successors). Other systems (SNOMED CT, Read v2, CTV3, EMIS, dm+d, LOINC)
 // are kept as the source wrote them.
 var stu3Systems = map[string]string{
-	"http://hl7.org/fhir/observation-category":                               tho + "observation-category",
-	"http://hl7.org/fhir/condition-category":                                 tho + "condition-category",
-	"http://hl7.org/fhir/allergy-clinical-status":                            systemAllergyClinical,
-	"http://hl7.org/fhir/allergy-verification-status":                        systemAllergyVerif,
-	"http://hl7.org/fhir/data-absent-reason":                                 systemDataAbsent,
-	"http://hl7.org/fhir/medication-statement-category":                      tho + "medication-statement-category",
-	"http://hl7.org/fhir/medication-request-category":                        tho + "medicationrequest-category",
-	"http://hl7.org/fhir/referencerange-meaning":                             tho + "referencerange-meaning",
-	"http://hl7.org/fhir/list-empty-reason":                                  tho + "list-empty-reason",
+	"http://hl7.org/fhir/observation-category":                                tho + "observation-category",
+	"http://hl7.org/fhir/condition-category":                                  tho + "condition-category",
+	"http://hl7.org/fhir/allergy-clinical-status":                             systemAllergyClinical,
+	"http://hl7.org/fhir/allergy-verification-status":                         systemAllergyVerif,
+	"http://hl7.org/fhir/data-absent-reason":                                  systemDataAbsent,
+	"http://hl7.org/fhir/medication-statement-category":                       tho + "medication-statement-category",
+	"http://hl7.org/fhir/medication-request-category":                         tho + "medicationrequest-category",
+	"http://hl7.org/fhir/referencerange-meaning":                              tho + "referencerange-meaning",
+	"http://hl7.org/fhir/list-empty-reason":                                   tho + "list-empty-reason",
 	"https://fhir.hl7.org.uk/STU3/CodeSystem/CareConnect-ConditionCategory-1": fhir.ConditionCategorySystem,
 	"https://fhir.nhs.uk/STU3/CodeSystem/CareConnect-ConditionCategory-1":     fhir.ConditionCategorySystem,
 	"https://fhir.nhs.uk/STU3/CodeSystem/CareConnect-PrescriptionType-1":      systemPrescriptionType,
 	"https://fhir.hl7.org.uk/STU3/CodeSystem/CareConnect-PrescriptionType-1":  systemPrescriptionType,
-	"http://read.info/readv2/":                                               fhir.ReadV2,
-	"http://read.info/ctv3/":                                                 fhir.CTV3,
-	"http://snomed.info/sct/":                                                fhir.SNOMED,
+	"http://read.info/readv2/":                                                fhir.ReadV2,
+	"http://read.info/ctv3/":                                                  fhir.CTV3,
+	"http://snomed.info/sct/":                                                 fhir.SNOMED,
 }
 
 // system translates one STU3 code system URL to R4.

@@ -31,3 +31,17 @@ func TestSmoke(t *testing.T) {
 		_ = fhir.AreaDemographics
 	}
 }
+
+func TestDump(t *testing.T) {
+	body, _ := os.ReadFile("../../../shared/testdata/gpconnect-stu3/" + os.Getenv("F"))
+	res, err := Convert(body, Options{NHS: "9000000009", Practice: "A82038"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for _, r := range res.Resources {
+		all = append(all, r.JSON...)
+		all = append(all, '\n')
+	}
+	os.WriteFile("/tmp/gpc/out.ndjson", all, 0o644)
+}
