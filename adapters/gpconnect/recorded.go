@@ -172,6 +172,25 @@ func (r *Recorded) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Ar
 	return filter(f.rec, areas), nil
 }
 
+// Raw returns the recorded response bound to nhs as the file holds it
+// (its Patient may carry a placeholder NHS number), for a provider
+// emulator that answers with it.
+func (r *Recorded) Raw(ctx context.Context, nhs fhir.NHSNumber) ([]byte, error) {
+	idx, err := r.scan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	path, ok := idx[nhs]
+	if !ok {
+		return nil, fhir.Errorf(fhir.CodePatientNotFound, "no GP Connect record is held for this patient at this practice")
+	}
+	body, err := readLimited(path, r.max)
+	if err != nil {
+		return nil, r.reject(path, err)
+	}
+	return body, nil
+}
+
 func (r *Recorded) convert(path string, f *recFile) (*fhir.Record, error) {
 	start := r.now()
 	body, err := readLimited(path, r.max)
