@@ -30,6 +30,37 @@ var sectionOfList = map[string]gpconnect.Sections{
 
 const endedAllergies = "1103671000000101"
 
+// typeSection is the section of a clinical resource no List names (a
+// prescription issue, a test result reached from its report): its type's.
+// Supporting resources (Patient, practitioners, organisations, locations,
+// medications, specimens) are not listed and always stay.
+var typeSection = map[string]gpconnect.Sections{
+	"AllergyIntolerance": gpconnect.SectionAllergies,
+	"MedicationRequest":  gpconnect.SectionMedication, "MedicationStatement": gpconnect.SectionMedication,
+	"Condition": gpconnect.SectionProblems,
+	"Encounter": gpconnect.SectionConsultations, "DocumentReference": gpconnect.SectionConsultations,
+	"Immunization": gpconnect.SectionImmunisations,
+	"Observation":  gpconnect.SectionInvestigations, "DiagnosticReport": gpconnect.SectionInvestigations,
+	"ReferralRequest":  gpconnect.SectionReferrals,
+	"ProcedureRequest": gpconnect.SectionDiaryEntries,
+}
+
+// typeKept decides an item no kept List names: a type of one section
+// follows that section; an Observation (investigations or uncategorised
+// data) stays only when no dropped List names it and investigations are
+// asked for; supporting resources stay.
+func typeKept(t string, dropped bool, req *gpconnect.Request) bool {
+	s, ok := typeSection[t]
+	switch {
+	case !ok:
+		return true
+	case t == "Observation":
+		return !dropped && req.Sections&s != 0
+	default:
+		return req.Sections&s != 0
+	}
+}
+
 func listSection(l obj) (gpconnect.Sections, string) {
 	code, _ := l["code"].(obj)
 	cs, _ := code["coding"].([]any)
@@ -51,7 +82,8 @@ func listSection(l obj) (gpconnect.Sections, string) {
 
 // filter answers only the sections asked for, as a provider does: the
 // Lists of other sections go, and so does every item only they listed
-// (items a kept List also names stay, as linked data). Prescription
+// (items a kept List also names stay, as linked data); a clinical item no
+// List names follows its type's section (typeSection). Prescription
 // issues go when not asked for; ended allergies unless resolved ones are.
 // The Patient's NHS number is the one served (a recorded file may carry a
 // placeholder). Supporting resources (practitioners, organisations,
@@ -94,7 +126,7 @@ func filter(doc obj, req *gpconnect.Request, served fhir.NHSNumber) obj {
 		switch {
 		case t == "List" && !listKeep[i]:
 			continue
-		case t != "List" && drop[t+"/"+id] && !keep[t+"/"+id]:
+		case t != "List" && !keep[t+"/"+id] && !typeKept(t, drop[t+"/"+id], req):
 			continue
 		case t == "MedicationRequest" && r["intent"] == "order" && !req.PrescriptionIssues:
 			continue
