@@ -84,3 +84,19 @@ func decoded(t *testing.T, body []byte) (map[string]map[string]any, *Result) {
 	}
 	return out, res
 }
+
+// sharedGlob lists the shared records without skipping (for fuzz seeds).
+func sharedGlob() ([]string, error) {
+	dir, _ := filepath.Abs(".")
+	for {
+		p := filepath.Join(dir, "shared", "testdata", "gpconnect-stu3")
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return filepath.Glob(filepath.Join(p, "*.json"))
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return nil, os.ErrNotExist
+		}
+		dir = parent
+	}
+}
