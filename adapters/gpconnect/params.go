@@ -96,10 +96,10 @@ func SectionsFor(areas fhir.Areas, diary bool) Sections {
 }
 
 type param struct {
-	Name            string          `json:"name"`
-	ValueIdentifier *identifier     `json:"valueIdentifier,omitempty"`
-	ValueBoolean    *bool           `json:"valueBoolean,omitempty"`
-	Part            []param         `json:"part,omitempty"`
+	Name            string      `json:"name"`
+	ValueIdentifier *identifier `json:"valueIdentifier,omitempty"`
+	ValueBoolean    *bool       `json:"valueBoolean,omitempty"`
+	Part            []param     `json:"part,omitempty"`
 }
 
 type identifier struct {

@@ -123,7 +123,7 @@ func TestConvertRules(t *testing.T) {
 		{"an immunisation without a date says its occurrence is unknown", []map[string]any{
 			{"resourceType": "Immunization", "id": "i1", "status": "completed", "notGiven": false, "patient": ref("Patient/pat"), "primarySource": true,
 				"vaccineCode": cc("http://hl7.org/fhir/v3/NullFlavor", "UNK"),
-				"extension": []any{map[string]any{"url": "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-VaccinationProcedure-1", "valueCodeableConcept": cc(sct, "1324681000000101")}}}},
+				"extension":   []any{map[string]any{"url": "https://fhir.hl7.org.uk/STU3/StructureDefinition/Extension-CareConnect-VaccinationProcedure-1", "valueCodeableConcept": cc(sct, "1324681000000101")}}}},
 			func(t *testing.T, got map[string]map[string]any, _ *Result) {
 				im := got["Immunization/i1"]
 				if im["_occurrenceDateTime"] == nil || im["vaccineCode"].(map[string]any)["coding"].([]any)[0].(map[string]any)["system"] != systemNullFlavor {

@@ -2,6 +2,9 @@ package gpconnect
 
 import (
 	"encoding/json"
+	"errors"
+	"regexp"
+	"strings"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,7 +14,8 @@ import (
 // TestValidateSharedRecords runs the third-party R4 + UK Core validator
 // (../shared/tools/fhir-validate) over the converted resources of every
 // shared record, one collection Bundle per record, and requires zero
-// errors. It is slow (the first run installs npm packages), so it runs
+// errors (but for the validator's known blood-pressure limitation,
+// filtered as make validate filters it). It is slow (the first run installs npm packages), so it runs
 // only with GPGATE_VALIDATE=1.
 func TestValidateSharedRecords(t *testing.T) {
 	if os.Getenv("GPGATE_VALIDATE") != "1" {
@@ -23,6 +27,9 @@ func TestValidateSharedRecords(t *testing.T) {
 		t.Skip("../shared/tools/fhir-validate is absent")
 	}
 	out := t.TempDir()
+	if d := os.Getenv("GPGATE_VALIDATE_OUT"); d != "" { // keep the Bundles to look at
+		out = d
+	}
 	var args []string
 	for _, f := range files {
 		body, err := os.ReadFile(f)
@@ -44,10 +51,29 @@ func TestValidateSharedRecords(t *testing.T) {
 		}
 		args = append(args, p)
 	}
-	cmd := exec.Command(tool, append([]string{"--quiet"}, args...)...)
+	cmd := exec.Command(tool, args...)
 	msg, err := cmd.CombinedOutput()
-	if err != nil {
+	var ee *exec.ExitError
+	if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == 1) {
 		t.Fatalf("fhir-validate: %v\n%s", err, msg)
 	}
-	t.Logf("fhir-validate: %d records, zero errors\n%s", len(args), msg)
+	known, errs := 0, 0
+	for _, line := range strings.Split(string(msg), "\n") {
+		if !strings.HasPrefix(line, "  ERROR") && !strings.HasPrefix(line, "  FATAL") {
+			continue
+		}
+		if knownLimitation.MatchString(line) {
+			known++
+			continue
+		}
+		errs++
+		t.Error(strings.TrimSpace(line))
+	}
+	t.Logf("fhir-validate: %d records, %d errors, %d known-limitation lines (BP component slicing) filtered", len(args), errs, known)
 }
+
+// knownLimitation is the validator's one known false positive, filtered as
+// conformance/validate.sh filters it: it cannot match the UK Core
+// blood-pressure component slices (UK Core's own BP example fails the
+// same way).
+var knownLimitation = regexp.MustCompile(`\[profile\] .*Observation\.component: \[UKCoreObservationVitalSignsBloodPressure\] Incorrect number of values provided for slice '(loinc|SystolicBP|DiastolicBP)': expected 1\.\.1, but found 0$`)

@@ -96,7 +96,9 @@ func TestHeadersAndParameters(t *testing.T) {
 		{"no trace id", func(h http.Header) { h.Del("Ssp-TraceID") }, nil, 400, "BAD_REQUEST"},
 		{"no from", func(h http.Header) { h.Del("Ssp-From") }, nil, 400, "BAD_REQUEST"},
 		{"another provider", func(h http.Header) { h.Set("Ssp-To", "111") }, nil, 403, "ACCESS_DENIED"},
-		{"another interaction", func(h http.Header) { h.Set("Ssp-InteractionID", "urn:nhs:names:services:gpconnect:fhir:rest:read:patient-1") }, nil, 403, "ACCESS_DENIED"},
+		{"another interaction", func(h http.Header) {
+			h.Set("Ssp-InteractionID", "urn:nhs:names:services:gpconnect:fhir:rest:read:patient-1")
+		}, nil, 403, "ACCESS_DENIED"},
 		{"xml", func(h http.Header) { h.Set("Content-Type", "application/fhir+xml") }, nil, 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"no bearer", func(h http.Header) { h.Del("Authorization") }, nil, 400, "BAD_REQUEST"},
 		{"not parameters", nil, []byte(`{"resourceType":"Patient"}`), 422, "INVALID_RESOURCE"},
@@ -146,15 +148,19 @@ func TestJWTChecks(t *testing.T) {
 	cases := map[string]string{
 		"the client's token": goodToken(t),
 		"signed":             build(nil, jwa.HS256),
-		"expired":            build(func(b *jwt.Builder) *jwt.Builder { return b.IssuedAt(now.Add(-time.Hour)).Expiration(now.Add(-55 * time.Minute)) }, jwa.NoSignature),
-		"ten minutes":        build(func(b *jwt.Builder) *jwt.Builder { return b.Expiration(now.Add(10 * time.Minute)) }, jwa.NoSignature),
-		"other audience":     build(func(b *jwt.Builder) *jwt.Builder { return b.Audience([]string{"https://elsewhere"}) }, jwa.NoSignature),
-		"not direct care":    build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("reason_for_request", "research") }, jwa.NoSignature),
-		"write scope":        build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("requested_scope", "patient/*.write") }, jwa.NoSignature),
-		"no device":          build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("requesting_device", nil) }, jwa.NoSignature),
-		"sub differs":        build(func(b *jwt.Builder) *jwt.Builder { return b.Subject("u2") }, jwa.NoSignature),
-		"no org ODS":         build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("requesting_organization", map[string]any{"resourceType": "Organization"}) }, jwa.NoSignature),
-		"garbage":            "not.a.jwt",
+		"expired": build(func(b *jwt.Builder) *jwt.Builder {
+			return b.IssuedAt(now.Add(-time.Hour)).Expiration(now.Add(-55 * time.Minute))
+		}, jwa.NoSignature),
+		"ten minutes":     build(func(b *jwt.Builder) *jwt.Builder { return b.Expiration(now.Add(10 * time.Minute)) }, jwa.NoSignature),
+		"other audience":  build(func(b *jwt.Builder) *jwt.Builder { return b.Audience([]string{"https://elsewhere"}) }, jwa.NoSignature),
+		"not direct care": build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("reason_for_request", "research") }, jwa.NoSignature),
+		"write scope":     build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("requested_scope", "patient/*.write") }, jwa.NoSignature),
+		"no device":       build(func(b *jwt.Builder) *jwt.Builder { return b.Claim("requesting_device", nil) }, jwa.NoSignature),
+		"sub differs":     build(func(b *jwt.Builder) *jwt.Builder { return b.Subject("u2") }, jwa.NoSignature),
+		"no org ODS": build(func(b *jwt.Builder) *jwt.Builder {
+			return b.Claim("requesting_organization", map[string]any{"resourceType": "Organization"})
+		}, jwa.NoSignature),
+		"garbage": "not.a.jwt",
 	}
 	for name, tok := range cases {
 		t.Run(name, func(t *testing.T) {
