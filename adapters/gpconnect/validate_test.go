@@ -3,11 +3,11 @@ package gpconnect
 import (
 	"encoding/json"
 	"errors"
-	"regexp"
-	"strings"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
