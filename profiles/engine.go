@@ -17,6 +17,10 @@ type node struct {
 	path string // FHIRPath with indexes
 	key  string // JSON property name (for a choice, "valueQuantity")
 	v    any
+	// extOnly marks a primitive present only by its extensions (the JSON
+	// "_name" form, e.g. a data-absent-reason): it counts for cardinality
+	// but has no value to check.
+	extOnly bool
 }
 
 // checker collects problems for one resource.
@@ -54,6 +58,25 @@ func children(parent node, seg string) []node {
 	} else if _, ok := p[name]; ok {
 		keys = []string{name}
 	}
+	// A primitive may be present by its extensions alone ("_name").
+	var extOnly []string
+	for k := range p {
+		base, ok := strings.CutPrefix(k, "_")
+		if !ok {
+			continue
+		}
+		if _, plain := p[base]; plain {
+			continue
+		}
+		if prefix, ok := strings.CutSuffix(name, "[x]"); ok {
+			if len(base) > len(prefix) && strings.HasPrefix(base, prefix) && base[len(prefix)] >= 'A' && base[len(prefix)] <= 'Z' {
+				extOnly = append(extOnly, k)
+			}
+		} else if base == name {
+			extOnly = append(extOnly, k)
+		}
+	}
+	sort.Strings(extOnly)
 	var match func(any) bool
 	if slice != "" {
 		match = slices[name+":"+slice]
@@ -76,6 +99,11 @@ func children(parent node, seg string) []node {
 			if match == nil || match(v) {
 				out = append(out, node{path: parent.path + "." + k, key: k, v: v})
 			}
+		}
+	}
+	if slice == "" {
+		for _, k := range extOnly {
+			out = append(out, node{path: parent.path + "." + k[1:], key: k[1:], v: p[k], extOnly: true})
 		}
 	}
 	return out
@@ -126,7 +154,9 @@ func (c *checker) apply(p *profile, r *rule, root node) {
 			c.add(kids[r.max].path, r.el, Error, url, "%s allows at most %d, has %d", elementName(r.el), r.max, len(kids))
 		}
 		for _, k := range kids {
-			c.value(p, r, url, k)
+			if !k.extOnly {
+				c.value(p, r, url, k)
+			}
 		}
 	}
 }

@@ -29,14 +29,15 @@ var verbs map[string]verb
 
 func init() {
 	verbs = map[string]verb{
-		"serve":       {"run the FHIR server over the configured practices", runServe},
-		"demo":        {"generate a deterministic synthetic region into the embedded store", runDemo},
-		"audit":       {"verify the audit hash chain, or export AuditEvents as NDJSON", runAudit},
-		"clients":     {"register and manage consumer systems (SMART Backend Services clients)", runClients},
-		"token":       {"obtain an access token as a registered client (for curl and scripts)", runToken},
-		"agreements":  {"manage Information Sharing Agreements between practices and consumers", runAgreements},
-		"consent":     {"record a clinician's consent to view (or a break-glass) and print its id", runConsent},
-		"conformance": {"run the black-box conformance suite against a deployment", runConformance},
+		"serve":             {"run the FHIR server over the configured practices", runServe},
+		"demo":              {"generate a deterministic synthetic region into the embedded store", runDemo},
+		"audit":             {"verify the audit hash chain, or export AuditEvents as NDJSON", runAudit},
+		"clients":           {"register and manage consumer systems (SMART Backend Services clients)", runClients},
+		"token":             {"obtain an access token as a registered client (for curl and scripts)", runToken},
+		"agreements":        {"manage Information Sharing Agreements between practices and consumers", runAgreements},
+		"consent":           {"record a clinician's consent to view (or a break-glass) and print its id", runConsent},
+		"conformance":       {"run the black-box conformance suite against a deployment", runConformance},
+		"provider-emulator": {"serve a GP Connect provider emulator over recorded structured records", runProviderEmulator},
 	}
 }
 
