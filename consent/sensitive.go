@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"bytes"
 	"embed"
 	"encoding/csv"
 	"encoding/json"
@@ -317,21 +318,27 @@ func DefaultExclusions() *Exclusions { return defaultExcl }
 // list. An empty system matches any of the three (a coding that does not
 // say its system is treated as possibly sensitive).
 func (e *Exclusions) Match(system, code string) string {
-	if e == nil || code == "" {
+	return e.match([]byte(system), []byte(code))
+}
+
+// match is Match on byte slices; map lookups with string(b) keys do not
+// allocate.
+func (e *Exclusions) match(system, code []byte) string {
+	if e == nil || len(code) == 0 {
 		return ""
 	}
-	switch system {
+	switch string(system) {
 	case fhir.SNOMED:
-		return e.snomed[code]
+		return e.snomed[string(code)]
 	case fhir.CTV3:
-		return e.ctv3[code]
+		return e.ctv3[string(code)]
 	case fhir.ReadV2:
 		return e.matchRead(code)
 	case "":
-		if c := e.snomed[code]; c != "" {
+		if c := e.snomed[string(code)]; c != "" {
 			return c
 		}
-		if c := e.ctv3[code]; c != "" {
+		if c := e.ctv3[string(code)]; c != "" {
 			return c
 		}
 		return e.matchRead(code)
@@ -339,14 +346,17 @@ func (e *Exclusions) Match(system, code string) string {
 	return ""
 }
 
-func (e *Exclusions) matchRead(code string) string {
-	stem := readStem(code)
-	if c := e.read[stem]; c != "" {
+func (e *Exclusions) matchRead(code []byte) string {
+	stem := code
+	if len(stem) > 5 {
+		stem = stem[:5]
+	}
+	if c := e.read[string(stem)]; c != "" {
 		return c
 	}
-	p := strings.TrimRight(stem, ".")
+	p := bytes.TrimRight(stem, ".")
 	for l := min(len(p), e.maxTree); l > 0; l-- {
-		if c := e.readTree[p[:l]]; c != "" {
+		if c := e.readTree[string(p[:l])]; c != "" {
 			return c
 		}
 	}
@@ -372,8 +382,8 @@ func (e *Exclusions) Category(r *fhir.Resource) string {
 		return ""
 	}
 	cat := ""
-	err := walkCodings(r.JSON, func(system, code string) bool {
-		cat = e.Match(system, code)
+	err := walkCodings(r.JSON, func(system, code []byte) bool {
+		cat = e.match(system, code)
 		return cat == ""
 	})
 	if err != nil {
@@ -387,15 +397,7 @@ func (e *Exclusions) Category(r *fhir.Resource) string {
 // matches), decoding the JSON once in a single pass; strings are skipped
 // whole, so text inside a string value never looks like a code. fn returns
 // false to stop. An error reports JSON the scanner could not follow.
-func walkCodings(raw []byte, fn func(system, code string) bool) error {
-	type frame struct {
-		object    bool
-		expectKey bool
-		key       byte // 's' system, 'c' code, 0 other
-		system    string
-		code      string
-		hasCode   bool
-	}
+func walkCodings(raw []byte, fn func(system, code []byte) bool) error {
 	var stackBuf [32]frame
 	stack := stackBuf[:0]
 	seenRoot := false
@@ -423,8 +425,11 @@ func walkCodings(raw []byte, fn func(system, code string) bool) error {
 					return errUnreadable
 				}
 				seenRoot = true
-			} else if stack[len(stack)-1].object && stack[len(stack)-1].expectKey {
-				return errUnreadable
+			} else if top := &stack[len(stack)-1]; top.object {
+				if top.expectKey {
+					return errUnreadable
+				}
+				top.nonString()
 			}
 			stack = append(stack, frame{object: b == '{', expectKey: b == '{'})
 			i++
@@ -444,6 +449,13 @@ func walkCodings(raw []byte, fn func(system, code string) bool) error {
 				return err
 			}
 			s := raw[i+1 : j]
+			if escaped { // rare: decode \uXXXX and the like as encoding/json does
+				var u string
+				if err := json.Unmarshal(raw[i:j+1], &u); err != nil {
+					return errUnreadable
+				}
+				s = []byte(u)
+			}
 			i = j + 1
 			if len(stack) == 0 {
 				return errUnreadable
@@ -464,23 +476,21 @@ func walkCodings(raw []byte, fn func(system, code string) bool) error {
 				}
 				continue
 			}
-			if top.key == 0 {
-				continue
-			}
-			v := string(s)
-			if escaped {
-				if err := json.Unmarshal(raw[i-len(s)-2:i], &v); err != nil {
-					return errUnreadable
-				}
-			}
-			if top.key == 's' {
-				top.system = v
-			} else {
-				top.code, top.hasCode = v, true
+			switch top.key {
+			case 's':
+				top.system = s
+			case 'c':
+				top.code, top.hasCode = s, true
 			}
 		default: // number, true, false, null
-			if len(stack) == 0 || (stack[len(stack)-1].object && stack[len(stack)-1].expectKey) {
+			if len(stack) == 0 {
 				return errUnreadable
+			}
+			if top := &stack[len(stack)-1]; top.object {
+				if top.expectKey {
+					return errUnreadable
+				}
+				top.nonString()
 			}
 			for i < len(raw) && !jsonDelim(raw[i]) {
 				i++
@@ -491,6 +501,28 @@ func walkCodings(raw []byte, fn func(system, code string) bool) error {
 		return errUnreadable
 	}
 	return nil
+}
+
+// frame is one open JSON object or array of walkCodings.
+type frame struct {
+	object    bool
+	expectKey bool
+	key       byte   // 's' system, 'c' code, 0 other
+	system    []byte // slices of the scanned JSON (or of an unescaped copy)
+	code      []byte
+	hasCode   bool
+}
+
+// nonString records a value that is not a string for the current key: a
+// later "code": 1 or "system": null undoes an earlier string (the last
+// member wins, as in encoding/json).
+func (f *frame) nonString() {
+	switch f.key {
+	case 'c':
+		f.code, f.hasCode = nil, false
+	case 's':
+		f.system = nil
+	}
 }
 
 // stringEnd returns the index of the closing quote of the string opening
