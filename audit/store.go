@@ -129,7 +129,8 @@ type Options struct {
 	Key ed25519.PrivateKey
 	// KeyFile is the audit key's file (LoadOrCreateKey: created 0600 on first
 	// use, refused when group or others may read it). It must not be inside
-	// the log's directory.
+	// the log's directory. With ReadOnly it is only read, and may be the
+	// public key (PEM "PUBLIC KEY").
 	KeyFile string
 	// TrustedKeys are further public keys whose checkpoints verify (keys
 	// used before a rotation). The current key is always trusted.
@@ -276,6 +277,13 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 	switch {
 	case opt.Key != nil && opt.KeyFile != "":
 		return nil, errors.New("audit: give Options.Key or Options.KeyFile, not both")
+	case opt.KeyFile != "" && s.readOnly:
+		// verifying only: read the key (or its public half), never create it
+		pub, err := LoadPublicKey(opt.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		s.keys = append(s.keys, pub)
 	case opt.KeyFile != "":
 		if within(opt.KeyFile, filepath.Dir(db.Path())) {
 			return nil, fmt.Errorf("audit: the audit key %s is in the log's directory: keep it elsewhere (whoever can rewrite the log must not be able to read the key)", opt.KeyFile)
