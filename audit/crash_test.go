@@ -192,7 +192,10 @@ func runCrashChild(t *testing.T, path, keyDir string, round, minAcks int, delive
 		}
 		acks = append(acks, a)
 	}
-	deadline := time.After(time.Second)
+	// up to 30 s for the child to start (a -race binary opening an anchored
+	// log is slow), then one second of load
+	deadline := time.After(30 * time.Second)
+	started := false
 	killed := false
 	for !killed {
 		select {
@@ -202,6 +205,10 @@ func runCrashChild(t *testing.T, path, keyDir string, round, minAcks int, delive
 				t.Fatalf("child exited before SIGKILL: %s", stderr.String())
 			}
 			parse(l)
+			if !started && len(acks) > 0 {
+				started = true
+				deadline = time.After(time.Second)
+			}
 			if len(acks) >= minAcks {
 				killed = true
 			}
