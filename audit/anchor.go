@@ -374,22 +374,29 @@ func MarshalPublicKeyPEM(pub ed25519.PublicKey) ([]byte, error) {
 	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
 }
 
-// within reports whether path is inside dir (or is dir), after resolving
-// both to absolute, symlink-free paths where possible.
+// within reports whether path is inside dir (or is dir), comparing
+// absolute paths with symlinks resolved as far as the paths exist.
 func within(path, dir string) bool {
-	abs := func(p string) string {
-		if a, err := filepath.Abs(p); err == nil {
-			p = a
-		}
-		if r, err := filepath.EvalSymlinks(p); err == nil {
-			return r
-		}
-		// not there yet: resolve the directory that holds it
-		if d, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
-			return filepath.Join(d, filepath.Base(p))
-		}
-		return p
-	}
-	rel, err := filepath.Rel(abs(dir), abs(path))
+	rel, err := filepath.Rel(resolve(dir), resolve(path))
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// resolve makes p absolute and resolves symlinks in its longest existing
+// prefix (the rest need not exist yet).
+func resolve(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		p = a
+	}
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
 }

@@ -442,3 +442,27 @@ func FuzzParsePublicKeyPEM(f *testing.F) {
 		}
 	})
 }
+
+func TestWithin(t *testing.T) {
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "data", "sub"), 0o700))
+	must(t, os.Symlink(filepath.Join(root, "data"), filepath.Join(root, "link")))
+	for _, tc := range []struct {
+		path, dir string
+		want      bool
+	}{
+		{"data/audit.key", "data", true},
+		{"data/sub/new/audit.key", "data", true},
+		{"data", "data", true},
+		{"link/x/audit.key", "data", true}, // through a symlink, not yet created
+		{"data.audit-key", "data", false},
+		{"keys/audit.key", "data", false},
+		{"data/../keys/audit.key", "data", false},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			if got := within(filepath.Join(root, tc.path), filepath.Join(root, tc.dir)); got != tc.want {
+				t.Errorf("within = %v", got)
+			}
+		})
+	}
+}

@@ -111,6 +111,9 @@ type Forwarder struct {
 	pos, saved uint64
 	lastSave   time.Time
 
+	progMu   sync.Mutex
+	progress chan struct{} // closed and replaced when the position moves
+
 	delivered, failures, skipped, writes atomic.Uint64
 	cursor, position                     atomic.Uint64
 }
@@ -152,7 +155,7 @@ func (s *Store) Forward(opt ForwardOptions) (*Forwarder, error) {
 	if opt.MaxBackoff < opt.MinBackoff {
 		opt.MaxBackoff = max(opt.MinBackoff, time.Minute)
 	}
-	f := &Forwarder{s: s, opt: opt, log: opt.Logger, key: []byte(cursorPrefix + opt.Name), done: make(chan struct{})}
+	f := &Forwarder{s: s, opt: opt, log: opt.Logger, key: []byte(cursorPrefix + opt.Name), done: make(chan struct{}), progress: make(chan struct{})}
 	if f.log == nil {
 		f.log = s.log
 	}
@@ -291,6 +294,36 @@ func (f *Forwarder) setPos(seq uint64) {
 	if seq > f.pos {
 		f.pos = seq
 		f.position.Store(seq)
+		f.progMu.Lock()
+		close(f.progress)
+		f.progress = make(chan struct{})
+		f.progMu.Unlock()
+	}
+}
+
+// Drain waits until the forwarder has delivered (or passed over) every
+// entry committed when Drain was called: for a graceful shutdown (SIGTERM),
+// before Close writes the cursor. It returns ctx.Err() if ctx ends first,
+// or ErrClosed if the forwarder stops.
+func (f *Forwarder) Drain(ctx context.Context) error {
+	target := f.s.st.head.Load()
+	for {
+		f.progMu.Lock()
+		ch := f.progress
+		f.progMu.Unlock()
+		if f.position.Load() >= target {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.done:
+			if f.position.Load() >= target {
+				return nil
+			}
+			return ErrClosed
+		case <-ch:
+		}
 	}
 }
 

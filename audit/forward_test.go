@@ -306,3 +306,33 @@ func TestForwarderOptions(t *testing.T) {
 		t.Errorf("Forward after Close = %v", err)
 	}
 }
+
+func TestForwarderDrain(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	c := &collector{}
+	f, err := s.Forward(ForwardOptions{Name: "d", To: c, Match: PatientAccessGranted})
+	must(t, err)
+	fill(t, s, 25)
+	must(t, f.Drain(context.Background()))
+	if f.Stats().Position < 25 {
+		t.Fatalf("drained at %d", f.Stats().Position)
+	}
+	if got, want := fmt.Sprint(c.got()), fmt.Sprint(matchingSeqs(t, s, 25, PatientAccessGranted)); got != want {
+		t.Fatalf("delivered %s, want %s", got, want)
+	}
+
+	stuck, err := s.Forward(ForwardOptions{Name: "stuck", To: DelivererFunc(func(ctx context.Context, e Entry) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := stuck.Drain(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Drain of a stuck forwarder = %v", err)
+	}
+	must(t, stuck.Close())
+	if err := stuck.Drain(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Drain after Close = %v", err)
+	}
+}

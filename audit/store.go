@@ -311,6 +311,9 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 	if s.headFile != "" && s.key == nil && !s.readOnly {
 		return nil, errors.New("audit: Options.HeadFile needs an audit key (Key or KeyFile)")
 	}
+	if s.headFile != "" && !s.readOnly && within(s.headFile, filepath.Dir(db.Path())) {
+		s.log.Warn("the exported audit head is in the log's directory: whoever can cut back the log can also remove or roll back the head there; keep it elsewhere")
+	}
 	if s.readOnly {
 		close(s.done)
 		return s, nil
