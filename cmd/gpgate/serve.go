@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"strings"
 
 	"errors"
 	"fmt"
@@ -35,7 +37,18 @@ type serveOpts struct {
 	logLvl    string
 	logFmt    string
 	practices string
+	// The audit anchor: the key that signs checkpoints and the file the
+	// newest signed head is exported to, both outside the data directory.
+	auditKey, auditHead string
+	auditTrusted        stringList
+	auditOverride       bool
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o serveOpts
@@ -46,6 +59,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices (e.g. kind gp2gp over a folder of extracts); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.auditKey, "audit-key", "", "file of the key that signs audit checkpoints, created 0600 on first use; never in the data directory (default DATA.audit-key beside it)")
+	fs.StringVar(&o.auditHead, "audit-head", "", "file the newest signed audit head is exported to (default DATA.audit-head); ship copies off the host")
+	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
+	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -71,7 +88,25 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	// No durable audit, no data: the server does not start without its log.
-	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log})
+	if o.auditKey == "" {
+		o.auditKey = auditKeyDefault(o.data)
+	}
+	if o.auditHead == "" {
+		o.auditHead = auditHeadDefault(o.data)
+	}
+	var trusted []ed25519.PublicKey
+	for _, f := range o.auditTrusted {
+		k, err := audit.LoadPublicKey(f)
+		if err != nil {
+			return fmt.Errorf("--audit-trusted-key %s: %w", f, err)
+		}
+		trusted = append(trusted, k)
+	}
+	// The log verifies its chain from the last signed checkpoint, and
+	// against the exported head, before it serves: a rewritten or truncated
+	// log refuses to open.
+	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log, KeyFile: o.auditKey, HeadFile: o.auditHead,
+		HeadSink: audit.LogHeadSink{Logger: log}, TrustedKeys: trusted, AcceptUnverified: o.auditOverride})
 	if err != nil {
 		return err
 	}
@@ -120,12 +155,21 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if err != nil {
 		return err
 	}
-	trailCtx, stopTrail := context.WithCancel(ctx)
-	trailDone := make(chan struct{})
-	go practiceTrail{log: auditLog, reg: reg, lg: log, every: 200 * time.Millisecond}.run(trailCtx, trailDone)
-	// Deferred calls run last-in first-out: the trail finishes its last
-	// pass before the audit log and the stores close.
-	defer func() { stopTrail(); <-trailDone }()
+	// The practice trail: each granted access is told to the practice
+	// system, from gpgate's own durable log, off the request path.
+	trail, err := auditLog.Forward(audit.ForwardOptions{Name: "practice-trail", Match: audit.PatientAccessGranted, To: practiceTrail{reg}, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Deferred calls run last-in first-out: the trail catches up before the
+	// audit log and the stores close.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := trail.Drain(dctx); err != nil {
+			log.Warn("practice trail not drained at shutdown; it resumes from its cursor on the next start", "err", err)
+		}
+	}()
 	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
 	if err != nil {
 		return err
