@@ -333,7 +333,7 @@ var resourceRows = []row{
 	{"MedicationRequest.dispenseRequest.quantity", "SimpleQuantity"},
 	{"MedicationRequest.dispenseRequest.expectedSupplyDuration", "Duration"},
 	{"MedicationRequest.dispenseRequest.performer", "Reference"},
-	{"MedicationRequest.substitution", "BackboneElement"},
+	{"MedicationRequest.substitution", "BackboneElement!"}, // UK Core requires it
 	{"MedicationRequest.substitution.allowedBoolean", "boolean!"},
 	{"MedicationRequest.substitution.allowedCodeableConcept", "CodeableConcept!"},
 	{"MedicationRequest.substitution.reason", "CodeableConcept"},

@@ -2,10 +2,12 @@ package consent
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
@@ -522,4 +524,32 @@ func rawRes(t testing.TB, raw string) *fhir.Resource {
 		t.Fatal(err)
 	}
 	return &fhir.Resource{Type: head.ResourceType, ID: head.ID, JSON: []byte(raw)}
+}
+
+// TestSpecialMask: the eight-byte scan finds exactly the first '"',
+// backslash or control character, wherever it is.
+func TestSpecialMask(t *testing.T) {
+	for pos := 0; pos < 8; pos++ {
+		for c := 0; c < 256; c++ {
+			for _, fill := range []byte{'a', 0xc3, 0x7f, '~', ' '} {
+				b := bytes.Repeat([]byte{fill}, 8)
+				b[pos] = byte(c)
+				special := c == '"' || c == '\\' || c < 0x20
+				first := -1
+				for i, x := range b {
+					if x == '"' || x == '\\' || x < 0x20 {
+						first = i
+						break
+					}
+				}
+				m := specialMask(binary.LittleEndian.Uint64(b))
+				if (m != 0) != (first >= 0) || (special && first != pos) {
+					t.Fatalf("%q: mask %x, first special %d", b, m, first)
+				}
+				if m != 0 && bits.TrailingZeros64(m)>>3 != first {
+					t.Fatalf("%q: mask says %d, first special is %d", b, bits.TrailingZeros64(m)>>3, first)
+				}
+			}
+		}
+	}
 }

@@ -1,9 +1,12 @@
 package consent
 
 import (
+	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -68,6 +71,47 @@ type node struct {
 	ext *node
 	// exts is the table an extension node looks its url up in.
 	exts map[string]*extNode
+	// probe is an open-addressing table over kids (see lookup).
+	probe []*child
+}
+
+// probeIndex hashes a key for the probe table (mask: table size - 1).
+func probeIndex(key []byte, mask int) int {
+	h := len(key) * 0x9e37
+	for _, c := range key {
+		h = h*31 + int(c)
+	}
+	return h & mask
+}
+
+// index builds the probe table of n's kids.
+func (n *node) index() {
+	size := 8
+	for size < 4*len(n.kids) {
+		size *= 2
+	}
+	n.probe = make([]*child, size)
+	for k, c := range n.kids {
+		i := probeIndex([]byte(k), size-1)
+		for n.probe[i] != nil {
+			i = (i + 1) & (size - 1)
+		}
+		n.probe[i] = c
+	}
+}
+
+// lookup finds the kid named key (no allocation, no map hashing).
+func (n *node) lookup(key []byte) *child {
+	if len(n.probe) == 0 {
+		return nil
+	}
+	mask := len(n.probe) - 1
+	for i := probeIndex(key, mask); ; i = (i + 1) & mask {
+		c := n.probe[i]
+		if c == nil || c.name == string(key) {
+			return c
+		}
+	}
 }
 
 type child struct {
@@ -288,11 +332,36 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 			return nil, err
 		}
 	}
+	seen := map[*node]bool{}
+	var index func(n *node)
+	index = func(n *node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		n.index()
+		for _, c := range n.kids {
+			index(c.n)
+		}
+		index(n.ext)
+		for _, e := range n.exts {
+			index(e.node)
+		}
+	}
+	for _, n := range t.types {
+		index(n)
+	}
+	for _, e := range t.exts {
+		index(e.node)
+	}
 	return t, nil
 }
 
 // errCodedJSON is malformed JSON met by the walk.
 var errCodedJSON = errors.New("redact: malformed JSON")
+
+// errChanged ends a check pass at the first element that would go.
+var errChanged = errors.New("redact: something to drop")
 
 // maxCodedDepth bounds nesting (R4 resources nest far less).
 const maxCodedDepth = 64
@@ -308,6 +377,9 @@ type walker struct {
 	depth    int
 	report   *[]string // FreeTextPaths: the dropped paths
 	path     []byte
+	// check: write nothing and stop with errChanged at the first change
+	// (the common case, a resource with nothing to drop, costs one scan).
+	check bool
 }
 
 var walkBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -321,14 +393,15 @@ type codedResult struct {
 
 // walkCoded applies the allowlist to raw, the JSON of a resource of type
 // typ. buf is reused for the output.
-func walkCoded(t *codedTables, typ string, raw []byte, buf []byte, report *[]string) (codedResult, []byte, error) {
-	w := walker{in: raw, out: buf[:0], typ: typ, t: t, report: report}
+func walkCoded(t *codedTables, typ string, raw []byte, buf []byte, report *[]string, check bool) (codedResult, []byte, error) {
+	w := walker{in: raw, out: buf[:0], typ: typ, t: t, report: report, check: check}
 	root := t.resources[typ]
 	if report != nil {
 		w.path = append(w.path, typ...)
 	}
 	if root == nil {
 		// Not a type gpgate serves: nothing of it is on the allowlist.
+		w.check = false
 		w.drop()
 		return codedResult{withhold: true, changed: true}, w.out, nil
 	}
@@ -339,6 +412,11 @@ func walkCoded(t *codedTables, typ string, raw []byte, buf []byte, report *[]str
 	kept, err := w.object(root)
 	if err != nil {
 		return codedResult{}, w.out, err
+	}
+	if !kept {
+		if err := w.lose(); err != nil {
+			return codedResult{}, w.out, err
+		}
 	}
 	w.ws()
 	if w.i != len(w.in) {
@@ -354,8 +432,14 @@ func walkCoded(t *codedTables, typ string, raw []byte, buf []byte, report *[]str
 // implicitRules), or its type is not one gpgate serves. It replaces the
 // blocklist stripFreeText of earlier versions with the same contract.
 func keepCoded(r *fhir.Resource) (nr *fhir.Resource, withhold bool, err error) {
+	// First a check pass that writes nothing; only a resource with
+	// something to drop is walked again, writing what is kept.
+	res, _, err := walkCoded(coded, r.Type, r.JSON, nil, nil, true)
+	if err == nil && !res.changed && !res.withhold {
+		return r, false, nil
+	}
 	bp := walkBufs.Get().(*[]byte)
-	res, buf, err := walkCoded(coded, r.Type, r.JSON, *bp, nil)
+	res, buf, err := walkCoded(coded, r.Type, r.JSON, *bp, nil, false)
 	defer func() {
 		if cap(buf) <= 1<<20 {
 			*bp = buf[:0]
@@ -394,19 +478,34 @@ func keepCoded(r *fhir.Resource) (nr *fhir.Resource, withhold bool, err error) {
 // resource Redact lets out as it is.
 func FreeTextPaths(r *fhir.Resource) ([]string, error) {
 	var out []string
-	_, _, err := walkCoded(coded, r.Type, r.JSON, nil, &out)
+	_, _, err := walkCoded(coded, r.Type, r.JSON, nil, &out, false)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-// drop records a dropped element (the current path) in report mode.
-func (w *walker) drop() {
+// drop records a dropped element (the current path) in report mode; in a
+// check pass it ends the walk.
+func (w *walker) drop() error {
 	w.changed = true
 	if w.report != nil {
 		*w.report = append(*w.report, string(w.path))
 	}
+	if w.check {
+		return errChanged
+	}
+	return nil
+}
+
+// lose records that a present value is not kept (emptied, or its needs
+// not met).
+func (w *walker) lose() error {
+	w.changed = true
+	if w.check {
+		return errChanged
+	}
+	return nil
 }
 
 func (w *walker) ws() {
@@ -424,20 +523,24 @@ func (w *walker) ws() {
 // reports whether the object was kept: not empty, its needs met and nothing
 // it requires lost.
 func (w *walker) object(n *node) (bool, error) {
+	// Depth is restored on every normal return; after an error the walk
+	// is over.
 	w.depth++
 	if w.depth > maxCodedDepth {
 		return false, errCodedJSON
 	}
-	defer func() { w.depth-- }()
 	w.i++ // '{'
 	start := len(w.out)
-	w.out = append(w.out, '{')
+	if !w.check {
+		w.out = append(w.out, '{')
+	}
 	var present, kept uint64
 	count := 0
 	w.ws()
 	if w.i < len(w.in) && w.in[w.i] == '}' {
 		w.i++
 		w.out = w.out[:start]
+		w.depth--
 		return false, nil
 	}
 	for {
@@ -458,7 +561,7 @@ func (w *walker) object(n *node) (bool, error) {
 		w.ws()
 		var c *child
 		if !esc {
-			c = n.kids[string(key)]
+			c = n.lookup(key)
 		}
 		pathMark := len(w.path)
 		if w.report != nil {
@@ -471,12 +574,14 @@ func (w *walker) object(n *node) (bool, error) {
 		switch {
 		case c != nil && present&c.bit == 0, ext != nil:
 			mark := len(w.out)
-			if count > 0 {
-				w.out = append(w.out, ',')
+			if !w.check {
+				if count > 0 {
+					w.out = append(w.out, ',')
+				}
+				w.out = append(w.out, '"')
+				w.out = append(w.out, key...)
+				w.out = append(w.out, '"', ':')
 			}
-			w.out = append(w.out, '"')
-			w.out = append(w.out, key...)
-			w.out = append(w.out, '"', ':')
 			var ok bool
 			if ext != nil {
 				ok, err = w.value(ext)
@@ -494,7 +599,9 @@ func (w *walker) object(n *node) (bool, error) {
 				}
 			} else {
 				w.out = w.out[:mark]
-				w.changed = true
+				if err := w.lose(); err != nil {
+					return false, err
+				}
 			}
 		default:
 			// Not on the allowlist (or a repeated key): dropped. A
@@ -502,7 +609,9 @@ func (w *walker) object(n *node) (bool, error) {
 			if !esc && (string(key) == "modifierExtension" || string(key) == "implicitRules") {
 				w.withhold = true
 			}
-			w.drop()
+			if err := w.drop(); err != nil {
+				return false, err
+			}
 			if err := w.skip(); err != nil {
 				return false, err
 			}
@@ -526,11 +635,14 @@ func (w *walker) object(n *node) (bool, error) {
 	for _, need := range n.needs {
 		lost = lost || kept&need == 0
 	}
+	w.depth--
 	if count == 0 || lost {
 		w.out = w.out[:start]
 		return false, nil
 	}
-	w.out = append(w.out, '}')
+	if !w.check {
+		w.out = append(w.out, '}')
+	}
 	return true, nil
 }
 
@@ -541,21 +653,23 @@ func (w *walker) value(n *node) (bool, error) {
 		if w.depth > maxCodedDepth {
 			return false, errCodedJSON
 		}
-		defer func() { w.depth-- }()
 		w.i++
 		start := len(w.out)
-		w.out = append(w.out, '[')
+		if !w.check {
+			w.out = append(w.out, '[')
+		}
 		count := 0
 		w.ws()
 		if w.i < len(w.in) && w.in[w.i] == ']' {
 			w.i++
 			w.out = w.out[:start]
+			w.depth--
 			return false, nil
 		}
 		for {
 			w.ws()
 			mark := len(w.out)
-			if count > 0 {
+			if count > 0 && !w.check {
 				w.out = append(w.out, ',')
 			}
 			ok, err := w.item(n)
@@ -566,7 +680,9 @@ func (w *walker) value(n *node) (bool, error) {
 				count++
 			} else {
 				w.out = w.out[:mark]
-				w.changed = true
+				if err := w.lose(); err != nil {
+					return false, err
+				}
 			}
 			w.ws()
 			if w.i >= len(w.in) {
@@ -582,11 +698,14 @@ func (w *walker) value(n *node) (bool, error) {
 			w.i++
 			break
 		}
+		w.depth--
 		if count == 0 {
 			w.out = w.out[:start]
 			return false, nil
 		}
-		w.out = append(w.out, ']')
+		if !w.check {
+			w.out = append(w.out, ']')
+		}
 		return true, nil
 	}
 	return w.item(n)
@@ -614,7 +733,9 @@ func (w *walker) item(n *node) (bool, error) {
 			if err := w.skip(); err != nil {
 				return false, err
 			}
-			w.out = append(w.out, w.in[s:w.i]...)
+			if !w.check {
+				w.out = append(w.out, w.in[s:w.i]...)
+			}
 			return true, nil
 		}
 	case kDecimal, kInteger, kPositiveInt, kUnsignedInt:
@@ -624,10 +745,11 @@ func (w *walker) item(n *node) (bool, error) {
 				return false, err
 			}
 			if !numberFits(n.kind, w.in[s:w.i]) {
-				w.drop()
-				return false, nil
+				return false, w.drop()
 			}
-			w.out = append(w.out, w.in[s:w.i]...)
+			if !w.check {
+				w.out = append(w.out, w.in[s:w.i]...)
+			}
 			return true, nil
 		}
 	case kNever:
@@ -639,14 +761,17 @@ func (w *walker) item(n *node) (bool, error) {
 				return false, err
 			}
 			if !w.stringFits(n.kind, w.in[ks:ke], esc) {
-				w.drop()
-				return false, nil
+				return false, w.drop()
 			}
-			w.out = append(w.out, w.in[s:w.i]...)
+			if !w.check {
+				w.out = append(w.out, w.in[s:w.i]...)
+			}
 			return true, nil
 		}
 	}
-	w.drop()
+	if err := w.drop(); err != nil {
+		return false, err
+	}
 	return false, w.skip()
 }
 
@@ -664,7 +789,9 @@ func (w *walker) extension(n *node) (bool, error) {
 		defer func() { w.path = w.path[:mark] }()
 	}
 	if en == nil || (en.in != nil && !en.in[w.typ]) {
-		w.drop()
+		if err := w.drop(); err != nil {
+			return false, err
+		}
 		return false, w.skip()
 	}
 	return w.object(en.node)
@@ -720,9 +847,20 @@ func (w *walker) str() (int, int, bool, error) {
 	w.i++
 	s := w.i
 	esc := false
-	for w.i < len(w.in) {
-		c := w.in[w.i]
-		switch {
+	for {
+		// Eight bytes at a time up to the first '"', '\\' or control
+		// character.
+		for w.i+8 <= len(w.in) {
+			if m := specialMask(binary.LittleEndian.Uint64(w.in[w.i:])); m != 0 {
+				w.i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			w.i += 8
+		}
+		if w.i >= len(w.in) {
+			return 0, 0, false, errCodedJSON
+		}
+		switch c := w.in[w.i]; {
 		case c == '"':
 			e := w.i
 			w.i++
@@ -754,7 +892,15 @@ func (w *walker) str() (int, int, bool, error) {
 			w.i++
 		}
 	}
-	return 0, 0, false, errCodedJSON
+}
+
+// specialMask flags the bytes of x (eight bytes of a string, little
+// endian) that are '"', a backslash or a control character (the SWAR
+// zero-byte test); its lowest set bit is exactly the first such byte.
+func specialMask(x uint64) uint64 {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	q, b := x^(lo*'"'), x^(lo*'\\')
+	return ((q - lo) &^ q & hi) | ((b - lo) &^ b & hi) | ((x - lo*0x20) &^ x & hi)
 }
 
 func isHex(c byte) bool {
@@ -908,6 +1054,7 @@ func (w *walker) stringFits(k kind, raw []byte, esc bool) bool {
 		return true
 	}
 	s := raw
+	space := func() bool { return bytes.IndexByte(s, ' ') >= 0 } // raw JSON strings hold no other whitespace
 	if esc {
 		// Rare: decode to check the value itself.
 		var v string
@@ -915,6 +1062,7 @@ func (w *walker) stringFits(k kind, raw []byte, esc bool) bool {
 			return false
 		}
 		s = []byte(v)
+		space = func() bool { return hasSpace(s) }
 	}
 	switch k {
 	case kResourceType:
@@ -922,9 +1070,9 @@ func (w *walker) stringFits(k kind, raw []byte, esc bool) bool {
 	case kFixedLabel:
 		return fhir.IsProfileFixedText(string(s))
 	case kReference:
-		return s[0] != '#' && !hasSpace(s)
+		return s[0] != '#' && !space()
 	case kURI:
-		return !hasSpace(s)
+		return !space()
 	case kID:
 		if len(s) > 64 {
 			return false
