@@ -46,7 +46,7 @@ const (
 )
 
 var primitiveKinds = map[string]kind{
-	"string": kString, "markdown": kString, "fixedLabel": kFixedLabel, "reference": kReference,
+	"string": kString, "fixedLabel": kFixedLabel, "reference": kReference,
 	"code": kCode, "id": kID, "uri": kURI, "url": kURI, "canonical": kURI, "oid": kURI,
 	"date": kDate, "dateTime": kDateTime, "instant": kInstant, "time": kTime,
 	"boolean": kBool, "decimal": kDecimal, "integer": kInteger,
@@ -59,10 +59,9 @@ var quantityProfiles = map[string]bool{"SimpleQuantity": true, "Duration": true,
 
 // node is a compiled element definition.
 type node struct {
-	name  string
-	kind  kind
-	kids  map[string]*child
-	order []string // kids in table order
+	name string
+	kind kind
+	kids map[string]*child
 	// needs: for each group, at least one of these kids must be kept.
 	needs []uint64
 	req   uint64 // kids that, present, must be kept
@@ -192,7 +191,6 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 			typ, req := strings.CutSuffix(r.Type, "!")
 			c := &child{name: key, bit: 1 << len(owner.kids)}
 			owner.kids[key] = c
-			owner.order = append(owner.order, key)
 			if req {
 				owner.req |= c.bit
 			}
@@ -268,7 +266,6 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 		for _, c := range common {
 			ch := &child{name: c.k, n: c.n, bit: 1 << len(n.kids)}
 			n.kids[c.k] = ch
-			n.order = append(n.order, c.k)
 			if c.k == "resourceType" || c.k == "id" {
 				n.needs = append(n.needs, ch.bit)
 			}
@@ -292,7 +289,6 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 		}
 		url := &child{name: "url", n: prim(kURI), bit: 1}
 		en.node.kids["url"] = url
-		en.node.order = append(en.node.order, "url")
 		en.node.needs = append(en.node.needs, url.bit)
 		var values uint64
 		for _, v := range append(append([]string(nil), d.Value...), d.Also...) {
@@ -303,7 +299,6 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 			k := "value" + strings.ToUpper(v[:1]) + v[1:]
 			c := &child{name: k, n: vn, bit: 1 << len(en.node.kids)}
 			en.node.kids[k] = c
-			en.node.order = append(en.node.order, k)
 			values |= c.bit
 		}
 		if len(d.Sub) > 0 {
@@ -316,11 +311,9 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 					return err
 				}
 			}
-			en.node.ext = sub
 			// The sub-extensions' slot takes the bit after the values.
 			c := &child{name: "extension", n: sub, bit: 1 << len(en.node.kids)}
 			en.node.kids["extension"] = c
-			en.node.order = append(en.node.order, "extension")
 			values |= c.bit
 		}
 		en.node.needs = append(en.node.needs, values)
