@@ -553,3 +553,17 @@ func TestSpecialMask(t *testing.T) {
 		}
 	}
 }
+
+// TestCodedRepeatedKeys: a key repeated in an object (which a consumer
+// would read as its last value) is kept once, the first time.
+func TestCodedRepeatedKeys(t *testing.T) {
+	r := rawRes(t, `{"resourceType":"Condition","id":"x","code":{"coding":[{"code":"1"}]},"code":{"text":"second"},"subject":{"reference":"Patient/p1"},`+
+		`"extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ProblemSignificance","valueCode":"major"}],"extension":[{"url":"x","valueString":"second"}]}`)
+	nr, withhold, err := keepCoded(r)
+	if err != nil || withhold {
+		t.Fatal(withhold, err)
+	}
+	if bytes.Contains(nr.JSON, []byte("second")) || bytes.Count(nr.JSON, []byte(`"extension"`)) != 1 || bytes.Count(nr.JSON, []byte(`"code":{`)) != 1 {
+		t.Fatalf("repeated keys kept: %s", nr.JSON)
+	}
+}

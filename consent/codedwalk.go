@@ -529,6 +529,7 @@ func (w *walker) object(n *node) (bool, error) {
 	}
 	var present, kept uint64
 	count := 0
+	extSeen := false
 	w.ws()
 	if w.i < len(w.in) && w.in[w.i] == '}' {
 		w.i++
@@ -561,8 +562,8 @@ func (w *walker) object(n *node) (bool, error) {
 			w.path = append(append(w.path, '.'), key...)
 		}
 		var ext *node
-		if c == nil && !esc && n.ext != nil && string(key) == "extension" {
-			ext = n.ext
+		if c == nil && !esc && n.ext != nil && !extSeen && string(key) == "extension" {
+			ext, extSeen = n.ext, true
 		}
 		switch {
 		case c != nil && present&c.bit == 0, ext != nil:
