@@ -37,6 +37,7 @@ func init() {
 		"agreements":  {"manage Information Sharing Agreements between practices and consumers", runAgreements},
 		"consent":     {"record a clinician's consent to view (or a break-glass) and print its id", runConsent},
 		"conformance": {"run the black-box conformance suite against a deployment", runConformance},
+		"users":       {"manage the Shared Record Viewer's local clinician accounts", runUsers},
 	}
 }
 
