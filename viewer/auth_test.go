@@ -50,7 +50,9 @@ func TestSignIn(t *testing.T) {
 	}
 }
 
-func usersFast() users.Params { return users.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32} }
+func usersFast() users.Params {
+	return users.Params{Memory: 64, Time: 1, Threads: 1, SaltLen: 16, KeyLen: 32}
+}
 
 // A wrong username and a wrong password read the same: no account oracle.
 func TestSignInSameAnswerForUnknownUser(t *testing.T) {

@@ -66,8 +66,8 @@ type Config struct {
 	// (default users.DefaultParams): an unknown username costs one
 	// verification under them, as a wrong password does.
 	PasswordParams users.Params
-	Location     *time.Location // dates shown in (default Europe/London)
-	PageSize     int            // rows per page of long lists (default 50)
+	Location       *time.Location // dates shown in (default Europe/London)
+	PageSize       int            // rows per page of long lists (default 50)
 }
 
 // DefaultSystemScopes are the scopes a viewer session holds before consent.
