@@ -368,7 +368,14 @@ func TestNotSharedAreas(t *testing.T) {
 }
 
 func TestWarningsShown(t *testing.T) {
+	for _, leak := range []bool{false, true} {
+		t.Run(map[bool]string{false: "core withholds", true: "core leaks"}[leak], func(t *testing.T) { testWarnings(t, leak) })
+	}
+}
+
+func testWarnings(t *testing.T, leak bool) {
 	h := newHarness(t)
+	h.core.Leak = leak
 	h.records["full"].Warnings = []fhir.Issue{{Severity: "warning", Code: fhir.WarnAreaUnavailable, Diagnostics: "medication"}}
 	h.records["full"].Resources[len(h.records["full"].Resources)-1].Ix.Confidential = true
 	b := h.signedIn()
@@ -379,8 +386,9 @@ func TestWarningsShown(t *testing.T) {
 			t.Errorf("warning %q not shown", w)
 		}
 	}
-	if strings.Contains(r.body, "Referral to cardiology") {
-		t.Error("a confidential item is shown")
+	ev := b.get("/viewer/record/events")
+	if strings.Contains(ev.body, "Referral to cardiology") || !strings.Contains(ev.body, "Hospital admission") {
+		t.Error("a confidential item is shown, or the rest is not")
 	}
 }
 

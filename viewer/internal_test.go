@@ -149,8 +149,8 @@ func TestResultFlags(t *testing.T) {
 		return r
 	}
 	cases := []struct {
-		name        string
-		o           jObservation
+		name         string
+		o            jObservation
 		flag, range_ string
 	}{
 		{"in range", jObservation{ValueQuantity: q("4.4"), ReferenceRange: rng("3.5", "5.3")}, "", "3.5 – 5.3 mmol/L"},

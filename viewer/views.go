@@ -124,9 +124,13 @@ func newRecCtx(res *Result, now time.Time, loc *time.Location, q url.Values, siz
 	return rc
 }
 
-// allowed: a resource is shown only inside the areas the decision permits
-// (the core has already withheld the rest; the viewer does not rely on it).
+// allowed: a resource is shown only inside the areas the decision permits,
+// and never when it is labelled confidential (the core has already
+// withheld both; the viewer does not rely on it).
 func (rc *recCtx) allowed(r *fhir.Resource) bool {
+	if r.Ix.Confidential {
+		return false
+	}
 	a := rc.res.Areas
 	if a.Has(r.Ix.Area) {
 		return true

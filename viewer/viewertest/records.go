@@ -216,6 +216,34 @@ func MarkNotShared(rec *fhir.Record, areas fhir.Areas, now time.Time) {
 	})
 }
 
+// MarkConfidential labels every nth clinical resource restricted
+// (meta.security R) and replaces its display terms with NotSharedCanary: a
+// leaking core returns them, a viewer must still show none.
+func MarkConfidential(rec *fhir.Record, nth int) {
+	i := 0
+	rewrite(rec, func(r *fhir.Resource, doc m) {
+		if r.Ix.Area == fhir.AreaDemographics {
+			return
+		}
+		if i++; i%nth != 0 {
+			return
+		}
+		meta, _ := doc["meta"].(m)
+		if meta == nil {
+			meta = m{}
+			doc["meta"] = meta
+		}
+		meta["security"] = []m{coding("http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "R", "restricted")}
+		walk(doc, func(o m) {
+			if _, ok := o["code"]; ok {
+				if _, ok := o["system"]; ok && o["system"] != "http://terminology.hl7.org/CodeSystem/v3-Confidentiality" {
+					o["display"] = NotSharedCanary
+				}
+			}
+		})
+	})
+}
+
 func rewrite(rec *fhir.Record, f func(*fhir.Resource, m)) {
 	for i, r := range rec.Resources {
 		var doc m
@@ -241,4 +269,49 @@ func walk(v any, f func(m)) {
 			walk(c, f)
 		}
 	}
+}
+
+// Large builds a record of about n resources: Record's clinical entries
+// repeated with fresh ids and dates spread over thirty years, for
+// benchmarks and paging tests (a heavy GP record has 3,000 to 4,000).
+func Large(nhs fhir.NHSNumber, practice string, now time.Time, n int) *fhir.Record {
+	base := Record(nhs, practice, now)
+	rec := &fhir.Record{NHS: nhs, PatientID: base.PatientID, Practice: practice, Version: "1"}
+	var clinical []*fhir.Resource
+	for _, r := range base.Resources {
+		if r.Ix.Area == fhir.AreaDemographics {
+			rec.Resources = append(rec.Resources, r)
+		} else {
+			clinical = append(clinical, r)
+		}
+	}
+	for copyN := 0; len(rec.Resources) < n; copyN++ {
+		shift := copyN * 7 % (30 * 365)
+		for _, r := range clinical {
+			if len(rec.Resources) >= n {
+				break
+			}
+			var doc m
+			if err := json.Unmarshal(r.JSON, &doc); err != nil {
+				panic(err)
+			}
+			suffix := fmt.Sprintf("-c%d", copyN)
+			doc["id"] = r.ID + suffix
+			walk(doc, func(o m) {
+				if s, ok := o["reference"].(string); ok && s != "Patient/"+base.PatientID {
+					o["reference"] = s + suffix
+				}
+				for k, v := range o {
+					if s, ok := v.(string); ok && len(s) >= 10 && s[4] == '-' && s[7] == '-' && k != "id" && k != "reference" {
+						if t, err := time.Parse("2006-01-02", s[:10]); err == nil {
+							o[k] = t.AddDate(0, 0, -shift).Format("2006-01-02") + s[10:]
+						}
+					}
+				}
+			})
+			rec.Resources = append(rec.Resources, mustResource(doc))
+		}
+	}
+	fhir.LinkMedicationCodes(rec.Resources)
+	return rec
 }

@@ -90,6 +90,7 @@ func run(listen, fixturePath string, n int, honest bool, idle time.Duration, log
 		rec.Sharing = consent.SharingFromRecord(rec) // as the real core reads it from the record's codes
 		if !honest {
 			viewertest.AddFreeText(rec)
+			viewertest.MarkConfidential(rec, 97)
 			for _, a := range core.Agreements {
 				if a.Practice == rec.Practice {
 					viewertest.MarkNotShared(rec, a.Areas, now)
