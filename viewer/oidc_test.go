@@ -169,7 +169,7 @@ func TestOIDCSignIn(t *testing.T) {
 				}
 				return
 			}
-			if r.status != http.StatusOK || !strings.Contains(r.body, `http-equiv="refresh"`) {
+			if r.status != http.StatusOK || !strings.Contains(r.body, `http-equiv="refresh" content="0;url=/viewer/find"`) {
 				t.Fatalf("callback: %d\n%s", r.status, r.body)
 			}
 			p := b.get("/viewer/find")

@@ -112,10 +112,11 @@ type recCtx struct {
 	q     url.Values
 	size  int
 	byRef map[string]*fhir.Resource
+	drugs map[string]Term // Medication terms by reference, decoded once a page
 }
 
 func newRecCtx(res *Result, now time.Time, loc *time.Location, q url.Values, size int) *recCtx {
-	rc := &recCtx{res: res, now: now, loc: loc, q: q, size: size, byRef: map[string]*fhir.Resource{}}
+	rc := &recCtx{res: res, now: now, loc: loc, q: q, size: size, byRef: map[string]*fhir.Resource{}, drugs: map[string]Term{}}
 	for _, r := range res.Resources {
 		if rc.allowed(r) {
 			rc.byRef[r.Type+"/"+r.ID] = r
@@ -275,7 +276,6 @@ func (v *Viewer) print(w http.ResponseWriter, r *http.Request, s *session) {
 		http.Redirect(w, r, Base+"/find", http.StatusSeeOther)
 		return
 	}
-	rp.Risks = nil
 	v.render(w, r, status, "print", &page{Title: "GP record summary", Session: s, Record: rp})
 }
 
@@ -508,14 +508,20 @@ func (rc *recCtx) drug(cc *jConcept, ref *jRef) Term {
 	if cc != nil {
 		return term(cc)
 	}
-	if ref != nil {
-		if m := rc.ref(ref.Reference); m != nil {
-			if x := decode[jMedication](m); x != nil {
-				return term(x.Code)
-			}
+	if ref == nil {
+		return Term{}
+	}
+	if t, ok := rc.drugs[ref.Reference]; ok {
+		return t
+	}
+	var t Term
+	if m := rc.ref(ref.Reference); m != nil {
+		if x := decode[jMedication](m); x != nil {
+			t = term(x.Code)
 		}
 	}
-	return Term{}
+	rc.drugs[ref.Reference] = t
+	return t
 }
 
 func (rc *recCtx) statementRow(r *fhir.Resource) medRow {
