@@ -19,31 +19,17 @@ const (
 // fhirDate formats a FHIR date, dateTime or instant at its own precision;
 // times are shown in loc (UK local time). "" and unparseable values give "".
 func fhirDate(s string, loc *time.Location) string {
-	if s == "" {
+	d, err := fhir.ParseDate(s)
+	if err != nil {
 		return ""
 	}
 	switch len(s) {
 	case 4:
-		if _, err := strconv.Atoi(s); err == nil {
-			return s
-		}
-		return ""
+		return d.Start.Format("2006")
 	case 7:
-		t, err := time.Parse("2006-01", s)
-		if err != nil {
-			return ""
-		}
-		return t.Format(ukMonth)
+		return d.Start.Format(ukMonth)
 	case 10:
-		t, err := time.Parse("2006-01-02", s)
-		if err != nil {
-			return ""
-		}
-		return t.Format(ukDate)
-	}
-	d, err := fhir.ParseDate(s)
-	if err != nil {
-		return ""
+		return d.Start.Format(ukDate)
 	}
 	return d.Start.In(loc).Format(ukDate)
 }

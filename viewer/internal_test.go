@@ -272,3 +272,31 @@ func TestBPChart(t *testing.T) {
 		t.Fatal(c.Summary)
 	}
 }
+
+// fhirDate and claimString take what a source or an identity provider
+// sent: never a panic, and a date shown is one fhir.ParseDate accepts.
+func FuzzFHIRDate(f *testing.F) {
+	for _, s := range []string{"2024", "2024-02", "2024-02-03", "2024-02-03T14:05:00Z", "2024-02-03T14:05", "", "x", "2024-02-30", "2024-13"} {
+		f.Add(s)
+	}
+	london, _ := time.LoadLocation("Europe/London")
+	f.Fuzz(func(t *testing.T, s string) {
+		got := fhirDate(s, london)
+		fhirDateTime(s, london)
+		if got != "" {
+			if _, err := fhir.ParseDate(s); err != nil {
+				t.Fatalf("%q shown as %q but is not a FHIR date", s, got)
+			}
+		}
+	})
+}
+
+func FuzzClaimString(f *testing.F) {
+	f.Add("a.0.b", "x")
+	f.Add("..", "")
+	f.Add("0.0.0", "y")
+	f.Fuzz(func(t *testing.T, path, value string) {
+		claims := map[string]any{"a": []any{map[string]any{"b": value}}, "n": float64(1e300)}
+		claimString(claims, path)
+	})
+}
