@@ -51,7 +51,6 @@ var (
 )
 
 func (v *Viewer) signIn(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if v.cfg.Users == nil {
 		v.notFound(w, r)
 		return

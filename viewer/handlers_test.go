@@ -527,3 +527,15 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+func TestOversizedFormRefused(t *testing.T) {
+	h := newHarness(t)
+	b := h.signedIn()
+	r := b.post("/viewer/find", url.Values{"nhs": {strings.Repeat("9", 20<<10)}})
+	if r.status == http.StatusSeeOther || r.status == http.StatusOK {
+		t.Fatalf("a 20 KB form was accepted: %d", r.status)
+	}
+	if n := len(h.calls("FindPatient")); n != 0 {
+		t.Fatal("core called")
+	}
+}

@@ -205,8 +205,14 @@ func (v *Viewer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		v.log.Info("viewer request", "method", r.Method, "route", pattern, "status", sw.status,
 			"ms", v.now().Sub(start).Milliseconds(), "request_id", fhir.RequestIDFrom(r.Context()))
 	}()
+	if r.Method == http.MethodPost {
+		r.Body = http.MaxBytesReader(sw, r.Body, maxForm) // forms here are a few fields
+	}
 	v.mux.ServeHTTP(sw, r)
 }
+
+// maxForm bounds a POST body.
+const maxForm = 16 << 10
 
 // securityHeaders are set on every response: a CSP without inline script or
 // style, no framing, no sniffing, no referrer, and no caching of anything
