@@ -18,11 +18,15 @@ cd "$here"
 rm -rf artifacts && mkdir -p artifacts
 
 pid=""
-cleanup() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi; }
+tmp="$(mktemp -d)"
+cleanup() {
+  if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 
 if [ -z "${VIEWER_FIXTURE:-}" ]; then
-  bin="$(mktemp -d)/viewerdemo"
+  bin="$tmp/viewerdemo"
   (cd "$root" && "$GO" build -o "$bin" ./viewer/cmd/viewerdemo)
   export VIEWER_FIXTURE="$here/artifacts/fixture.json"
   "$bin" -listen 127.0.0.1:0 -fixture "$VIEWER_FIXTURE" >"$here/artifacts/server.log" 2>&1 &
