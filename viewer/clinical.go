@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gpgate/gpgate/fhir"
 )
 
 // ---- problems and diagnoses (Condition)
