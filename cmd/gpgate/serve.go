@@ -26,6 +26,8 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/access"
 	"github.com/gpgate/gpgate/fhir/rest"
+	"github.com/gpgate/gpgate/viewer"
+	"github.com/gpgate/gpgate/viewer/users/boltstore"
 )
 
 const recordsFile = "records.db"
@@ -170,6 +172,12 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 			log.Warn("practice trail not drained at shutdown; it resumes from its cursor on the next start", "err", err)
 		}
 	}()
+	// The Shared Record Viewer: clinicians without an integrated EPR, on the
+	// same core (local accounts in the state file).
+	users, err := boltstore.New(st.db)
+	if err != nil {
+		return err
+	}
 	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
 	if err != nil {
 		return err
@@ -179,6 +187,11 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
 	capability := conformance.CapabilityStatement(capOpts)
+	view, err := viewer.New(viewer.Config{Core: viewerCore{core}, Users: users, Log: log,
+		InsecureCookies: loopbackBase(base), SystemScopes: viewerScopes})
+	if err != nil {
+		return err
+	}
 	e, err := rest.New(rest.Config{
 		BaseURL:    base,
 		Core:       core,
@@ -191,6 +204,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
 			e.POST(smart.PathToken, echo.WrapHandler(authz.TokenHandler()))
 			e.POST(smart.PathIntrospect, echo.WrapHandler(authz.IntrospectHandler()))
+			e.Any(viewer.Base+"/*", echo.WrapHandler(view))
+			toViewer := func(c echo.Context) error { return c.Redirect(http.StatusFound, viewer.Base+"/") }
+			e.GET(viewer.Base, toViewer)
+			e.GET("/", toViewer)
 		},
 	})
 	if err != nil {
