@@ -150,7 +150,7 @@ type mapper struct {
 	encounter map[*node]string  // composition -> Encounter local id
 	refs      map[string]string // source statement id -> "Type/fullID" of the resource it became
 	res       []obj
-	emitted   map[string]bool // "Type/fullID"
+	emitted   map[string]bool   // "Type/fullID"
 	meds      map[string]string // medication key -> Medication local id
 
 	confidential int
@@ -280,7 +280,6 @@ func nopat(n *node) bool {
 	}
 	return false
 }
-
 
 // index records every statement by id with its composition and whether it
 // is confidential (NOPAT on itself or an ancestor).
