@@ -354,7 +354,7 @@ func TestProfilesListed(t *testing.T) {
 	want := []string{fhir.ProfilePatient, fhir.ProfileOrganization, fhir.ProfilePractitioner, fhir.ProfileCondition,
 		fhir.ProfileAllergyIntolerance, fhir.ProfileMedicationStatement, fhir.ProfileMedicationRequest, fhir.ProfileMedication,
 		fhir.ProfileObservation, fhir.ProfileObservationLab, fhir.ProfileBloodPressure, fhir.ProfileEncounter, fhir.ProfileProcedure,
-		fhir.ProfileFlag, fhir.ProfileServiceRequest, fhir.ProfileDiagnosticReport, fhir.ProfileSpecimen, fhir.ProfileList,
+		fhir.ProfileFlag, fhir.ProfileServiceRequest, fhir.ProfileDiagnosticReport, fhir.ProfileSpecimen, fhir.ProfileImmunization, fhir.ProfileList,
 		fhir.ProfileConsent, fhir.ProfileAuditEvent, fhir.ProfileBundle, fhir.ProfileFor("OperationOutcome")}
 	got := map[string]bool{}
 	for _, u := range Profiles() {
@@ -371,7 +371,7 @@ func TestProfilesListed(t *testing.T) {
 	// every type fhir.ProfileFor names has its base rules here
 	for _, typ := range []string{"Patient", "Organization", "Practitioner", "Condition", "AllergyIntolerance",
 		"MedicationStatement", "MedicationRequest", "Medication", "Observation", "Encounter", "Procedure", "Flag",
-		"ServiceRequest", "DiagnosticReport", "Specimen", "List", "Consent", "AuditEvent", "Bundle", "OperationOutcome"} {
+		"ServiceRequest", "DiagnosticReport", "Specimen", "Immunization", "List", "Consent", "AuditEvent", "Bundle", "OperationOutcome"} {
 		if baseOf[typ] == nil {
 			t.Errorf("no base rules for %s", typ)
 		}

@@ -248,6 +248,14 @@ func init() {
 			must("DiagnosticReport.code"),
 			must("DiagnosticReport.media.link"),
 		}},
+		{url: fhir.ProfileImmunization, typ: "Immunization", rules: []rule{
+			must("Immunization.status").bind(vsImmunizationStatus),
+			must("Immunization.vaccineCode"),
+			must("Immunization.patient"),
+			must("Immunization.occurrence[x]"),
+			must("Immunization.performer.actor"),
+			must("Immunization.protocolApplied.doseNumber[x]"),
+		}},
 		{url: fhir.ProfileSpecimen, typ: "Specimen", rules: []rule{
 			bound("Specimen.status", vsSpecimenStatus),
 		}},

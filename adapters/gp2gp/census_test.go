@@ -165,8 +165,8 @@ func takeCensus(t *testing.T, path string) []censusEntry {
 			out = append(out, e)
 		case "CompoundStatement":
 			if cc := strings.ToUpper(x.get("classCode")); cc == "BATTERY" || cc == "CLUSTER" {
-				if c, ok := originalCode(x.kid("code")); ok && !allergyHeadings[c] {
-					out = append(out, censusEntry{class: "CompoundStatement/" + cc, id: id, code: c, coded: true, conf: conf})
+				if c, ok := originalCode(x.kid("code")); !allergyHeadings[c] {
+					out = append(out, censusEntry{class: "CompoundStatement/" + cc, id: id, code: c, coded: ok, conf: conf})
 				}
 			}
 			for _, k := range x.kidsNamed("component") {

@@ -51,9 +51,18 @@ func conceptWith(cd *node, generic coding) *concept {
 // The HL7 v3 ObservationInterpretation codes (OID 2.16.840.1.113883.5.83),
 // as FHIR R4 has them (http://terminology.hl7.org/CodeSystem/v3-
 // ObservationInterpretation, the R4 observation-interpretation value set),
-// plus the retired v3 codes and the spellings GP systems have used, mapped
-// to their R4 successor.
+// plus the retired v3 codes, mapped to their R4 successor.
 const oidInterpretation = "2.16.840.1.113883.5.83"
+
+// oidPMIPInterpretation is the vocabulary GP2GP extracts carry laboratory
+// flags in: the PMIP EDIFACT (NHS003) deviating result indicator (HI above
+// high reference limit, LO below low reference limit, OR outside reference
+// range, PA potentially abnormal).
+const oidPMIPInterpretation = "2.16.840.1.113883.2.1.6.5"
+
+// systemUKCoreInterpretation holds the PMIP codes v3 has no concept for
+// (UK Core CodeSystem UKCore-ObservationInterpretationCode: PA).
+const systemUKCoreInterpretation = "https://fhir.hl7.org.uk/CodeSystem/ObservationInterpretationCode"
 
 var interpretationDisplay = map[string]string{
 	"CAR": "Carrier", "B": "Better", "D": "Significant change down", "U": "Significant change up", "W": "Worse",
@@ -67,31 +76,33 @@ var interpretationDisplay = map[string]string{
 	"EXP": "Expected", "UNE": "Unexpected", "NR": "Non-reactive", "RR": "Reactive", "WR": "Weakly reactive",
 }
 
-// interpretationAlias maps retired v3 codes and supplier spellings to R4.
+// interpretationAlias maps retired v3 codes and the PMIP codes v3 has a
+// concept for to R4.
 var interpretationAlias = map[string]string{
 	"H>": "HU", "L<": "LU", // retired: significantly high / low
 	"MS": "I", "VS": "S", // retired: moderately / very susceptible
-	"HI": "H", "LO": "L", // supplier spellings of high / low
-	"PA": "A", // "potentially abnormal" (EMIS): the nearest R4 concept is abnormal
+	"HI": "H", "LO": "L", // PMIP: above high / below low reference limit
+	"OR": "A", // PMIP: outside reference range = v3 A (outside the reference range)
 }
 
-// interpretation maps an interpretationCode: the v3 codes (case as the
-// vocabulary spells them; an upper-cased match as a fallback) to R4, a code
-// of another code system kept as it is. It returns nil for a null flavour or
-// a code it cannot place.
+// interpretation maps an interpretationCode to R4: a v3 or PMIP code (case
+// as the vocabulary spells it, or upper-cased) to v3-ObservationInterpretation,
+// PMIP "potentially abnormal" to UK Core's code for it. A code of any other
+// vocabulary, a null flavour or a code the table does not know gives nil:
+// the value and reference range still say what the result is.
 func interpretation(ic *node) []coding {
 	if ic == nil || ic.attr("nullFlavor") != "" {
 		return nil
 	}
 	code := strings.TrimSpace(ic.attr("code"))
 	sys := strings.TrimSpace(ic.attr("codeSystem"))
-	if code == "" {
+	if code == "" || (sys != "" && sys != oidInterpretation && sys != oidPMIPInterpretation) {
 		return nil
 	}
-	if sys != "" && sys != oidInterpretation {
-		return codings(ic)
-	}
 	for _, k := range []string{code, strings.ToUpper(code)} {
+		if k == "PA" {
+			return []coding{{System: systemUKCoreInterpretation, Code: "PA", Display: "Potentially abnormal"}}
+		}
 		if a, ok := interpretationAlias[k]; ok {
 			k = a
 		}

@@ -99,7 +99,7 @@ func (m *mapper) compound(s *node, sc scope) {
 	case hasCode(code, fhir.SNOMED, snomedSpecimen):
 		m.specimen(s, sc)
 		return
-	case (class == "BATTERY" || class == "CLUSTER") && len(code) > 0:
+	case class == "BATTERY" || class == "CLUSTER":
 		m.group(s, sc)
 		return
 	}
@@ -509,9 +509,12 @@ func (m *mapper) specimen(s *node, sc scope) {
 // isMember marks Observations already referenced by a group header.
 func isMember(r obj) bool { _, ok := r["_member"]; return ok }
 
-// group maps a coded BATTERY or CLUSTER (a test group inside a report, a
+// group maps a BATTERY or CLUSTER (a test group inside a report, a
 // template or cluster anywhere else) to a grouping Observation whose
-// hasMember are the Observations mapped inside it.
+// hasMember are the Observations mapped inside it. A group without a code
+// of its own (a template named in free text) is served with the
+// transfer-degraded record entry concept when it has members: the grouping
+// is what is coded about it; an empty one is withheld and signalled.
 func (m *mapper) group(s *node, sc scope) {
 	before := len(m.res)
 	m.components(s, sc)
@@ -524,7 +527,13 @@ func (m *mapper) group(s *node, sc scope) {
 	}
 	code := conceptWith(s.child("code"), degradedRecordEntry)
 	id := s.id()
+	if code == nil && len(members) > 0 {
+		code = &concept{Coding: []coding{degradedRecordEntry}}
+	}
 	if code == nil || id == "" {
+		if code != nil || len(members) == 0 {
+			m.uncoded++
+		}
 		return
 	}
 	local := localID(id)
