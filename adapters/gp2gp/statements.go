@@ -40,6 +40,12 @@ func (m *mapper) statement(s *node, sc scope) {
 	case "RegistrationStatement", "EhrEmpty":
 		// Registration history is administrative, outside the dataset;
 		// EhrEmpty says a composition has nothing in it.
+	default:
+		// An element of a kind the message model (RCMR_IN030000UK06/UK07)
+		// does not have: not mapped, so withheld and signalled.
+		if s.id() != "" || s.child("code") != nil {
+			m.uncoded++
+		}
 	}
 }
 
