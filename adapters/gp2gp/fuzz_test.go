@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gpgate/gpgate/fhir"
 )
 
 // FuzzParseExtract feeds arbitrary bytes through the hardened parser and the
@@ -51,5 +53,21 @@ func FuzzParseExtract(f *testing.F) {
 		if len(m.Resources) < 2 || m.Resources[0].Type != "Patient" {
 			t.Fatalf("record without Patient and Organization")
 		}
+	})
+}
+
+// FuzzParseImmunisationCodes: the code table parser never panics, and what
+// it accepts classifies without panicking.
+func FuzzParseImmunisationCodes(f *testing.F) {
+	f.Add(immunisationTSV)
+	f.Add([]byte("snomed\t86198006\texact\tInfluenza vaccination\t[x]\n"))
+	f.Add([]byte("readv2\t65E\tprefix\tx\n# comment\n\n"))
+	f.Add([]byte("ctv3\t\tprefix\tx\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ic, err := parseImmunisationCodes(b)
+		if err != nil {
+			return
+		}
+		ic.is([]coding{{System: fhir.SNOMED, Code: "86198006"}, {System: fhir.ReadV2, Code: "65E..00"}})
 	})
 }
