@@ -79,6 +79,7 @@ var (
 	vsEncounterLocStatus     = vs(hl7VS+"encounter-location-status", hl7CS+"encounter-location-status", "planned", "active", "reserved", "completed")
 	vsEventStatus            = vs(hl7VS+"event-status", hl7CS+"event-status", "preparation", "in-progress", "not-done", "on-hold", "stopped", "completed", "entered-in-error", "unknown")
 	vsFlagStatus             = vs(hl7VS+"flag-status", hl7CS+"flag-status", "active", "inactive", "entered-in-error")
+	vsImmunizationStatus     = vs(hl7VS+"immunization-status", hl7CS+"event-status", "completed", "entered-in-error", "not-done")
 	vsRequestStatus          = vs(hl7VS+"request-status", hl7CS+"request-status", "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
 	vsRequestIntent          = vs(hl7VS+"request-intent", hl7CS+"request-intent", "proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option")
 	vsDiagnosticReportStatus = vs(hl7VS+"diagnostic-report-status", hl7CS+"diagnostic-report-status", "registered", "partial", "preliminary", "final", "amended", "corrected", "appended", "cancelled", "entered-in-error", "unknown")
