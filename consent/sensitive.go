@@ -174,7 +174,8 @@ var codeSetHeader = []string{"system", "code", "display", "hierarchy"}
 // well formed for it (SNOMED CT: an SCTID with a valid Verhoeff check digit;
 // Read v2: a 5-character code, trailing dots only, optionally with a
 // 2-digit term code; CTV3: 5 characters, trailing dots only), hierarchy is
-// true or false and only true for Read v2.
+// true or false and only true for Read v2, where a family must be narrower
+// than a whole chapter (two characters at least).
 func ParseCodeSet(r io.Reader, category string) ([]SensitiveCode, error) {
 	if category == "" {
 		return nil, errors.New("code set: no category")
@@ -242,6 +243,11 @@ func (c SensitiveCode) check() error {
 	}
 	if c.Hierarchy && c.System != fhir.ReadV2 {
 		return fmt.Errorf("hierarchy is for Read v2 only (%s %s)", c.System, c.Code)
+	}
+	// A one-character family is a whole Read v2 chapter ("A...." is every
+	// infectious disease): never a sensitive category, always a slip.
+	if c.Hierarchy && len(strings.TrimRight(readStem(c.Code), ".")) < 2 {
+		return fmt.Errorf("Read v2 family %s is a whole chapter", c.Code)
 	}
 	if c.Category == "" {
 		return errors.New("no category")

@@ -233,6 +233,9 @@ func TestParseCodeSet(t *testing.T) {
 		{"Read v2 short", "system,code,display,hierarchy\nhttp://read.info/readv2,A78,x,false\n", false},
 		{"Read v2 bad term code", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.1x,x,false\n", false},
 		{"hierarchy word", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.,x,yes\n", false},
+		{"Read v2 chapter family", "system,code,display,hierarchy\nhttp://read.info/readv2,A....00,x,true\n", false},
+		{"Read v2 chapter code without family", "system,code,display,hierarchy\nhttp://read.info/readv2,A....00,x,false\n", true},
+		{"Read v2 two-character family", "system,code,display,hierarchy\nhttp://read.info/readv2,A7...,x,true\n", true},
 		{"short row", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.\n", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
