@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -22,7 +24,7 @@ import (
 // (sources, versions and licences in codesets/README.md), embedded in the
 // binary; a region can add its own (e.g. the NHS Digital GP summary
 // exclusion refsets, whose member lists are licensed to NHS organisations)
-// with ParseCodeSet and NewExclusions.
+// in the same format with LoadCodeSetFile / ExclusionsWithFiles.
 
 // SensitiveCode is one entry of an exclusion list.
 type SensitiveCode struct {
@@ -75,27 +77,79 @@ func loadCodeSets(fsys fs.FS, dir string) ([]SensitiveCode, error) {
 	sort.Strings(names)
 	var out []SensitiveCode
 	for _, name := range names {
-		parts := strings.Split(strings.TrimSuffix(path.Base(name), ".csv"), ".")
-		if len(parts) != 2 || codesetSystems[parts[1]] == "" || !knownCategory(parts[0]) {
-			return nil, fmt.Errorf("%s: name is not <category>.<snomed|readv2|ctv3>.csv", name)
-		}
 		f, err := fsys.Open(name)
 		if err != nil {
 			return nil, err
 		}
-		cs, err := ParseCodeSet(f, parts[0])
+		cs, err := parseNamedCodeSet(path.Base(name), f)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		for _, c := range cs {
-			if c.System != codesetSystems[parts[1]] {
-				return nil, fmt.Errorf("%s: %s row in a %s file", name, c.System, parts[1])
-			}
-		}
 		out = append(out, cs...)
 	}
 	return out, nil
+}
+
+// parseNamedCodeSet parses one code-set file whose base name is
+// <category>.<system>.csv: the category comes from the name, and every row
+// must be of the system the name says.
+func parseNamedCodeSet(base string, r io.Reader) ([]SensitiveCode, error) {
+	parts := strings.Split(strings.TrimSuffix(base, ".csv"), ".")
+	if !strings.HasSuffix(base, ".csv") || len(parts) != 2 || codesetSystems[parts[1]] == "" || !knownCategory(parts[0]) {
+		return nil, fmt.Errorf("file name %q is not <category>.<snomed|readv2|ctv3>.csv with a category of %s", base, strings.Join(Categories, ", "))
+	}
+	cs, err := ParseCodeSet(r, parts[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range cs {
+		if c.System != codesetSystems[parts[1]] {
+			return nil, fmt.Errorf("%s row %s in a %s file", c.System, c.Code, parts[1])
+		}
+	}
+	return cs, nil
+}
+
+// LoadCodeSetFile reads a region's own code-set file (for example an
+// export of NHS Digital's GP summary exclusion refsets) in the format of
+// the shipped files: the base name is <category>.<system>.csv, with
+// category one of Categories and system snomed, readv2 or ctv3, and every
+// row is checked as ParseCodeSet does. Combine it with the shipped lists
+// through ExclusionsWithFiles, or NewExclusions(append(ShippedCodes(), ...)).
+func LoadCodeSetFile(name string) ([]SensitiveCode, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, fmt.Errorf("code set: %w", err)
+	}
+	defer f.Close()
+	cs, err := parseNamedCodeSet(filepath.Base(name), f)
+	if err != nil {
+		return nil, fmt.Errorf("code set %s: %w", name, err)
+	}
+	if len(cs) == 0 {
+		return nil, fmt.Errorf("code set %s: no codes", name)
+	}
+	return cs, nil
+}
+
+// ExclusionsWithFiles compiles the shipped lists together with the given
+// code-set files (LoadCodeSetFile); with no files it is DefaultExclusions.
+// A file that does not load is an error: a region's list is never silently
+// dropped.
+func ExclusionsWithFiles(names ...string) (*Exclusions, error) {
+	if len(names) == 0 {
+		return DefaultExclusions(), nil
+	}
+	codes := ShippedCodes()
+	for _, n := range names {
+		cs, err := LoadCodeSetFile(n)
+		if err != nil {
+			return nil, err
+		}
+		codes = append(codes, cs...)
+	}
+	return NewExclusions(codes), nil
 }
 
 func knownCategory(c string) bool {
@@ -120,7 +174,8 @@ var codeSetHeader = []string{"system", "code", "display", "hierarchy"}
 // well formed for it (SNOMED CT: an SCTID with a valid Verhoeff check digit;
 // Read v2: a 5-character code, trailing dots only, optionally with a
 // 2-digit term code; CTV3: 5 characters, trailing dots only), hierarchy is
-// true or false and only true for Read v2.
+// true or false and only true for Read v2, where a family must be narrower
+// than a whole chapter (two characters at least).
 func ParseCodeSet(r io.Reader, category string) ([]SensitiveCode, error) {
 	if category == "" {
 		return nil, errors.New("code set: no category")
@@ -188,6 +243,11 @@ func (c SensitiveCode) check() error {
 	}
 	if c.Hierarchy && c.System != fhir.ReadV2 {
 		return fmt.Errorf("hierarchy is for Read v2 only (%s %s)", c.System, c.Code)
+	}
+	// A one-character family is a whole Read v2 chapter ("A...." is every
+	// infectious disease): never a sensitive category, always a slip.
+	if c.Hierarchy && len(strings.TrimRight(readStem(c.Code), ".")) < 2 {
+		return fmt.Errorf("Read v2 family %s is a whole chapter", c.Code)
 	}
 	if c.Category == "" {
 		return errors.New("no category")

@@ -233,6 +233,9 @@ func TestParseCodeSet(t *testing.T) {
 		{"Read v2 short", "system,code,display,hierarchy\nhttp://read.info/readv2,A78,x,false\n", false},
 		{"Read v2 bad term code", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.1x,x,false\n", false},
 		{"hierarchy word", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.,x,yes\n", false},
+		{"Read v2 chapter family", "system,code,display,hierarchy\nhttp://read.info/readv2,A....00,x,true\n", false},
+		{"Read v2 chapter code without family", "system,code,display,hierarchy\nhttp://read.info/readv2,A....00,x,false\n", true},
+		{"Read v2 two-character family", "system,code,display,hierarchy\nhttp://read.info/readv2,A7...,x,true\n", true},
 		{"short row", "system,code,display,hierarchy\nhttp://read.info/readv2,A788.\n", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -292,6 +295,28 @@ func TestSensitiveMatchTable(t *testing.T) {
 		{"snomed artificial insemination", fhir.SNOMED, "58533008", CategoryAssistedConcept},
 		{"snomed gender", fhir.SNOMED, "407377005", CategoryGenderReassigned},
 		{"snomed gender dysphoria", fhir.SNOMED, "93461009", CategoryGenderReassigned},
+		// SNOMED CT STI beyond HIV (CSTE value sets): listed concepts
+		// match; what the lists leave out does not.
+		{"snomed gonorrhoea", fhir.SNOMED, "15628003", CategorySTI},
+		{"snomed gonococcal conjunctivitis neonatorum", fhir.SNOMED, "28438004", CategorySTI},
+		{"snomed chlamydia trachomatis infection", fhir.SNOMED, "240589008", CategorySTI},
+		{"snomed lymphogranuloma venereum", fhir.SNOMED, "186946009", CategorySTI},
+		{"snomed chlamydial PID", fhir.SNOMED, "198176005", CategorySTI},
+		{"snomed congenital syphilis", fhir.SNOMED, "35742006", CategorySTI},
+		{"snomed syphilis", fhir.SNOMED, "76272004", CategorySTI},
+		{"snomed genital herpes simplex", fhir.SNOMED, "33839006", CategorySTI},
+		{"snomed intrauterine insemination", fhir.SNOMED, "265064001", CategoryAssistedConcept},
+		{"snomed fertility treatment type", fhir.SNOMED, "425866000", CategoryAssistedConcept},
+		{"snomed transsexual", fhir.SNOMED, "407374003", CategoryGenderReassigned},
+		{"snomed transsexual under readv2", fhir.ReadV2, "407374003", ""},
+		{"snomed chlamydial bronchitis left out", fhir.SNOMED, "233600003", ""},
+		{"snomed chlamydial endocarditis left out", fhir.SNOMED, "460618008", ""},
+		{"snomed chlamydial conjunctivitis not in the lists", fhir.SNOMED, "231861005", ""},
+		{"snomed trachoma not in the lists", fhir.SNOMED, "2576002", ""},
+		{"snomed US-extension concept not shipped", fhir.SNOMED, "112121000119105", ""},
+		{"snomed failed check digit not shipped", fhir.SNOMED, "186647001", ""},
+		{"snomed gonorrhoea under ctv3", fhir.CTV3, "15628003", ""},
+		{"snomed gonorrhoea without system", "", "15628003", CategorySTI},
 		{"snomed diabetes", fhir.SNOMED, "44054006", ""},
 		{"snomed prefix of a listed id", fhir.SNOMED, "8640600", ""},
 		{"snomed listed id with suffix", fhir.SNOMED, "864060081", ""},
@@ -584,6 +609,57 @@ func BenchmarkSensitiveRecord(b *testing.B) {
 		}
 		if hits != 1 {
 			b.Fatalf("%d sensitive, want 1", hits)
+		}
+	}
+}
+
+// TestSensitiveSecondaryPerCategory: one listed code of every category and
+// system the files ship, placed only in a secondary element (the main code
+// is harmless), is caught and withheld; the same resource with the code
+// one character off is not.
+func TestSensitiveSecondaryPerCategory(t *testing.T) {
+	e := DefaultExclusions()
+	s := fmt.Sprintf(subj, pidA)
+	placements := map[string]string{
+		"reasonCode":           `{"code":{"coding":[{"code":"80146002","system":"http://snomed.info/sct"}]},"id":"X","reasonCode":[{"coding":[@C@]}],"resourceType":"Procedure","status":"completed",` + s + `}`,
+		"valueCodeableConcept": `{"code":{"coding":[{"code":"1022441000000108","system":"http://snomed.info/sct"}]},"id":"X","resourceType":"Observation","status":"final",` + s + `,"valueCodeableConcept":{"coding":[@C@]}}`,
+		"second coding":        `{"code":{"coding":[{"code":"38341003","system":"http://snomed.info/sct"},@C@]},"id":"X","resourceType":"Condition",` + s + `}`,
+		"extension":            `{"code":{"coding":[{"code":"38341003","system":"http://snomed.info/sct"}]},"extension":[{"url":"https://example.org/x","valueCoding":@C@}],"id":"X","resourceType":"Condition",` + s + `}`,
+	}
+	cases := []struct {
+		name, sys, code, miss, want string
+	}{
+		{"STI snomed gonorrhoea", fhir.SNOMED, "15628003", "15628004", CategorySTI},
+		{"STI snomed chlamydia", fhir.SNOMED, "240589008", "240589009", CategorySTI},
+		{"STI snomed congenital syphilis", fhir.SNOMED, "35742006", "35742007", CategorySTI},
+		{"STI readv2 family", fhir.ReadV2, "A7881", "A7871", CategorySTI},
+		{"STI ctv3", fhir.CTV3, "XE0RX", "XE0RY", CategorySTI},
+		{"termination snomed", fhir.SNOMED, "386639001", "386639002", CategoryTermination},
+		{"termination readv2 family", fhir.ReadV2, "L0511", "L0411", CategoryTermination},
+		{"termination ctv3", fhir.CTV3, "XaXIc", "XaXId", CategoryTermination},
+		{"IVF snomed", fhir.SNOMED, "52637005", "52637006", CategoryAssistedConcept},
+		{"gender snomed", fhir.SNOMED, "93461009", "93461008", CategoryGenderReassigned},
+	}
+	for _, c := range cases {
+		for pl, form := range placements {
+			t.Run(c.name+"/"+pl, func(t *testing.T) {
+				coding := func(code string) string {
+					return `{"code":"` + code + `","system":"` + c.sys + `"}`
+				}
+				raw := strings.ReplaceAll(form, `"id":"X"`, `"id":"`+pidA+`-x"`)
+				r := mustRes(t, strings.ReplaceAll(raw, "@C@", coding(c.code)))
+				if got := e.Category(r); got != c.want {
+					t.Fatalf("Category = %q, want %q: %s", got, c.want, r.JSON)
+				}
+				got, withheld := Redact(recordOf(t, "1980-01-01", r), permit(fhir.AllAreas), testNow, e)
+				if !withheld || got.Find(r.Type, r.ID) != nil {
+					t.Fatalf("not withheld: %s", r.JSON)
+				}
+				near := mustRes(t, strings.ReplaceAll(raw, "@C@", coding(c.miss)))
+				if got := e.Category(near); got != "" {
+					t.Fatalf("near miss %s matched %q", c.miss, got)
+				}
+			})
 		}
 	}
 }
