@@ -83,7 +83,6 @@ var (
 	vsRequestStatus          = vs(hl7VS+"request-status", hl7CS+"request-status", "draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
 	vsRequestIntent          = vs(hl7VS+"request-intent", hl7CS+"request-intent", "proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order", "instance-order", "option")
 	vsDiagnosticReportStatus = vs(hl7VS+"diagnostic-report-status", hl7CS+"diagnostic-report-status", "registered", "partial", "preliminary", "final", "amended", "corrected", "appended", "cancelled", "entered-in-error", "unknown")
-	vsImmunizationStatus     = vs(hl7VS+"immunization-status", hl7CS+"event-status", "completed", "entered-in-error", "not-done")
 	vsSpecimenStatus         = vs(hl7VS+"specimen-status", hl7CS+"specimen-status", "available", "unavailable", "unsatisfactory", "entered-in-error")
 	vsListStatus             = vs(hl7VS+"list-status", hl7CS+"list-status", "current", "retired", "entered-in-error")
 	vsListMode               = vs(hl7VS+"list-mode", hl7CS+"list-mode", "working", "snapshot", "changes")

@@ -44,6 +44,9 @@ type serveOpts struct {
 	auditKey, auditHead string
 	auditTrusted        stringList
 	auditOverride       bool
+	// sensitiveCodes are a region's further code sets (its export of NHS
+	// Digital's GP summary exclusion refsets), added to the shipped ones.
+	sensitiveCodes stringList
 }
 
 // stringList is a repeatable string flag.
@@ -64,6 +67,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.auditKey, "audit-key", "", "file of the key that signs audit checkpoints, created 0600 on first use; never in the data directory (default DATA.audit-key beside it)")
 	fs.StringVar(&o.auditHead, "audit-head", "", "file the newest signed audit head is exported to (default DATA.audit-head); ship copies off the host")
 	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
+	fs.Var(&o.sensitiveCodes, "sensitive-codes", "CSV file of further sensitive codes, named <category>.<system>.csv in the format of consent/codesets (repeatable); added to the shipped sets")
 	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -134,6 +138,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	defer st.Close()
+	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
+	if err != nil {
+		return fmt.Errorf("--sensitive-codes: %w", err)
+	}
 	pats := patients{reg}
 	policy, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent,
 		PracticeOf: pats.PracticeOf, ResolveNHS: pats.Resolve, Logger: log})
@@ -147,7 +155,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Records:    reg,
 		Scopes:     smart.Authorizer{},
 		Policy:     policy,
-		Redactor:   consent.NewRedactor(consent.DefaultExclusions(), 0),
+		Redactor:   consent.NewRedactor(exclusions, 0),
 		Auditor:    auditLog,
 		Consents:   policy,
 		AuditLog:   auditLogAPI{auditLog},
