@@ -71,14 +71,18 @@ real() {
   shared="$(cd "$root/.." && pwd)/shared/testdata"
   if [ -d "$shared/gp2gp/extracts" ] && [ -d "$shared/pds" ]; then
     ex="$tmp/extracts"; mkdir -p "$ex"
-    mapfile -t xmls < <(cd "$shared/gp2gp/extracts" && ls -1 -- *.xml | sort)
+    mapfile -t xmls < <(cd "$shared/gp2gp/extracts" && ls -1 -- *.xml | sort | sed 's|^|extracts/|')
+    # and one whole extract among the feature files with an entry marked
+    # NOPAT (withheld: the viewer must say some items are)
+    nopat=$(cd "$shared/gp2gp" && grep -rlE 'confidentialityCode[^>]*code="NOPAT"' features 2>/dev/null | sort | while read -r f; do grep -q '<EhrExtract' "$f" && { echo "$f"; break; }; done || true)
+    [ -n "$nopat" ] && xmls+=("$nopat")
     mapfile -t pds < <(cd "$shared/pds" && ls -1 -- patient_*.json | sed -n 's/^patient_\([0-9]\{10\}\)\.json$/\1/p' | sort)
     nb=${#xmls[@]}; [ "$nb" -le "${#pds[@]}" ] || nb=${#pds[@]}
     GP2GP_NHS=""; GP2GP_EXTRACTS=""
     {
       echo "{"
       for ((i = 0; i < nb; i++)); do
-        f="$shared/gp2gp/extracts/${xmls[$i]}"
+        f="$shared/gp2gp/${xmls[$i]}"
         printf '%s  "%s": "%s"' "$([ $i -gt 0 ] && echo ,)" "$f" "${pds[$i]}"; echo
         GP2GP_NHS+="${GP2GP_NHS:+,}${pds[$i]}"; GP2GP_EXTRACTS+="${GP2GP_EXTRACTS:+,}$f"
       done
@@ -88,7 +92,7 @@ real() {
     practices=(--practices "$tmp/practices.json")
     "$bin" agreements add --data "$data" --provider A20047 --consumers RXX01 --areas all --break-glass >>"$art/setup.log"
     export GP2GP_NHS GP2GP_EXTRACTS
-    echo "viewer e2e: serving $nb GP2GP extracts from ../shared as practice A20047"
+    echo "viewer e2e: serving $nb GP2GP extracts from ../shared as practice A20047${nopat:+ (one with NOPAT entries: $nopat)}"
   else
     echo "viewer e2e: SKIP the GP2GP free-text pages: ../shared/testdata (gp2gp/extracts, pds) is absent"
   fi
