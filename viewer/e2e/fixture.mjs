@@ -58,6 +58,9 @@ function plan(summaryPath) {
     if (!/^[A-Z0-9]+$/.test(v)) throw new Error(`unexpected ${k}`);
     console.log(`${k}=${v}`);
   }
+  // identifiers the server's log must never carry
+  const ids = s.notable.flatMap((n) => [n.nhs, n.patientId]).filter((x) => /^[A-Za-z0-9]+$/.test(x));
+  console.log(`PATIENT_IDENTIFIERS='${ids.join('|')}'`);
 }
 
 // write assembles the fixture from the environment run.sh sets.

@@ -136,5 +136,15 @@ set +e
 node --test --test-name-pattern="${E2E_PATTERN:-.}" --test-concurrency=1 --test-reporter=spec viewer.test.mjs
 rc=$?
 set -e
+# The server's log names no patient: no NHS number (with or without spaces),
+# no patient id of the region.
+if [ -n "${PATIENT_IDENTIFIERS:-}" ]; then
+  pat="$PATIENT_IDENTIFIERS${GP2GP_NHS:+|${GP2GP_NHS//,/|}}"
+  spaced=$(printf '%s' "$pat" | tr '|' '\n' | sed -nE 's/^([0-9]{3})([0-9]{3})([0-9]{4})$/\1 \2 \3/p' | paste -sd'|' -)
+  if grep -nE "$pat${spaced:+|$spaced}" "$art/server.log" | head -5 | grep .; then
+    echo "viewer e2e: FAIL: the server log names a patient (above)" >&2
+    rc=1
+  fi
+fi
 echo "viewer e2e: $(( $(date +%s) - t0 )) s in all (exit $rc); screenshots in $art"
 exit $rc
