@@ -55,7 +55,7 @@ real() {
   (cd "$root" && "$GO" build -o "$bin" ./cmd/gpgate)
   # 8 patients over 4 practices: the largest record, the dissenting patient
   # and a third practice's patients, each at a practice of its own.
-  "$bin" demo --data "$data" --patients 8 --practices 4 >"$art/demo.out" 2>"$art/demo.log"
+  "$bin" demo --data "$data" --patients 8 --practices 4 --fast >"$art/demo.out" 2>"$art/demo.log"
   eval "$(node fixture.mjs plan "$data/demo-summary.json")"
   export FULL_NHS DISSENT_NHS OTHER_NHS INVALID_NHS UNKNOWN_NHS
   lower() { printf '%s' "$1" | tr '[:upper:]' '[:lower:]'; }
