@@ -56,8 +56,8 @@ type Config struct {
 	// Timeout). Keep it under the practice's deadline so that a slow group
 	// is left out rather than the whole answer.
 	AreaTimeout time.Duration
-	Now          func() time.Time
-	Logger       *slog.Logger
+	Now         func() time.Time
+	Logger      *slog.Logger
 	// Transport overrides the HTTP transport (tests); TLS settings above
 	// are then ignored.
 	Transport http.RoundTripper
