@@ -280,6 +280,11 @@ func demoPDS(dir, ods string, patients []fhir.NHSNumber) error {
 			return err
 		}
 	}
+	return writePDSPatients(dir, ods, patients)
+}
+
+// writePDSPatients adds a recorded PDS Patient per patient to dir.
+func writePDSPatients(dir, ods string, patients []fhir.NHSNumber) error {
 	for _, n := range patients {
 		p := map[string]any{
 			"resourceType": "Patient", "id": string(n),

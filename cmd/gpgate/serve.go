@@ -35,8 +35,9 @@ const (
 // testHooks lets the black-box tests observe what serve wires (identity in
 // production).
 var testHooks = struct {
-	idmap func(adapters.IDMap) adapters.IDMap
-}{idmap: func(m adapters.IDMap) adapters.IDMap { return m }}
+	idmap       func(adapters.IDMap) adapters.IDMap
+	writeBehind func(*adapters.WriteBehind)
+}{idmap: func(m adapters.IDMap) adapters.IDMap { return m }, writeBehind: func(*adapters.WriteBehind) {}}
 
 // warnUnshared logs each registered practice that no active agreement
 // shares: no consumer can read its records until one is added.
@@ -149,6 +150,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		}
 		defer ids.Close()
 		wb := adapters.NewWriteBehind(testHooks.idmap(ids), adapters.WriteBehindOptions{Logger: log})
+		testHooks.writeBehind(wb)
 		defer wb.Close() // runs before ids.Close: the last entries are written
 		regOpts.Locator, regOpts.IDMap = loc, wb
 	}
