@@ -54,3 +54,19 @@ func BenchmarkFetchEmulator(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFetchEmulatorFanOut: the same fetch fanned out in the default
+// section groups (four calls in parallel, answers merged, converted once).
+func BenchmarkFetchEmulatorFanOut(b *testing.B) {
+	dir, nhs := folder(b)
+	p := newPKI(b)
+	_, srv := provider(b, p, dir)
+	c := fanOutClient(b, p, srv.URL+"/B82617/STU3/1/gpconnect/structured/fhir")
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Record(ctx, nhs, fhir.AllAreas); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

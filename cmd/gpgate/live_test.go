@@ -117,10 +117,10 @@ func setupLive(t *testing.T) (*liveWorld, error) {
 		}
 		pki := filepath.Join(data, demoPKIDir)
 		var urlFault, urlDead string
-		if w.emFault, urlFault, err = startProvider(t, folders[2], liveFaultODS, pki); err != nil {
+		if w.emFault, urlFault, err = startProvider(folders[2], liveFaultODS, pki); err != nil {
 			return nil, err
 		}
-		if w.emDead, urlDead, err = startProvider(t, folders[1], liveDeadODS, pki); err != nil {
+		if w.emDead, urlDead, err = startProvider(folders[1], liveDeadODS, pki); err != nil {
 			return nil, err
 		}
 		tlsFlags := []string{"--cert", filepath.Join(pki, "client.pem"), "--key", filepath.Join(pki, "client.key"), "--ca", filepath.Join(pki, "ca.pem"),
@@ -213,7 +213,7 @@ func splitRecorded(src, dir string, n ...int) ([]string, [][]fhir.NHSNumber, err
 
 // startProvider serves an emulator over TLS with client certificates from
 // the demo CA required, as a practice's GP Connect endpoint.
-func startProvider(t *testing.T, dir, ods, pki string) (*emulator.Emulator, string, error) {
+func startProvider(dir, ods, pki string) (*emulator.Emulator, string, error) {
 	cert, err := tls.LoadX509KeyPair(filepath.Join(pki, "server.pem"), filepath.Join(pki, "server.key"))
 	if err != nil {
 		return nil, "", err
