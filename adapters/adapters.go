@@ -11,7 +11,8 @@
 // RetryTransport for idempotent reads, and the Snapshots cache so paging
 // through one answer reads the practice once; and the IDMap through which
 // a Patient id first seen by NHS number resolves later (adapters/idmap is
-// the durable one).
+// the durable one, behind a WriteBehind so that no request waits on its
+// writes; Locate writes nothing, Record remembers).
 package adapters
 
 import (

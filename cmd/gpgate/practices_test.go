@@ -1,11 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gpgate/gpgate/adapters"
+	"github.com/gpgate/gpgate/consent"
+	"github.com/gpgate/gpgate/fhir"
 )
 
 // TestPracticesFileValidation: every malformed practices file is refused
@@ -157,4 +164,43 @@ func FuzzParsePracticesConfig(f *testing.F) {
 			t.Fatalf("written file not read: %v", err)
 		}
 	})
+}
+
+type nullSource struct{}
+
+func (nullSource) Record(context.Context, fhir.NHSNumber, fhir.Areas) (*fhir.Record, error) {
+	return nil, fhir.Errorf(fhir.CodePatientNotFound, "none")
+}
+
+// TestWarnUnshared: serve names every practice no active agreement shares.
+func TestWarnUnshared(t *testing.T) {
+	ctx := context.Background()
+	st, err := openState(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := adapters.NewRegistry()
+	for _, ods := range []string{"A11111", "B22222", "C33333"} {
+		if err := reg.Register(ctx, adapters.Practice{ODS: ods, Kind: "gpconnect", Source: nullSource{}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ags := consent.DemoAgreements([]string{"A11111", "B22222"}, time.Now())
+	for _, a := range ags {
+		if a.Provider == "B22222" && a.Status == consent.StatusActive {
+			continue // B22222: only its suspended agreement
+		}
+		if _, err := st.consent.Add(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf bytes.Buffer
+	warnUnshared(ctx, st, reg, slog.New(slog.NewTextHandler(&buf, nil)))
+	out := buf.String()
+	for ods, want := range map[string]bool{"A11111": false, "B22222": true, "C33333": true} {
+		if got := strings.Contains(out, "practice="+ods); got != want {
+			t.Errorf("%s warned: %v, want %v\n%s", ods, got, want, out)
+		}
+	}
 }

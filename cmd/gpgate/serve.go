@@ -235,7 +235,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Info("gpgate listening", "url", base, "practices", practices, "version", version)
+	log.Info("gpgate listening", "url", base, "practices", practices, "live_practices", len(regd.live), "version", version)
 	if ready != nil {
 		ready(base)
 	}
