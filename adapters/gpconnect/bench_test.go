@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gpgate/gpgate/adapters/gpconnect"
 	"github.com/gpgate/gpgate/fhir"
@@ -61,7 +62,7 @@ func BenchmarkFetchEmulatorFanOut(b *testing.B) {
 	dir, nhs := folder(b)
 	p := newPKI(b)
 	_, srv := provider(b, p, dir)
-	c := fanOutClient(b, p, srv.URL+"/B82617/STU3/1/gpconnect/structured/fhir")
+	c := fanOutClient(b, p, srv.URL+"/B82617/STU3/1/gpconnect/structured/fhir", time.Minute)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

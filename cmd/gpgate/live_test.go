@@ -126,11 +126,11 @@ func setupLive(t *testing.T) (*liveWorld, error) {
 		tlsFlags := []string{"--cert", filepath.Join(pki, "client.pem"), "--key", filepath.Join(pki, "client.key"), "--ca", filepath.Join(pki, "ca.pem"),
 			"--from-asid", demoGPCFromASID}
 		if err := cmd(append([]string{"practices", "add", "--data", data, "--ods", liveFaultODS, "--kind", "gpconnect", "--name", "Faulty practice",
-			"--url", urlFault, "--to-asid", "918999198002", "--deadline", "4s", "--area-timeout", "1s", "--failures", "1000"}, tlsFlags...)...); err != nil {
+			"--url", urlFault, "--to-asid", "918999198002", "--deadline", "8s", "--area-timeout", "3s", "--failures", "1000"}, tlsFlags...)...); err != nil {
 			return nil, err
 		}
 		if err := cmd(append([]string{"practices", "add", "--data", data, "--ods", liveDeadODS, "--kind", "gpconnect", "--name", "Dying practice",
-			"--url", urlDead, "--to-asid", "918999198003", "--deadline", "2s", "--area-timeout", "1s", "--failures", "2", "--open-for", "1s"}, tlsFlags...)...); err != nil {
+			"--url", urlDead, "--to-asid", "918999198003", "--deadline", "6s", "--area-timeout", "3s", "--failures", "2", "--open-for", "1s"}, tlsFlags...)...); err != nil {
 			return nil, err
 		}
 		pdsDir := filepath.Join(data, demoPDSDir)
@@ -373,7 +373,7 @@ func TestLiveGPConnect(t *testing.T) {
 	})
 	t.Run("a slow area is left out with a warning", func(t *testing.T) {
 		nhs := w.faultPats[1]
-		w.emFault.SetFault(emulator.Fault{Latency: 20 * time.Second, Sections: gpconnect.SectionMedication})
+		w.emFault.SetFault(emulator.Fault{Latency: time.Minute, Sections: gpconnect.SectionMedication})
 		defer w.emFault.SetFault(emulator.Fault{})
 		if r := w.find(t, nhs); r.status != http.StatusOK {
 			t.Fatalf("Patient search: %d %s", r.status, truncateBody(r.body))
@@ -403,7 +403,7 @@ func TestLiveGPConnect(t *testing.T) {
 		status int
 		code   fhir.Code
 	}{
-		{"slow everywhere: the whole record is unavailable", emulator.Fault{Latency: 20 * time.Second}, 503, fhir.CodeTimeout},
+		{"slow everywhere: the whole record is unavailable", emulator.Fault{Latency: time.Minute}, 503, fhir.CodeTimeout},
 		{"Spine PATIENT_NOT_FOUND: refused like an unknown patient", emulator.Fault{Status: 404, Code: "PATIENT_NOT_FOUND"}, 403, fhir.CodeNoOrganisationConsent},
 		{"Spine NO_PATIENT_CONSENT: dissent", emulator.Fault{Status: 403, Code: "NO_PATIENT_CONSENT"}, 403, fhir.CodeNoPatientConsent},
 		{"Spine INTERNAL_SERVER_ERROR: unavailable", emulator.Fault{Status: 500, Code: "INTERNAL_SERVER_ERROR"}, 503, fhir.CodeTimeout},
