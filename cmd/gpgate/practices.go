@@ -60,8 +60,9 @@ type pdsConfig struct {
 
 // snapshotConfig bounds the snapshot cache shared by live practices.
 type snapshotConfig struct {
-	TTL      duration `json:"ttl,omitempty"`
-	MaxBytes int64    `json:"max_bytes,omitempty"`
+	TTL        duration `json:"ttl,omitempty"`
+	PartialTTL duration `json:"partial_ttl,omitempty"`
+	MaxBytes   int64    `json:"max_bytes,omitempty"`
 }
 
 type practiceConfig struct {

@@ -138,6 +138,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	regOpts := adapters.RegistryOptions{Logger: log}
 	if cfg != nil && cfg.Snapshots != nil {
 		snapOpts.TTL, snapOpts.MaxBytes = time.Duration(cfg.Snapshots.TTL), cfg.Snapshots.MaxBytes
+		snapOpts.PartialTTL = time.Duration(cfg.Snapshots.PartialTTL)
 	}
 	if cfg != nil && cfg.PDS != nil {
 		loc, err := pdsLocator(cfg.PDS, log)
