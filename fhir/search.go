@@ -117,6 +117,11 @@ type Query struct {
 	Offset  int
 	Sort    string   // "", "date", "-date", "_lastUpdated", "-_lastUpdated"
 	Ignored []string // unknown parameters ignored under lenient handling
+	// Cursored marks a search paged by cursor (the audit log: stable while
+	// entries arrive) rather than offset; Next is the _cursor of the next
+	// page, "" on the last.
+	Cursored bool
+	Next     string
 }
 
 // Filter is one parameter occurrence: the resource matches when any value does.

@@ -193,7 +193,7 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 	if sec.Code.Code != "" {
 		l.Code.Coding = append(l.Code.Coding, listCoding{System: sec.Code.System, Code: sec.Code.Code, Display: sec.Title})
 	}
-	l.Code.Coding = append(l.Code.Coding, listCoding{System: AreaCodeSystem, Code: sec.Area.Name(), Display: AreaDefOf(sec.Area).Title})
+	l.Code.Coding = append(l.Code.Coding, listCoding{System: AreaCodeSystem, Code: sec.Area.Name(), Display: sec.Title})
 	for _, w := range warnings {
 		if WarningSystem(w.Code) == ListWarningCodeSystem {
 			l.Extension = append(l.Extension, listExtension{URL: ExtListWarningCode,

@@ -39,6 +39,7 @@ func init() {
 		"conformance":       {"run the black-box conformance suite against a deployment", runConformance},
 		"provider-emulator": {"serve a GP Connect provider emulator over recorded structured records", runProviderEmulator},
 		"practices":         {"configure practices (GP Connect, FHIR API, GP2GP folders, PDS) and probe them", runPractices},
+		"users":             {"manage the Shared Record Viewer's local clinician accounts", runUsers},
 	}
 }
 

@@ -24,7 +24,7 @@ func (s *Server) negotiate(next echo.HandlerFunc) echo.HandlerFunc {
 		if a := r.Header.Get("Accept"); a != "" && !acceptsJSON(a) {
 			return fhir.Errorf(fhir.CodeNotAcceptable, "only application/fhir+json is served")
 		}
-		if r.Method == http.MethodPost && r.ContentLength != 0 && !strings.HasPrefix(r.URL.Path, "/auth/") {
+		if r.Method == http.MethodPost && r.ContentLength != 0 {
 			mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			if err != nil || !(mt == "application/fhir+json" || mt == "application/json") {
 				return fhir.Errorf(fhir.CodeUnsupportedMediaType, "request bodies must be application/fhir+json")

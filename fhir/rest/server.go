@@ -90,7 +90,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Middleware order lives here and only here:
-	// request id -> recover -> access log -> body limit -> timeout context -> negotiation.
+	// request id -> recover -> access log -> body limit -> timeout context,
+	// then on the FHIR routes: negotiation (FHIR JSON only) -> authentication.
+	// Mounted routes (the token endpoint, the viewer) negotiate their own
+	// media types.
 	e.Use(s.requestID)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err, "stack", string(stack))
@@ -99,18 +102,17 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Use(s.accessLog)
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.deadline)
-	e.Use(s.negotiate)
 
-	e.GET("/metadata", s.metadata)
+	e.GET("/metadata", s.metadata, s.negotiate)
 	for path, body := range cfg.Static {
 		b := body
-		e.GET(path, func(c echo.Context) error { return s.writeJSON(c, http.StatusOK, b) })
+		e.GET(path, func(c echo.Context) error { return s.writeJSON(c, http.StatusOK, b) }, s.negotiate)
 	}
 	if cfg.Mount != nil {
 		cfg.Mount(e)
 	}
 	for _, r := range Routes {
-		e.Add(r.Method, r.Path, r.handler(s), s.authenticate)
+		e.Add(r.Method, r.Path, r.handler(s), s.negotiate, s.authenticate)
 	}
 	// Everything else that looks like a FHIR interaction is a write or an
 	// unsupported method: 405 with an OperationOutcome.
