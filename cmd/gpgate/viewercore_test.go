@@ -67,7 +67,7 @@ func newViewerFixture(t *testing.T) *viewerFixture {
 	t.Cleanup(func() { store.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := adapters.NewRegistry()
-	if _, _, err := registerPractices(ctx, reg, store, "", log); err != nil {
+	if _, err := registerPractices(ctx, reg, store, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	st, err := openState(dir)
