@@ -277,6 +277,9 @@ func (f *Forwarder) Close() error {
 	return nil
 }
 
+// Done is closed when the forwarder has stopped (Close).
+func (f *Forwarder) Done() <-chan struct{} { return f.done }
+
 // Stats returns the forwarder's counters.
 func (f *Forwarder) Stats() ForwarderStats {
 	return ForwarderStats{Delivered: f.delivered.Load(), Failures: f.failures.Load(), Skipped: f.skipped.Load(),
