@@ -27,12 +27,14 @@ type demoOpts struct {
 	patients  int
 	force     bool
 	fast      bool
+	database  string
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o demoOpts
 	fs := newFlags("demo [flags]", "Generates a deterministic synthetic region (practices, patients, full GP records)\ninto the embedded store in --data, and prints notable patients to try.\nAn existing region is kept unless --force is given.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), "PostgreSQL URL: register the demo clients and agreements there (a multi-node deployment) instead of in the data directory")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed: the same seed gives the same region")
 	fs.IntVar(&o.practices, "practices", 3, "number of practices")
 	fs.IntVar(&o.patients, "patients", 1000, "number of patients (scales to 100000)")
@@ -48,10 +50,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := demoClient(ctx, o.data); err != nil {
+	if err := demoClientAt(ctx, o.data, o.database); err != nil {
 		return err
 	}
-	if err := demoAgreements(ctx, o.data, sum); err != nil {
+	if err := demoAgreementsAt(ctx, o.data, o.database, sum); err != nil {
 		return err
 	}
 	printSummary(stdout, sum, o.data)
@@ -86,8 +88,12 @@ const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.cd"
 
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.
-func demoClient(ctx context.Context, data string) error {
-	st, closeState, err := clientsOf(data)
+func demoClient(ctx context.Context, data string) error { return demoClientAt(ctx, data, "") }
+
+// demoClientAt is demoClient, registering in the database when one is
+// given (the key files are still written into data).
+func demoClientAt(ctx context.Context, data, database string) error {
+	st, closeState, err := clientsAt(ctx, data, database)
 	if err != nil {
 		return err
 	}
@@ -201,7 +207,12 @@ func printSummary(w io.Writer, s *demo.Summary, data string) {
 // demoAgreements stores the demo sharing agreements for every practice of
 // the region, unless they are there already.
 func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
-	st, err := openState(data)
+	return demoAgreementsAt(ctx, data, "", sum)
+}
+
+// demoAgreementsAt is demoAgreements, into the database when one is given.
+func demoAgreementsAt(ctx context.Context, data, database string, sum *demo.Summary) error {
+	st, err := openStateAt(ctx, data, database)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ func init() {
 		"conformance":       {"run the black-box conformance suite against a deployment", runConformance},
 		"provider-emulator": {"serve a GP Connect provider emulator over recorded structured records", runProviderEmulator},
 		"users":             {"manage the Shared Record Viewer's local clinician accounts", runUsers},
+		"migrate":           {"create or upgrade gpgate's tables in a PostgreSQL database (multi-node deployments)", runMigrate},
 	}
 }
 
