@@ -34,7 +34,7 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 	sub := args[0]
 	var o struct {
 		data, database, id, provider, consumers, areas, purposes, start, end, status, defSharing string
-		breakGlass                                                                     bool
+		breakGlass                                                                               bool
 	}
 	fs := newFlags("agreements "+sub+" [flags]", "Manage Information Sharing Agreements.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
