@@ -88,7 +88,9 @@ const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.cd"
 
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.
-func demoClient(ctx context.Context, data string) error { return demoClientAt(ctx, data, "") }
+func demoClient(ctx context.Context, data string) error {
+	return demoClientAt(ctx, data, os.Getenv(databaseEnv))
+}
 
 // demoClientAt is demoClient, registering in the database when one is
 // given (the key files are still written into data).
@@ -207,7 +209,7 @@ func printSummary(w io.Writer, s *demo.Summary, data string) {
 // demoAgreements stores the demo sharing agreements for every practice of
 // the region, unless they are there already.
 func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
-	return demoAgreementsAt(ctx, data, "", sum)
+	return demoAgreementsAt(ctx, data, os.Getenv(databaseEnv), sum)
 }
 
 // demoAgreementsAt is demoAgreements, into the database when one is given.
