@@ -47,6 +47,9 @@ type serveOpts struct {
 	// sensitiveCodes are a region's further code sets (its export of NHS
 	// Digital's GP summary exclusion refsets), added to the shipped ones.
 	sensitiveCodes stringList
+	// database is the PostgreSQL URL of the state every node shares ("":
+	// bbolt files in data); node names this node in its audit entries.
+	database, node string
 }
 
 // stringList is a repeatable string flag.
@@ -69,6 +72,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
 	fs.Var(&o.sensitiveCodes, "sensitive-codes", "CSV file of further sensitive codes, named <category>.<system>.csv in the format of consent/codesets (repeatable); added to the shipped sets")
 	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage+"; run `gpgate migrate` first")
+	fs.StringVar(&o.node, "node", "", "this node's name in the audit entries it records (default: the listen address with --database)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -108,17 +113,19 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		}
 		trusted = append(trusted, k)
 	}
-	// The log verifies its chain from the last signed checkpoint, and
-	// against the exported head, before it serves: a rewritten or truncated
-	// log refuses to open.
-	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log, KeyFile: o.auditKey, HeadFile: o.auditHead,
-		HeadSink: audit.LogHeadSink{Logger: log}, TrustedKeys: trusted, AcceptUnverified: o.auditOverride})
+	if o.node == "" && o.database != "" {
+		o.node = o.listen
+	}
+	// The audit log and the state: in the data directory, or shared by
+	// every node in PostgreSQL (backends.go).
+	back, err := openBackends(ctx, o, trusted, log)
 	if err != nil {
 		return err
 	}
-	defer auditLog.Close()
+	defer back.Close()
+	auditLog, st := back.audit, back.state
 
-	reg := adapters.NewRegistry()
+	reg := adapters.NewRegistryWith(adapters.RegistryOptions{IDMap: back.ids, Logger: log})
 	practices, live, err := registerPractices(ctx, reg, store, o.practices, log)
 	if err != nil {
 		return err
@@ -133,11 +140,6 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
-	st, err := openState(o.data)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
 	if err != nil {
 		return fmt.Errorf("--sensitive-codes: %w", err)
@@ -182,15 +184,17 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}()
 	// The Shared Record Viewer: clinicians without an integrated EPR, on the
 	// same core (local accounts in the state file).
-	users, err := boltstore.New(st.db)
+	users, err := boltstore.New(back.usersDB)
 	if err != nil {
 		return err
 	}
-	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog,
+		Narrower: narrower{core}, ReplayCache: back.replay})
 	if err != nil {
 		return err
 	}
 	defer authz.Close()
+	back.watch(ctx, policy, authz, log)
 	uris := authz.OAuthURIs()
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
