@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/gpgate/gpgate/internal/cluster"
 )
@@ -24,10 +25,23 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8090", "the balancer's address")
 	nodes := flag.Int("nodes", 3, "gpgate nodes")
 	patients := flag.Int("patients", 200, "demo region size")
+	loadBase := flag.String("load", "", "instead: measure the common scenarios against this base URL (a running node or balancer), with the demo keys of --seed")
+	seed := flag.String("seed", "", "with --load: the demo data directory holding demo-client.jwk and demo-summary.json (default DIR/seed)")
+	conc := flag.Int("concurrency", 8, "with --load: concurrent clients")
+	dur := flag.Duration("duration", 10*time.Second, "with --load: time per scenario")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *bin, *dir, *listen, *nodes, *patients); err != nil {
+	var err error
+	if *loadBase != "" {
+		if *seed == "" {
+			*seed = filepath.Join(*dir, "seed")
+		}
+		err = load(ctx, *bin, *loadBase, *seed, *conc, *dur)
+	} else {
+		err = run(ctx, *bin, *dir, *listen, *nodes, *patients)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "gpgate-cluster:", err)
 		os.Exit(1)
 	}
