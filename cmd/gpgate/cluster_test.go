@@ -190,6 +190,7 @@ func clusterFailures(t *testing.T, env *cbEnv, cl *cluster.Cluster, pg *pglocal.
 			count[r.phase]["no answer"]++
 		case r.status >= 500:
 			count[r.phase]["5xx"]++
+			count[r.phase][fmt.Sprint(r.status)]++
 		case r.status == 200:
 			count[r.phase]["200"]++
 		default:
@@ -254,7 +255,9 @@ func clusterFailures(t *testing.T, env *cbEnv, cl *cluster.Cluster, pg *pglocal.
 	if missing > 0 {
 		t.Errorf("%d of %d acknowledged requests have no audit entry", missing, acked)
 	}
-	code, out, stderr := sbRun(t, "audit", "verify", "--database", url)
+	// with the nodes' shared audit key and the head node-1 exported
+	code, out, stderr := sbRun(t, "audit", "verify", "--database", url, "--key", filepath.Join(cl.Dir(), "audit.key"),
+		"--head", filepath.Join(cl.Nodes[0].Dir, "audit-head"), "--strict")
 	if code != 0 || !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("audit verify: %s %s", out, stderr)
 	}

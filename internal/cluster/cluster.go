@@ -238,6 +238,9 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
+// Dir is the cluster's work directory (audit.key, node-N/, haproxy.cfg).
+func (c *Cluster) Dir() string { return c.opt.Dir }
+
 // KillNode kills node i with SIGKILL: no drain, requests in flight are cut.
 func (c *Cluster) KillNode(i int) { c.signal(i, syscall.SIGKILL) }
 
