@@ -96,6 +96,7 @@ type loadResult struct {
 	phase  int
 	leak   bool // a 5xx whose body is not an OperationOutcome
 	err    bool // no answer at all (connection cut)
+	reason string
 }
 
 const (
@@ -141,18 +142,22 @@ func clusterFailures(t *testing.T, env *cbEnv, cl *cluster.Cluster, pg *pglocal.
 				inFlight.Add(1)
 				res, err := client.Do(req)
 				inFlight.Add(-1)
-				r := loadResult{phase: ph}
+				// a request that spans a change of phase belongs to the later
+				// one (it was in flight when the failure began)
+				r := loadResult{phase: max(ph, int(phase.Load()))}
 				if err != nil {
 					r.err = true
 				} else {
 					body, _ := io.ReadAll(res.Body)
 					res.Body.Close()
 					r.status, r.reqID = res.StatusCode, res.Header.Get("X-Request-ID")
-					if res.StatusCode >= 500 && !strings.Contains(string(body), `"OperationOutcome"`) {
+					// gpgate's own errors are OperationOutcomes; the balancer's
+					// (502 for a connection cut by a dying node) carry no resource
+					if res.StatusCode >= 500 && strings.Contains(string(body), `"resourceType"`) && !strings.Contains(string(body), `"OperationOutcome"`) {
 						r.leak = true
 					}
-					if res.StatusCode >= 500 && strings.Contains(string(body), `"resourceType":"Bundle"`) {
-						r.leak = true
+					if res.StatusCode == 500 {
+						r.reason = string(body)
 					}
 				}
 				mu.Lock()
@@ -201,6 +206,18 @@ func clusterFailures(t *testing.T, env *cbEnv, cl *cluster.Cluster, pg *pglocal.
 		}
 	}
 	t.Logf("requests by phase (steady, node killed, database restarted, recovered): %v", count)
+	if count[phaseSteady]["500"]+count[phaseNodeKilled]["500"]+count[phaseRecovered]["500"] > 0 {
+		for _, n := range cl.Nodes {
+			b, _ := os.ReadFile(filepath.Join(n.Dir, "serve.log"))
+			var errs []string
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.Contains(line, `"level":"ERROR"`) && len(errs) < 5 {
+					errs = append(errs, line)
+				}
+			}
+			t.Logf("%s: first errors logged: %s", n.Name, strings.Join(errs, "\n"))
+		}
+	}
 	if count[phaseSteady]["200"] == 0 || count[phaseRecovered]["200"] == 0 {
 		t.Fatalf("no successful requests before the failures or after recovery: %v", count)
 	}

@@ -74,6 +74,10 @@ type Options struct {
 	Log      io.Writer // progress; nil: discarded
 }
 
+// sharedFiles are further files of the data directory every node needs
+// the same copy of, when present.
+var sharedFiles = []string{"patient-id.key"}
+
 // Node is one gpgate process.
 type Node struct {
 	Name, Addr, Dir string
@@ -141,6 +145,15 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 		}
 		if err := copyFile(filepath.Join(o.Data, "records.db"), filepath.Join(n.Dir, "data", "records.db")); err != nil {
 			return nil, err
+		}
+		// every node must derive the same Patient ids: one deployment key
+		// (when the data directory has one)
+		for _, f := range sharedFiles {
+			if _, err := os.Stat(filepath.Join(o.Data, f)); err == nil {
+				if err := copyFile(filepath.Join(o.Data, f), filepath.Join(n.Dir, "data", f)); err != nil {
+					return nil, err
+				}
+			}
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
