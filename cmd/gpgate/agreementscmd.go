@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -32,11 +33,12 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 	}
 	sub := args[0]
 	var o struct {
-		data, id, provider, consumers, areas, purposes, start, end, status, defSharing string
-		breakGlass                                                                     bool
+		data, database, id, provider, consumers, areas, purposes, start, end, status, defSharing string
+		breakGlass                                                                               bool
 	}
 	fs := newFlags("agreements "+sub+" [flags]", "Manage Information Sharing Agreements.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage)
 	switch sub {
 	case "add":
 		fs.StringVar(&o.id, "id", "", "agreement id (default: random)")
@@ -64,7 +66,7 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 	if (sub == "show" || sub == "suspend" || sub == "end" || sub == "activate") && o.id == "" {
 		return fmt.Errorf("--id is required")
 	}
-	st, err := openState(o.data)
+	st, err := openStateAt(ctx, o.data, o.database)
 	if err != nil {
 		return err
 	}
