@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: build run demo test vet bench fuzz lint clean crash-test
+.PHONY: build run demo test vet bench fuzz lint clean crash-test soak
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gpgate
@@ -51,6 +51,17 @@ clean:
 crash-test:
 	$(GO) test ./audit/ -run '^TestCrashRecovery$$' -count=1 -v
 	$(GO) test ./cmd/gpgate/ -run '^TestCrashKeepsAudit$$' -count=1 -v
+
+# The soak test (docs/operations.md): a real `gpgate serve` on loopback, SOAK_CLIENTS consumer
+# systems (registered through the admin API) finding patients, recording consents, reading records
+# and refreshing tokens for SOAK_DURATION, while clients are disabled and re-enabled and agreements
+# change through the admin API; then SIGTERM. Fails on any 5xx, memory or goroutine growth (read from
+# /metrics), an audit log that does not hold one entry per answered request, or a chain that does not
+# verify. `make test` runs a 20-second version (cmd/gpgate-soak TestSoakShort).
+SOAK_DURATION ?= 10m
+SOAK_CLIENTS  ?= 32
+soak: build
+	$(GO) run ./cmd/gpgate-soak --bin $(BIN) --duration $(SOAK_DURATION) --clients $(SOAK_CLIENTS)
 
 # Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, jose) against a live gpgate;
 # needs node and npm (see conformance/clients/ci.sh).

@@ -247,6 +247,16 @@ type SnapshotSource struct {
 	src Source
 }
 
+// State is the circuit state of the guarded source behind the cache
+// ("closed", "half-open", "open"; "" when it has no breaker), for
+// readiness and metrics.
+func (ss *SnapshotSource) State() string {
+	if g, ok := ss.src.(interface{ State() string }); ok {
+		return g.State()
+	}
+	return ""
+}
+
 // Record serves a live snapshot or fetches (once for concurrent callers).
 func (c *SnapshotSource) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error) {
 	k := snapKey{c.ods, nhs, areas}

@@ -71,6 +71,8 @@ type wireEntry struct {
 	Areas        string   `json:"areas,omitempty"`
 	Query        string   `json:"q,omitempty"`
 	Count        int      `json:"n,omitempty"`
+	Correlation  string   `json:"corr,omitempty"`
+	Address      string   `json:"addr,omitempty"`
 }
 
 // wireRecord is a whole stored record as decoded; frame writes the same
@@ -95,6 +97,7 @@ func encodePayload(e *fhir.AuditEntry) ([]byte, error) {
 		BreakGlass: e.BreakGlass, Reason: e.Reason,
 		PatientID: e.PatientID, NHS: string(e.NHS), Practice: e.Practice,
 		Types: e.Types, Query: e.Query, Count: e.Count,
+		Correlation: e.CorrelationID, Address: e.SourceAddress,
 	}
 	if !e.Time.IsZero() {
 		w.Time = e.Time.UTC().Format(timeFormat)
@@ -151,6 +154,7 @@ func decodeRecord(v []byte) (Entry, error) {
 	a.BreakGlass, a.Reason = w.BreakGlass, w.Reason
 	a.PatientID, a.NHS, a.Practice = w.PatientID, fhir.NHSNumber(w.NHS), w.Practice
 	a.Types, a.Query, a.Count = w.Types, w.Query, w.Count
+	a.CorrelationID, a.SourceAddress = w.Correlation, w.Address
 	if w.Areas != "" && w.Areas != "none" {
 		if a.Areas, err = fhir.ParseAreas(w.Areas); err != nil {
 			return e, fmt.Errorf("audit entry areas: %w", err)

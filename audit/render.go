@@ -27,6 +27,9 @@ const (
 
 	// ClientIDSystem identifies a registered SMART client by its client id.
 	ClientIDSystem = "https://gpgate.dev/Id/client-id"
+	// CorrelationIDSystem identifies a caller's own X-Request-ID (gpgate's
+	// request id has no system).
+	CorrelationIDSystem = "https://gpgate.dev/Id/correlation-id"
 	// SDSUserIDSystem identifies a clinician by SDS user id.
 	SDSUserIDSystem = "https://fhir.nhs.uk/Id/sds-user-id"
 	// SDSJobRoleSystem codes the clinician's national RBAC job role.
@@ -70,12 +73,18 @@ type reference struct {
 // The element structs list fields in alphabetical JSON-name order: that is
 // jsonformat's canonical order, so Render's output is already canonical.
 type aeAgent struct {
+	Network      *aeNetwork `json:"network,omitempty"`
 	Policy       []string   `json:"policy,omitempty"`
 	PurposeOfUse []codeable `json:"purposeOfUse,omitempty"`
 	Requestor    bool       `json:"requestor"`
 	Role         []codeable `json:"role,omitempty"`
 	Type         *codeable  `json:"type,omitempty"`
 	Who          *reference `json:"who,omitempty"`
+}
+
+type aeNetwork struct {
+	Address string `json:"address"`
+	Type    string `json:"type"` // 2: IP address
 }
 
 type aeDetail struct {
@@ -243,7 +252,18 @@ func Render(e Entry) []byte {
 		if e.Practitioner == "" {
 			a.Requestor, a.Policy, a.PurposeOfUse = true, policy, pou
 		}
+		if e.SourceAddress != "" {
+			a.Network = &aeNetwork{Address: e.SourceAddress, Type: "2"}
+		}
 		ae.Agent = append(ae.Agent, a)
+	} else if e.SourceAddress != "" {
+		// a caller that never identified itself (a refused authentication)
+		ae.Agent = append(ae.Agent, aeAgent{
+			Type:      &codeable{Coding: []coding{{System: DICOMSystem, Code: "110153", Display: "Source Role ID"}}},
+			Who:       &reference{Display: "unidentified caller"},
+			Requestor: true,
+			Network:   &aeNetwork{Address: e.SourceAddress, Type: "2"},
+		})
 	}
 	if e.ConsumerODS != "" {
 		ae.Agent = append(ae.Agent, aeAgent{
@@ -323,6 +343,13 @@ func Render(e Entry) []byte {
 	if e.RequestID != "" {
 		ae.Entity = append(ae.Entity, aeEntity{
 			What: &reference{Identifier: &identifier{Value: e.RequestID}},
+			Type: &coding{System: balpEntityTypeSystem, Code: "XrequestId", Display: "X-Request-Id"},
+		})
+	}
+	if e.CorrelationID != "" {
+		// the caller's own X-Request-ID, beside gpgate's request id
+		ae.Entity = append(ae.Entity, aeEntity{
+			What: &reference{Identifier: &identifier{System: CorrelationIDSystem, Value: e.CorrelationID}},
 			Type: &coding{System: balpEntityTypeSystem, Code: "XrequestId", Display: "X-Request-Id"},
 		})
 	}

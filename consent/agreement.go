@@ -330,7 +330,7 @@ func ParseAgreement(body []byte) (Agreement, error) {
 	if a.Start, err = parseTime(w.Start); err != nil {
 		return Agreement{}, fhir.Errorf(fhir.CodeInvalidParameter, "start must be a date or dateTime").At("start")
 	}
-	if a.End, err = parseTime(w.End); err != nil {
+	if a.End, err = parseEnd(w.End); err != nil {
 		return Agreement{}, fhir.Errorf(fhir.CodeInvalidParameter, "end must be a date or dateTime").At("end")
 	}
 	if err := a.Validate(); err != nil {
@@ -349,6 +349,24 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, err
 	}
 	return d.Start.UTC(), nil
+}
+
+// parseEnd reads an agreement's end: a date (or year, or year-month)
+// includes the whole of it — "end": "2026-12-31" shares through the last
+// day of 2026 — so the exclusive end is the start of the next one; a
+// dateTime is the instant given. "" is zero (open-ended).
+func parseEnd(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	d, err := fhir.ParseDate(s)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if strings.Contains(s, "T") {
+		return d.Start.UTC(), nil
+	}
+	return d.End.UTC(), nil
 }
 
 // jsonErr describes a decoding error without echoing input values.

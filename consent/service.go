@@ -148,6 +148,10 @@ func (s *Service) Sharing(ctx context.Context, p *fhir.Principal, nhs fhir.NHSNu
 	return d, bgErr == nil, nil
 }
 
+// Reload drops the cached agreements: the next decision reads them from the
+// store (SIGHUP, or after a change made behind the Service's back).
+func (s *Service) Reload() { s.agreements.Invalidate() }
+
 // The agreements admin API (JSON, not FHIR).
 
 // ListAgreements answers GET /admin/agreements.
@@ -198,6 +202,29 @@ func (s *Service) SetAgreementStatus(ctx context.Context, id, action string) ([]
 		return nil, err
 	}
 	return AgreementJSON(a), nil
+}
+
+// AdminRevokeConsent revokes a consent to view whoever recorded it (the
+// record-access core lets only a sharing administrator call it). Unknown
+// ids are NO_RECORD_FOUND; revoking twice is not an error.
+func (s *Service) AdminRevokeConsent(ctx context.Context, id string) (*fhir.Resource, error) {
+	c, err := s.consents.GetConsent(ctx, id)
+	if err != nil {
+		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no Consent with that id")
+	}
+	if c.Status != StatusRevoked {
+		c.Status = StatusRevoked
+		res, err := consentResource(c)
+		if err != nil {
+			return nil, fhir.Internal(err)
+		}
+		c.Resource = res.JSON
+		if err := s.consents.Store.PutConsent(ctx, c); err != nil {
+			return nil, err
+		}
+		s.log.Info("consent: consent to view revoked by an administrator", "consent", c.ID, "consumer", c.Organisation)
+	}
+	return fhir.NewResource(c.Resource)
 }
 
 // InvalidateAgreements drops the cached agreements, so the next decision

@@ -6,7 +6,12 @@ import "time"
 // what, outcome, when. The audit package renders it as an R4 AuditEvent.
 type AuditEntry struct {
 	Time      time.Time
-	RequestID string
+	RequestID string // gpgate's own id of the request
+	// CorrelationID is the caller's X-Request-ID, when it sent a usable
+	// one: kept beside gpgate's id, never instead of it.
+	CorrelationID string
+	// SourceAddress is the caller's network address (IP), when known.
+	SourceAddress string
 	// Action is the IHE BALP-style event: "PatientRead", "PatientQuery",
 	// "token-issue", "consent-record", "admin".
 	Action      string

@@ -36,6 +36,7 @@ const (
 	CodeBodyTooLarge          Code = "REQUEST_TOO_LARGE"
 	CodeTimeout               Code = "SERVICE_UNAVAILABLE"
 	CodeNotImplemented        Code = "NOT_IMPLEMENTED"
+	CodeTooManyRequests       Code = "TOO_MANY_REQUESTS"
 	CodeInternal              Code = "INTERNAL_SERVER_ERROR"
 )
 
@@ -65,6 +66,7 @@ var codes = map[Code]codeInfo{
 	CodeBodyTooLarge:          {http.StatusRequestEntityTooLarge, "too-costly", "Request too large"},
 	CodeTimeout:               {http.StatusServiceUnavailable, "timeout", "Service unavailable"},
 	CodeNotImplemented:        {http.StatusNotImplemented, "not-supported", "Not implemented"},
+	CodeTooManyRequests:       {http.StatusTooManyRequests, "throttled", "Too many requests"},
 	CodeInternal:              {http.StatusInternalServerError, "exception", "Internal server error"},
 }
 

@@ -69,6 +69,7 @@ func TestErrorCodes(t *testing.T) {
 		CodeBodyTooLarge:          {413, "too-costly"},
 		CodeTimeout:               {503, "timeout"},
 		CodeNotImplemented:        {501, "not-supported"},
+		CodeTooManyRequests:       {429, "throttled"},
 		CodeInternal:              {500, "exception"},
 	}
 	if len(want) != len(codes) {

@@ -2,7 +2,6 @@ package fhir
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base32"
 	"strings"
 )
@@ -61,15 +60,6 @@ func (r *Record) Select(t string, areas Areas) []*Resource {
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// PatientID derives the stable logical id of the Patient with NHS number n.
-// Every other resource of the record has an id that starts with it and a
-// hyphen (see ResourceID), so a read by id finds its record without a global
-// index. The id does not show the NHS number in URLs and logs.
-func PatientID(n NHSNumber) string {
-	sum := sha256.Sum256([]byte("gpgate/patient/v1:" + string(n)))
-	return "p" + idEncoding.EncodeToString(sum[:10])
-}
 
 // ResourceID builds the id of a record resource from its patient's id and an
 // id local to the record ([A-Za-z0-9.-], at most 64 - 18 characters).
@@ -133,6 +123,8 @@ type ctxKey int
 const (
 	principalKey ctxKey = iota
 	requestIDKey
+	correlationIDKey
+	clientAddrKey
 )
 
 // WithPrincipal returns ctx carrying p.
@@ -154,5 +146,28 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 // RequestIDFrom returns the request id in ctx, or "".
 func RequestIDFrom(ctx context.Context) string {
 	s, _ := ctx.Value(requestIDKey).(string)
+	return s
+}
+
+// WithCorrelationID returns ctx carrying the caller's own request id (its
+// X-Request-ID), kept apart from gpgate's request id.
+func WithCorrelationID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, correlationIDKey, id)
+}
+
+// CorrelationIDFrom returns the caller's correlation id in ctx, or "".
+func CorrelationIDFrom(ctx context.Context) string {
+	s, _ := ctx.Value(correlationIDKey).(string)
+	return s
+}
+
+// WithClientAddr returns ctx carrying the caller's network address (IP).
+func WithClientAddr(ctx context.Context, addr string) context.Context {
+	return context.WithValue(ctx, clientAddrKey, addr)
+}
+
+// ClientAddrFrom returns the caller's network address in ctx, or "".
+func ClientAddrFrom(ctx context.Context) string {
+	s, _ := ctx.Value(clientAddrKey).(string)
 	return s
 }

@@ -24,8 +24,9 @@ func runAgreements(ctx context.Context, args []string, stdout, stderr io.Writer)
   gpgate agreements show --id ID [--data DIR]
   gpgate agreements suspend|end|activate --id ID [--data DIR]
 
-Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
-(/admin/agreements, system/Agreement scopes) while it runs.
+Agreements live in DIR/gpgate.db. While gpgate serve runs, give --base URL
+--client ID --key FILE to use its admin API (/admin/agreements; the client
+needs system/Agreement scopes); changes apply to the next request.
 `)
 	}
 	if done, err := helpRequested(args, usage, stdout); done {
@@ -36,9 +37,11 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 		data, database, id, provider, consumers, areas, purposes, start, end, status, defSharing string
 		breakGlass                                                                               bool
 	}
+	var api apiFlags
 	fs := newFlags("agreements "+sub+" [flags]", "Manage Information Sharing Agreements.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
 	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage)
+	api.register(fs, "")
 	switch sub {
 	case "add":
 		fs.StringVar(&o.id, "id", "", "agreement id (default: random)")
@@ -66,14 +69,8 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 	if (sub == "show" || sub == "suspend" || sub == "end" || sub == "activate") && o.id == "" {
 		return fmt.Errorf("--id is required")
 	}
-	st, err := openStateAt(ctx, o.data, o.database)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	ags := st.consent
-	switch sub {
-	case "add":
+	var body []byte
+	if sub == "add" {
 		if o.provider == "" || o.consumers == "" {
 			fs.Usage()
 			return fmt.Errorf("--provider and --consumers are required")
@@ -83,11 +80,28 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 			return err
 		}
 		areas := strings.Split(set.String(), ",")
-		body, _ := json.Marshal(map[string]any{
+		body, _ = json.Marshal(map[string]any{
 			"id": o.id, "provider": o.provider, "consumers": splitList(o.consumers), "areas": areas,
 			"purposes": splitList(o.purposes), "start": o.start, "end": o.end, "status": o.status,
 			"breakGlass": o.breakGlass, "defaultSharing": o.defSharing,
 		})
+	}
+	if api.remote() {
+		return agreementsAPI(ctx, &api, sub, o.id, o.provider, body, stdout)
+	}
+	if o.database == "" {
+		if err := localOnly(o.data, "agreements "+sub); err != nil {
+			return err
+		}
+	}
+	st, err := openStateAt(ctx, o.data, o.database)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	ags := st.consent
+	switch sub {
+	case "add":
 		a, err := consent.ParseAgreement(body)
 		if err != nil {
 			return err
@@ -101,34 +115,100 @@ Agreements live in DIR/gpgate.db; stop gpgate serve first, or use the admin API
 		if err != nil {
 			return err
 		}
-		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tPROVIDER\tCONSUMERS\tSTATUS\tAREAS\tPURPOSES\tBREAK-GLASS")
-		for _, a := range list {
-			if o.provider != "" && a.Provider != o.provider {
-				continue
-			}
-			consumers := strings.Join(a.Consumers, ",")
-			if a.ConsumerGroup != "" {
-				consumers = "group:" + a.ConsumerGroup
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", a.ID, a.Provider, consumers, a.Status, a.Areas, strings.Join(a.Purposes, ","), a.BreakGlass)
-		}
-		tw.Flush()
+		printAgreements(stdout, list, o.provider)
 	case "show":
 		a, err := ags.Get(ctx, o.id)
 		if err != nil {
 			return err
 		}
-		var v any
-		_ = json.Unmarshal(consent.AgreementJSON(a), &v)
-		b, _ := json.MarshalIndent(v, "", "  ")
-		fmt.Fprintln(stdout, string(b))
+		printJSON(stdout, consent.AgreementJSON(a))
 	case "suspend", "end", "activate":
 		f := map[string]func(context.Context, string) (consent.Agreement, error){"suspend": ags.Suspend, "end": ags.End, "activate": ags.Activate}[sub]
 		a, err := f(ctx, o.id)
 		if err != nil {
 			return err
 		}
+		fmt.Fprintf(stdout, "agreement %s is now %s\n", a.ID, a.Status)
+	}
+	return nil
+}
+
+func printAgreements(w io.Writer, list []consent.Agreement, provider string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tPROVIDER\tCONSUMERS\tSTATUS\tAREAS\tPURPOSES\tBREAK-GLASS")
+	for _, a := range list {
+		if provider != "" && a.Provider != provider {
+			continue
+		}
+		consumers := strings.Join(a.Consumers, ",")
+		if a.ConsumerGroup != "" {
+			consumers = "group:" + a.ConsumerGroup
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%v\n", a.ID, a.Provider, consumers, a.Status, a.Areas, strings.Join(a.Purposes, ","), a.BreakGlass)
+	}
+	tw.Flush()
+}
+
+func printJSON(w io.Writer, b []byte) {
+	var v any
+	_ = json.Unmarshal(b, &v)
+	out, _ := json.MarshalIndent(v, "", "  ")
+	fmt.Fprintln(w, string(out))
+}
+
+// agreementsAPI runs an agreements verb through a running server's admin API.
+func agreementsAPI(ctx context.Context, f *apiFlags, sub, id, provider string, body []byte, stdout io.Writer) error {
+	api, err := f.open()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		out, err := api.call(ctx, "GET", "/admin/agreements", "system/Agreement.rs", nil, nil)
+		if err != nil {
+			return err
+		}
+		var l struct {
+			Agreements []json.RawMessage `json:"agreements"`
+		}
+		if err := json.Unmarshal(out, &l); err != nil {
+			return fmt.Errorf("GET /admin/agreements: unexpected answer")
+		}
+		var list []consent.Agreement
+		for _, raw := range l.Agreements {
+			a, err := consent.ParseAgreement(raw)
+			if err != nil {
+				return err
+			}
+			list = append(list, a)
+		}
+		printAgreements(stdout, list, provider)
+	case "show":
+		out, err := api.call(ctx, "GET", "/admin/agreements/"+id, "system/Agreement.rs", nil, nil)
+		if err != nil {
+			return err
+		}
+		printJSON(stdout, out)
+	case "add":
+		out, err := api.call(ctx, "POST", "/admin/agreements", "system/Agreement.c", body, nil)
+		if err != nil {
+			return err
+		}
+		a, err := consent.ParseAgreement(out)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "agreement %s added (%s -> %s, %s)\n", a.ID, a.Provider, strings.Join(a.Consumers, ","), a.Status)
+	case "suspend", "end", "activate":
+		out, err := api.call(ctx, "POST", "/admin/agreements/"+id+"/"+sub, "system/Agreement.u", []byte("{}"), nil)
+		if err != nil {
+			return err
+		}
+		var a struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		_ = json.Unmarshal(out, &a)
 		fmt.Fprintf(stdout, "agreement %s is now %s\n", a.ID, a.Status)
 	}
 	return nil

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +51,11 @@ The log must not be open by a running server. With --database URL (or
 $GPGATE_DATABASE) verify and export read a multi-node deployment's
 PostgreSQL log instead, from one snapshot, while the nodes keep serving;
 give each node's exported head with --head to check it.
+While gpgate serve runs, verify and export go through its admin API:
+  gpgate audit verify --base URL --client ID --key FILE
+  gpgate audit export --base URL --client ID --key FILE [--since T]
+(--key is then the client's private key; the client needs
+system/AuditEvent.rs; the server checks its own audit key and head).
 `
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +67,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var data, database, since, key, head string
 	var pubs []string
 	var strict bool
+	var api apiFlags
 	synopsis := map[string]string{
 		"verify": "Walks the audit log and checks it against its signed checkpoints and exported head.",
 		"export": "Writes AuditEvents as NDJSON, oldest first.",
@@ -69,14 +78,19 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		usage(stderr)
 		return errUsage
 	}
-	fs := newFlags("audit "+sub+" [flags]", synopsis+" The log must not be open by a running server.", stderr)
+	fs := newFlags("audit "+sub+" [flags]", synopsis+" With --base, through a running server's admin API.", stderr)
 	fs.StringVar(&data, "data", "./gpgate-data", "data directory")
 	if sub != "pubkey" {
 		fs.StringVar(&database, "database", os.Getenv(databaseEnv), "PostgreSQL URL of a multi-node deployment's audit log (instead of the data directory's; nodes may keep running)")
 	}
 	switch sub {
 	case "verify":
-		fs.StringVar(&key, "key", "", "the audit key (private or public PEM) `FILE` (default DIR.audit-key when it exists)")
+		fs.StringVar(&key, "key", "", "the audit key (private or public PEM) `FILE` (default DIR.audit-key when it exists); with --base, the client's private key")
+		fs.StringVar(&api.base, "base", "", "verify through the admin API of the gpgate serving at this base URL (with --client and --key)")
+		fs.StringVar(&api.client, "client", "", "admin API: the client id to authenticate as")
+		fs.StringVar(&api.cacert, "cacert", "", "admin API: CA certificate (PEM) to trust for the server's TLS certificate")
+		fs.StringVar(&api.cert, "cert", "", "admin API: client certificate (PEM) for mutual TLS")
+		fs.StringVar(&api.certKey, "cert-key", "", "admin API: the client certificate's private key (PEM)")
 		fs.Func("pub", "a further trusted public key `FILE` (a key used before a rotation); repeatable", func(s string) error {
 			pubs = append(pubs, s)
 			return nil
@@ -85,6 +99,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fs.BoolVar(&strict, "strict", false, "fail unless a key and an exported head were checked")
 	case "export":
 		fs.StringVar(&since, "since", "", "only entries recorded at or after this time")
+		api.register(fs, "")
 	case "pubkey":
 		fs.StringVar(&key, "key", "", "the audit key `FILE` (default DIR.audit-key)")
 	}
@@ -108,6 +123,15 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "audit key id %s\n", audit.KeyID(pub))
 		return err
 	case "verify":
+		if api.base != "" {
+			api.key = key
+			return auditVerifyAPI(ctx, &api, stdout)
+		}
+		if database == "" {
+			if err := localOnly(data, "audit verify"); err != nil {
+				return err
+			}
+		}
 		return auditVerify(ctx, data, database, key, pubs, head, strict, stdout)
 	}
 	var t time.Time
@@ -120,6 +144,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		if err != nil {
 			return fmt.Errorf("--since %q: want RFC 3339 or YYYY-MM-DD", since)
+		}
+	}
+	if api.remote() {
+		return auditExportAPI(ctx, &api, since, stdout, stderr)
+	}
+	if database == "" {
+		if err := localOnly(data, "audit export"); err != nil {
+			return err
 		}
 	}
 	st, done, err := openAuditReadOnly(ctx, data, database)
@@ -209,4 +241,72 @@ func auditVerify(ctx context.Context, data, database, key string, pubs []string,
 		return errors.New("--strict: the log was not checked against both a key and an exported head")
 	}
 	return nil
+}
+
+// auditVerifyAPI asks a running server to verify its own log.
+func auditVerifyAPI(ctx context.Context, f *apiFlags, stdout io.Writer) error {
+	api, err := f.open()
+	if err != nil {
+		return err
+	}
+	out, err := api.call(ctx, "GET", "/admin/audit/verify", "system/AuditEvent.rs", nil, nil)
+	if err != nil {
+		return err
+	}
+	var r struct {
+		OK          bool     `json:"ok"`
+		Entries     int      `json:"entries"`
+		Checkpoints int      `json:"checkpoints"`
+		Head        uint64   `json:"head"`
+		HeadChecked bool     `json:"headChecked"`
+		Unanchored  int      `json:"unanchored"`
+		FirstBroken uint64   `json:"firstBroken"`
+		Error       string   `json:"error"`
+		Warnings    []string `json:"warnings"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return fmt.Errorf("GET /admin/audit/verify: unexpected answer")
+	}
+	for _, w := range r.Warnings {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
+	}
+	if !r.OK {
+		if r.FirstBroken > 0 {
+			fmt.Fprintf(stdout, "audit chain BROKEN at entry %d (%d entries verified before it): %s\n", r.FirstBroken, r.Entries, r.Error)
+		} else {
+			fmt.Fprintf(stdout, "audit log check FAILED (%d entries, chain intact): %s\n", r.Entries, r.Error)
+		}
+		return errors.New("audit log does not verify")
+	}
+	fmt.Fprintf(stdout, "audit chain OK: %d entries (%d signed checkpoints verified; exported head at entry %d; %d entries after the newest anchor)\n",
+		r.Entries, r.Checkpoints, r.Head, r.Unanchored)
+	return nil
+}
+
+// auditExportAPI streams a running server's AuditEvents as NDJSON.
+func auditExportAPI(ctx context.Context, f *apiFlags, since string, stdout, stderr io.Writer) error {
+	api, err := f.open()
+	if err != nil {
+		return err
+	}
+	path := "/admin/audit/export"
+	if since != "" {
+		path += "?since=" + url.QueryEscape(since)
+	}
+	cw := &countingWriter{w: stdout}
+	if _, err := api.call(ctx, "GET", path, "system/AuditEvent.rs", nil, cw); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "exported %d AuditEvents\n", cw.lines)
+	return nil
+}
+
+type countingWriter struct {
+	w     io.Writer
+	lines int
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.lines += bytes.Count(p, []byte{'\n'})
+	return c.w.Write(p)
 }

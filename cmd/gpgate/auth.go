@@ -11,10 +11,32 @@ import (
 	"github.com/gpgate/gpgate/fhir/access"
 )
 
-// bearerAuth adapts the SMART verifier to rest.Authenticator.
+// bearerAuth adapts the SMART verifier to rest.Authenticator. A refused
+// authentication (no token, a forged, expired or revoked one) is counted
+// and audited in aggregate (refusals: one entry per address and reason per
+// window), so a caller cannot flood the audit log with garbage tokens.
 type bearerAuth struct {
-	v     *smart.Verifier
-	realm string
+	v        *smart.Verifier
+	realm    string
+	refusals *access.Refusals // nil: not audited
+	observe  func(reason string)
+}
+
+// bearerReason is a refusal's reason, from a small fixed set.
+func bearerReason(be *smart.BearerError) string {
+	switch {
+	case be.Code == "":
+		return "no-token"
+	case be.Code == smart.ErrInvalidRequest:
+		return "malformed-authorization"
+	case strings.Contains(be.Description, "expired"):
+		return "expired-token"
+	case strings.Contains(be.Description, "disabled"), strings.Contains(be.Description, "no longer registered"):
+		return "client-disabled"
+	case strings.Contains(be.Description, "rotated"):
+		return "client-key-rotated"
+	}
+	return "invalid-token"
 }
 
 // authError carries the RFC 6750 challenge alongside the coded error the
@@ -39,6 +61,13 @@ func (a bearerAuth) Authenticate(r *http.Request) (*fhir.Principal, error) {
 	}
 	var be *smart.BearerError
 	if errors.As(err, &be) {
+		reason := bearerReason(be)
+		if a.observe != nil {
+			a.observe(reason)
+		}
+		if a.refusals != nil {
+			a.refusals.Refused(access.RefusedBearer, "", fhir.ClientAddrFrom(r.Context()), reason)
+		}
 		return nil, &authError{fe: be.FHIRError(), challenge: be.WWWAuthenticate(a.realm)}
 	}
 	return nil, fhir.Internal(err)

@@ -38,8 +38,10 @@ type backends struct {
 	closers []func()
 }
 
-func openBackends(ctx context.Context, o serveOpts, trusted []ed25519.PublicKey, log *slog.Logger) (b *backends, err error) {
-	b = &backends{}
+func openBackends(ctx context.Context, o serveOpts, trusted []ed25519.PublicKey, log *slog.Logger) (_ *backends, err error) {
+	// b is not the named result: a failure returns nil, and what was
+	// opened before it must still be closed
+	b := &backends{}
 	defer func() {
 		if err != nil {
 			b.Close()

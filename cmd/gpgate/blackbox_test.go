@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -212,7 +213,16 @@ func startServer(t testing.TB) *testServer {
 }
 
 func TestMain(m *testing.M) {
+	// Every server this test binary starts in-process uses the public test
+	// key, so ids the tests compute (fhir.PatientID) are the served ones.
+	newPatientIDKey = func() ([]byte, error) { return fhir.TestPatientIDKey, nil }
+	// serve refuses a data directory group or others can read; the
+	// directories tests make (t.TempDir) are private like a deployment's.
+	syscall.Umask(0o077)
 	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	if shared != nil {
 		os.RemoveAll(shared.dir)
 	}

@@ -41,8 +41,13 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
   gpgate clients enable --id ID [--data DIR]
   gpgate clients rotate-key --id ID --jwks FILE [--data DIR]
         replace the client's public keys (include old and new keys for a rollover)
+  gpgate clients rotate-signing-key [--alg ES384|RS384] [--data DIR]
+        make a new token-signing key for gpgate; tokens of the old one verify until they expire
 
-The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it.
+The client registry lives in DIR/gpgate.db. While gpgate serve runs, give
+--base URL --client ID --key FILE to use its admin API instead (the client
+needs system/Client scopes, system/SigningKey.u to rotate signing keys);
+changes apply to the next request.
 `)
 	}
 	if done, err := helpRequested(args, usage, stdout); done {
@@ -50,9 +55,13 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 	}
 	sub := args[0]
 	var o struct{ data, database, id, ods, name, jwks, jwksURL, scopes, out, alg string }
+	var api apiFlags
 	fs := newFlags("clients "+sub+" [flags]", "Manage registered consumer systems.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
 	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage)
+	if sub != "keygen" {
+		api.register(fs, "")
+	}
 	switch sub {
 	case "keygen":
 		fs.StringVar(&o.out, "out", "", "file to write the private key to (required)")
@@ -69,6 +78,8 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 	case "rotate-key":
 		fs.StringVar(&o.id, "id", "", "client id (required)")
 		fs.StringVar(&o.jwks, "jwks", "", "file holding the new public JWK Set (required)")
+	case "rotate-signing-key":
+		fs.StringVar(&o.alg, "alg", "", "ES384 or RS384 (default: the server's)")
 	case "list":
 	default:
 		fmt.Fprintf(stderr, "gpgate clients: unknown subcommand %q\n", sub)
@@ -93,25 +104,54 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		fmt.Fprintln(stdout, string(pub))
 		return nil
 	}
-	st, closeState, err := clientsAt(ctx, o.data, o.database)
-	if err != nil {
-		return err
-	}
-	defer closeState()
 	switch sub {
 	case "add":
 		if o.id == "" || o.ods == "" || o.scopes == "" || (o.jwks == "") == (o.jwksURL == "") {
 			fs.Usage()
 			return fmt.Errorf("--id, --ods, --scopes and exactly one of --jwks / --jwks-url are required")
 		}
-		c := &smart.Client{ID: o.id, ODS: o.ods, Name: o.name, JWKSURL: o.jwksURL, Scopes: strings.Fields(o.scopes), Enabled: true}
-		if o.jwks != "" {
-			b, err := os.ReadFile(o.jwks)
-			if err != nil {
-				return err
-			}
-			c.JWKS = json.RawMessage(b)
+	case "disable", "enable":
+		if o.id == "" {
+			return fmt.Errorf("--id is required")
 		}
+	case "rotate-key":
+		if o.id == "" || o.jwks == "" {
+			return fmt.Errorf("--id and --jwks are required")
+		}
+	}
+	c := &smart.Client{ID: o.id, ODS: o.ods, Name: o.name, JWKSURL: o.jwksURL, Scopes: strings.Fields(o.scopes), Enabled: true}
+	if o.jwks != "" {
+		b, err := os.ReadFile(o.jwks)
+		if err != nil {
+			return err
+		}
+		c.JWKS = json.RawMessage(b)
+	}
+	if api.remote() {
+		return clientsAPI(ctx, &api, sub, c, o.alg, stdout)
+	}
+	if o.database == "" {
+		if err := localOnly(o.data, "clients "+sub); err != nil {
+			return err
+		}
+	}
+	st, closeState, err := clientsAt(ctx, o.data, o.database)
+	if err != nil {
+		return err
+	}
+	defer closeState()
+	switch sub {
+	case "rotate-signing-key":
+		srv, err := smart.NewServer(ctx, smart.Options{Clients: st, Keys: st, BaseURL: "http://offline.invalid"})
+		if err != nil {
+			return err
+		}
+		kid, err := srv.RotateSigningKey(ctx, o.alg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "signing key %s is now active; tokens of the previous key verify until they expire\n", kid)
+	case "add":
 		if err := st.AddClient(ctx, c); err != nil {
 			return err
 		}
@@ -128,9 +168,6 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		}
 		tw.Flush()
 	case "disable", "enable":
-		if o.id == "" {
-			return fmt.Errorf("--id is required")
-		}
 		f := st.DisableClient
 		if sub == "enable" {
 			f = st.EnableClient
@@ -140,17 +177,72 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		}
 		fmt.Fprintf(stdout, "client %s %sd\n", o.id, sub)
 	case "rotate-key":
-		if o.id == "" || o.jwks == "" {
-			return fmt.Errorf("--id and --jwks are required")
-		}
-		b, err := os.ReadFile(o.jwks)
-		if err != nil {
-			return err
-		}
-		if err := st.RotateClientKey(ctx, o.id, b); err != nil {
+		if err := st.RotateClientKey(ctx, o.id, c.JWKS); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "client %s keys replaced\n", o.id)
+	}
+	return nil
+}
+
+// clientsAPI runs a clients verb through a running server's admin API.
+func clientsAPI(ctx context.Context, f *apiFlags, sub string, c *smart.Client, alg string, stdout io.Writer) error {
+	api, err := f.open()
+	if err != nil {
+		return err
+	}
+	var out []byte
+	switch sub {
+	case "list":
+		if out, err = api.call(ctx, "GET", "/admin/clients", "system/Client.rs", nil, nil); err != nil {
+			return err
+		}
+		var l struct {
+			Clients []struct {
+				ID, ODS, Name, Updated string
+				Enabled                bool
+				Scopes                 []string
+			} `json:"clients"`
+		}
+		if err := json.Unmarshal(out, &l); err != nil {
+			return fmt.Errorf("GET /admin/clients: unexpected answer")
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tODS\tNAME\tENABLED\tSCOPES\tUPDATED")
+		for _, c := range l.Clients {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\t%s\n", c.ID, c.ODS, c.Name, c.Enabled, strings.Join(c.Scopes, " "), c.Updated)
+		}
+		return tw.Flush()
+	case "add":
+		body, _ := json.Marshal(map[string]any{"id": c.ID, "ods": c.ODS, "name": c.Name, "jwks": c.JWKS, "jwks_url": c.JWKSURL, "scopes": c.Scopes})
+		if len(c.JWKS) == 0 {
+			body, _ = json.Marshal(map[string]any{"id": c.ID, "ods": c.ODS, "name": c.Name, "jwks_url": c.JWKSURL, "scopes": c.Scopes})
+		}
+		if _, err = api.call(ctx, "POST", "/admin/clients", "system/Client.c", body, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s registered for %s\n", c.ID, c.ODS)
+	case "disable", "enable":
+		if _, err = api.call(ctx, "POST", "/admin/clients/"+c.ID+"/"+sub, "system/Client.u", []byte("{}"), nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s %sd\n", c.ID, sub)
+	case "rotate-key":
+		if _, err = api.call(ctx, "POST", "/admin/clients/"+c.ID+"/rotate-key", "system/Client.u", c.JWKS, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "client %s keys replaced\n", c.ID)
+	case "rotate-signing-key":
+		body, _ := json.Marshal(map[string]string{"alg": alg})
+		if alg == "" {
+			body = []byte("{}")
+		}
+		if out, err = api.call(ctx, "POST", "/admin/signing-keys/rotate", "system/SigningKey.u", body, nil); err != nil {
+			return err
+		}
+		var r map[string]string
+		_ = json.Unmarshal(out, &r)
+		fmt.Fprintf(stdout, "signing key %s is now active; tokens of the previous key verify until %s\n", r["kid"], r["previous_keys_verify_until"])
 	}
 	return nil
 }

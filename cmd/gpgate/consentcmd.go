@@ -17,6 +17,9 @@ import (
 )
 
 func runConsent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "revoke" {
+		return runConsentRevoke(ctx, args[1:], stdout, stderr)
+	}
 	var o struct {
 		base, client, key, nhs, clinician, breakGlass string
 		hours                                         int
@@ -111,4 +114,62 @@ func outcomeText(b []byte) string {
 		code = oo.Issue[0].Details.Coding[0].Code
 	}
 	return code + ": " + oo.Issue[0].Diagnostics
+}
+
+// runConsentRevoke is `gpgate consent revoke --id ID`: a sharing
+// administrator revokes any consent to view (tokens bound to it stop
+// working at once), through the admin API of a running server
+// (system/Agreement.u) or on the data directory.
+func runConsentRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var data, id string
+	var api apiFlags
+	fs := newFlags("consent revoke --id ID [--base URL --client ID --key FILE | --data DIR]",
+		"Revokes a consent to view, whoever recorded it (an administrator's act; the recording system\nrevokes its own with DELETE /Consent/{id}).", stderr)
+	fs.StringVar(&data, "data", "./gpgate-data", "data directory (when no server runs)")
+	fs.StringVar(&id, "id", "", "the Consent id (required)")
+	api.register(fs, "")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if id == "" {
+		fs.Usage()
+		return errUsage
+	}
+	if api.remote() {
+		a, err := api.open()
+		if err != nil {
+			return err
+		}
+		if _, err := a.call(ctx, "DELETE", "/admin/consents/"+id, "system/Agreement.u", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "consent %s revoked\n", id)
+		return nil
+	}
+	if err := localOnly(data, "consent revoke"); err != nil {
+		return err
+	}
+	st, err := openState(data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := loadPatientIDKey(data, false); err != nil {
+		return err
+	}
+	none := func(context.Context, fhir.NHSNumber) (string, error) {
+		return "", fhir.Errorf(fhir.CodePatientNotFound, "offline")
+	}
+	svc, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent, PracticeOf: none,
+		ResolveNHS: func(context.Context, string) (fhir.NHSNumber, error) {
+			return "", fhir.Errorf(fhir.CodePatientNotFound, "offline")
+		}})
+	if err != nil {
+		return err
+	}
+	if _, err := svc.AdminRevokeConsent(ctx, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "consent %s revoked\n", id)
+	return nil
 }

@@ -29,10 +29,7 @@ func TestCrashKeepsAudit(t *testing.T) {
 		t.Skip("crash test builds and kills the real binary; skipped with -short")
 	}
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "gpgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	data := filepath.Join(dir, "data")
 	if out, err := exec.Command(bin, "demo", "--data", data, "--patients", "30", "--practices", "1", "--fast").CombinedOutput(); err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)

@@ -92,10 +92,15 @@ var demoClients = []struct{ id, ods, name, key, scopes string }{
 	{"demo-ambulance", consent.DemoConsumerBPOnly, "Demo ambulance trust (blood pressure only)", "demo-ambulance.jwk", demoClinicalScopes},
 	{"demo-ooh", consent.DemoConsumerNoBreakGls, "Demo out-of-hours (no break-glass)", "demo-ooh.jwk", demoClinicalScopes},
 	{"demo-auditor", "Y99000", "Demo regional auditor", "demo-auditor.jwk", "system/AuditEvent.rs"},
-	{"demo-admin", "Y99000", "Demo regional sharing administrator", "demo-admin.jwk", "system/Agreement.crus"},
+	{"demo-admin", "Y99000", "Demo regional administrator (agreements, clients, signing keys)", "demo-admin.jwk", demoAdminScopes},
 }
 
 const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.cd"
+
+// demoAdminScopes are the demo administrator's: the agreements register
+// (and revoking any consent to view), the client registry, gpgate's
+// signing keys.
+const demoAdminScopes = "system/Agreement.crus system/Client.crus system/SigningKey.u"
 
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.
@@ -150,21 +155,35 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 	}
 	dbPath := filepath.Join(o.data, recordsFile)
 	sumPath := filepath.Join(o.data, summaryFile)
-	if !o.force {
+	_, keyErr := os.Stat(filepath.Join(o.data, patientKeyFile))
+	if !o.force && keyErr == nil {
 		if b, err := os.ReadFile(sumPath); err == nil {
 			var s demo.Summary
 			if json.Unmarshal(b, &s) == nil {
 				if _, err := os.Stat(dbPath); err == nil {
+					if err := loadPatientIDKey(o.data, false); err != nil {
+						return nil, err
+					}
 					fmt.Fprintf(progress, "gpgate demo: keeping the existing region in %s (use --force to regenerate)\n", o.data)
 					return &s, nil
 				}
 			}
 		}
 	}
+	if keyErr != nil {
+		if _, err := os.Stat(dbPath); err == nil {
+			fmt.Fprintf(progress, "gpgate demo: the region in %s predates keyed patient ids: regenerating it\n", o.data)
+		}
+	}
 	for _, f := range []string{dbPath, sumPath} {
 		if err := os.Remove(f); err != nil && !os.IsNotExist(err) {
 			return nil, err
 		}
+	}
+	// The region's patient ids are made with the deployment's patient-id
+	// key (created here on first use), the one serve will use.
+	if err := loadPatientIDKey(o.data, true); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	store, err := embedded.Open(dbPath)

@@ -24,7 +24,7 @@ const (
 	kPatient = "patient token, own patient"
 	kOther   = "patient token, another patient"
 	kAuditor = "auditor (system/AuditEvent.rs)"
-	kAdmin   = "admin (system/Agreement.crus)"
+	kAdmin   = "admin (system/Agreement.crus Client.crus SigningKey.u)"
 )
 
 var callerKinds = []string{kNone, kForged, kSystem, kPatient, kOther, kAuditor, kAdmin}
@@ -75,6 +75,30 @@ var matrix = []matrixRow{
 	}},
 	{"POST", "/admin/agreements/:id/:action", func(*matrixEnv) []probe {
 		return []probe{{name: "bad action", path: "/admin/agreements/demo-y99001-rxx01/explode", body: `{}`, want: statuses(403, kAdmin, 422)}}
+	}},
+	{"GET", "/admin/clients", func(*matrixEnv) []probe {
+		return []probe{{name: "clients list", path: "/admin/clients", want: statuses(403, kAdmin, 200)}}
+	}},
+	{"POST", "/admin/clients", func(*matrixEnv) []probe {
+		return []probe{{name: "client add (invalid)", path: "/admin/clients", body: `{}`, want: statuses(403, kAdmin, 422)}}
+	}},
+	{"GET", "/admin/clients/:id", func(*matrixEnv) []probe {
+		return []probe{{name: "client get", path: "/admin/clients/demo-ehr", want: statuses(403, kAdmin, 200)}}
+	}},
+	{"POST", "/admin/clients/:id/:action", func(*matrixEnv) []probe {
+		return []probe{{name: "disable unknown client", path: "/admin/clients/no-such-client/disable", body: `{}`, want: statuses(403, kAdmin, 404)}}
+	}},
+	{"POST", "/admin/signing-keys/rotate", func(*matrixEnv) []probe {
+		return []probe{{name: "rotate (bad alg)", path: "/admin/signing-keys/rotate", body: `{"alg":"HS256"}`, want: statuses(403, kAdmin, 422)}}
+	}},
+	{"GET", "/admin/audit/verify", func(*matrixEnv) []probe {
+		return []probe{{name: "audit verify", path: "/admin/audit/verify", want: statuses(403, kAuditor, 200)}}
+	}},
+	{"GET", "/admin/audit/export", func(*matrixEnv) []probe {
+		return []probe{{name: "audit export (none since)", path: "/admin/audit/export?since=2999-01-01", want: statuses(403, kAuditor, 200)}}
+	}},
+	{"DELETE", "/admin/consents/:id", func(*matrixEnv) []probe {
+		return []probe{{name: "admin revoke unknown", path: "/admin/consents/no-such-consent", want: statuses(403, kAdmin, 404)}}
 	}},
 	{"POST", "/Consent", func(m *matrixEnv) []probe {
 		body := `{"resourceType":"Consent","patient":{"reference":"Patient/` + m.patient + `"},"performer":[{"identifier":{"system":"https://fhir.nhs.uk/Id/sds-user-id","value":"` + demoClinician + `"}}]}`
@@ -176,7 +200,7 @@ func TestAccessMatrix(t *testing.T) {
 		kPatient: "Bearer " + s.patientToken(t, p.PatientID),
 		kOther:   "Bearer " + s.patientToken(t, other.PatientID),
 		kAuditor: "Bearer " + s.tokenFor(t, "demo-auditor", "demo-auditor.jwk", "system/AuditEvent.rs"),
-		kAdmin:   "Bearer " + s.tokenFor(t, "demo-admin", "demo-admin.jwk", "system/Agreement.crus"),
+		kAdmin:   "Bearer " + s.tokenFor(t, "demo-admin", "demo-admin.jwk", demoAdminScopes),
 	}
 	for _, row := range matrix {
 		for _, pr := range row.probes(m) {

@@ -516,13 +516,17 @@ type registered struct {
 // practices go through adapters.Live (guard + the shared snapshot cache).
 func registerPractices(ctx context.Context, reg *adapters.Registry, store *embedded.Store, cfg *practicesConfig, env *sourceEnv) (registered, error) {
 	var out registered
+	wrap := func(_ string, src adapters.Source) adapters.Source { return src }
+	if env != nil && env.wrap != nil {
+		wrap = env.wrap // serve times every source for metrics
+	}
 	if store != nil {
 		practices, err := store.Practices()
 		if err != nil {
 			return out, err
 		}
 		for _, p := range practices {
-			if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: p.Name, Kind: embedded.Kind, Source: store.Source(p.ODS)}); err != nil {
+			if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: p.Name, Kind: embedded.Kind, Source: wrap(p.ODS, store.Source(p.ODS))}); err != nil {
 				return out, err
 			}
 			out.count++
@@ -546,7 +550,7 @@ func registerPractices(ctx context.Context, reg *adapters.Registry, store *embed
 		if name == "" {
 			name = p.ODS
 		}
-		if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: name, Kind: p.Kind, Source: src}); err != nil {
+		if err := reg.Register(ctx, adapters.Practice{ODS: p.ODS, Name: name, Kind: p.Kind, Source: wrap(p.ODS, src)}); err != nil {
 			return out, err
 		}
 		out.count++
@@ -554,11 +558,9 @@ func registerPractices(ctx context.Context, reg *adapters.Registry, store *embed
 	return out, nil
 }
 
-// reindexLoop picks up new and removed patients of folder practices.
-func reindexLoop(ctx context.Context, reg *adapters.Registry, ods []string, every time.Duration, log *slog.Logger) {
-	if len(ods) == 0 {
-		return
-	}
+// reindexLoop picks up new and removed patients of folder practices, in
+// the registry serving now (SIGHUP replaces it).
+func reindexLoop(ctx context.Context, regs *liveRegistry, folders func() []string, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -566,7 +568,8 @@ func reindexLoop(ctx context.Context, reg *adapters.Registry, ods []string, ever
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, o := range ods {
+			reg := regs.get()
+			for _, o := range folders() {
 				if err := reg.Reindex(ctx, o); err != nil {
 					log.Warn("reindex failed", "practice", o, "err", err)
 				}

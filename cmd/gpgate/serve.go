@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"strings"
-
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +12,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
 
 	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
@@ -26,6 +32,7 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/access"
 	"github.com/gpgate/gpgate/fhir/rest"
+	"github.com/gpgate/gpgate/metrics"
 	"github.com/gpgate/gpgate/viewer"
 	"github.com/gpgate/gpgate/viewer/users/boltstore"
 )
@@ -82,6 +89,36 @@ type serveOpts struct {
 	// database is the PostgreSQL URL of the state every node shares ("":
 	// bbolt files in data); node names this node in its audit entries.
 	database, node string
+
+	// TLS on the listener (certificate and key files), mutual TLS with a
+	// client CA; plain HTTP only on loopback or with insecureHTTP.
+	tlsCert, tlsKey, tlsClientCA string
+	insecureHTTP                 bool
+	// adminListen serves /healthz, /readyz and /metrics on a listener of
+	// its own; without it they are on the main listener, /readyz and
+	// /metrics to loopback callers only.
+	adminListen string
+
+	// Rate limits (requests per second and burst; 0 disables one).
+	rateAddress, rateClient   float64
+	burstAddress, burstClient int
+	clientConcurrent          int
+	refusalWindow             time.Duration // aggregation window of refused authentications (default 1 min)
+
+	// shutdownGrace is how long /readyz answers 503 before the listener
+	// stops taking connections (for a load balancer to notice);
+	// shutdownTimeout bounds the drain of requests in flight.
+	shutdownGrace, shutdownTimeout time.Duration
+
+	signals bool                // handle SIGHUP (the real command; tests reload through onReload)
+	hooks   func(h *serveHooks) // tests: reach the running server
+	stderr  io.Writer           // where runServe prints
+}
+
+// serveHooks let tests drive a running in-process server.
+type serveHooks struct {
+	Reload func() error
+	Audit  auditStore
 }
 
 // stringList is a repeatable string flag.
@@ -92,10 +129,10 @@ func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o serveOpts
-	fs := newFlags("serve [flags]", "Serves the GP records of the configured practices as UK Core FHIR R4.\nThe embedded store in --data is the default source; run `gpgate demo` first for demo data.", stderr)
-	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory (embedded store, keys, audit log)")
+	fs := newFlags("serve [flags]", "Serves the GP records of the configured practices as UK Core FHIR R4.\nThe embedded store in --data is the default source; run `gpgate demo` first for demo data.\nSIGHUP reloads the practices file, the agreements and the TLS files; SIGTERM drains and stops.", stderr)
+	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory (embedded store, keys, audit log); must be private to gpgate's user (0700)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free port)")
-	fs.StringVar(&o.baseURL, "base-url", "", "public base URL (default http://<listen address>)")
+	fs.StringVar(&o.baseURL, "base-url", "", "public base URL (default http(s)://<listen address>)")
 	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices and the PDS locator (default DATA/practices.json when it exists); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
@@ -106,9 +143,22 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
 	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage+"; run `gpgate migrate` first")
 	fs.StringVar(&o.node, "node", "", "this node's name in the audit entries it records (default: the listen address with --database)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate chain (PEM); with --tls-key, the listener speaks TLS 1.2+ only")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM), mode 0600")
+	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA certificates (PEM) of client certificates: mutual TLS, a client certificate is required and verified")
+	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
+	fs.StringVar(&o.adminListen, "admin-listen", "", "address for /healthz, /readyz and /metrics (default: on --listen, /readyz and /metrics to loopback callers only)")
+	fs.Float64Var(&o.rateAddress, "rate-address", 50, "requests per second per source address (0: no limit)")
+	fs.IntVar(&o.burstAddress, "burst-address", 200, "burst per source address")
+	fs.Float64Var(&o.rateClient, "rate-client", 50, "requests per second per client (0: no limit)")
+	fs.IntVar(&o.burstClient, "burst-client", 200, "burst per client")
+	fs.IntVar(&o.clientConcurrent, "client-concurrency", 32, "concurrent requests per client (0: no limit)")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "on SIGTERM, how long /readyz answers 503 before the listener closes")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long requests in flight may take to finish")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	o.signals, o.stderr = true, stderr
 	log := newLogger(stderr, o.logLvl, o.logFmt)
 	return serve(ctx, o, log, func(url string) { fmt.Fprintf(stdout, "gpgate serving FHIR R4 at %s\n", url) })
 }
@@ -116,6 +166,30 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // serve runs the server until ctx ends. ready is called with the base URL once
 // the listener is open (tests use it to learn the port).
 func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url string)) error {
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if o.tlsClientCA != "" && o.tlsCert == "" {
+		return errors.New("--tls-client-ca needs --tls-cert and --tls-key")
+	}
+	if o.shutdownTimeout <= 0 {
+		o.shutdownTimeout = 20 * time.Second
+	}
+	if err := os.MkdirAll(o.data, 0o700); err != nil {
+		return err
+	}
+	// Records, keys and the audit log: nobody but gpgate's user reads them.
+	if err := checkDataDir(o.data); err != nil {
+		return err
+	}
+	if m, running := runningServer(o.data); running && m.PID != os.Getpid() {
+		return fmt.Errorf("a gpgate serve (pid %d, %s) is already running on %s", m.PID, m.URL, o.data)
+	}
+	// Patient ids are keyed with the deployment's secret, made at the first
+	// start (or by `gpgate demo`), before any id is computed.
+	if err := loadPatientIDKey(o.data, true); err != nil {
+		return err
+	}
 	cfgPath := practicesPath(o.practices, o.data)
 	var store *embedded.Store
 	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err == nil {
@@ -128,18 +202,31 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	} else if cfgPath == "" {
 		return fmt.Errorf("no embedded store in %s and no practices file (run `gpgate demo --data %s` first, or give --practices)", o.data, o.data)
 	}
-	var cfg *practicesConfig
-	if cfgPath != "" {
+	// readConfig reads the practices file (at start and on SIGHUP).
+	readConfig := func() (*practicesConfig, error) {
+		if cfgPath == "" {
+			return nil, nil
+		}
 		c, err := readPracticesConfig(cfgPath)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		c.resolve(filepath.Dir(cfgPath))
-		cfg = c
-		log.Info("practices file", "path", cfgPath, "practices", len(c.Practices))
+		return c, nil
 	}
-	if err := os.MkdirAll(o.data, 0o700); err != nil {
+	cfg, err := readConfig()
+	if err != nil {
 		return err
+	}
+	if cfg != nil {
+		log.Info("practices file", "path", cfgPath, "practices", len(cfg.Practices))
+	}
+	var tf *tlsFiles
+	if o.tlsCert != "" {
+		tf = &tlsFiles{cert: o.tlsCert, key: o.tlsKey, clientCA: o.tlsClientCA}
+		if err := tf.load(); err != nil {
+			return err
+		}
 	}
 	// No durable audit, no data: the server does not start without its log.
 	if o.auditKey == "" {
@@ -160,88 +247,142 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		o.node = o.listen
 	}
 	// The audit log and the state: in the data directory, or shared by
-	// every node in PostgreSQL (backends.go).
+	// every node in PostgreSQL (backends.go). The log verifies its chain
+	// from the last signed checkpoint, and against the exported head,
+	// before it serves: a rewritten or truncated log refuses to open.
 	back, err := openBackends(ctx, o, trusted, log)
 	if err != nil {
 		return err
 	}
+	// Closed last (deferred first): the audit log commits what is queued,
+	// signs a final checkpoint and exports it.
 	defer back.Close()
 	auditLog, st := back.audit, back.state
+
+	m := metrics.New(version)
+	auditor := &timedAuditor{st: auditLog, m: m}
+	refusals := access.NewRefusals(access.RefusalOptions{Auditor: auditor, Window: o.refusalWindow, Logger: log})
+
+	// The practices: the embedded store's and the practices file's (live
+	// ones through one snapshot cache, PDS finding their patients, the id
+	// map written behind the request path), each source timed for metrics.
+	// SIGHUP builds a new registry from the file and swaps it in.
+	snapOpts := adapters.SnapshotOptions{Logger: log}
+	if cfg != nil && cfg.Snapshots != nil {
+		snapOpts.TTL, snapOpts.MaxBytes = time.Duration(cfg.Snapshots.TTL), cfg.Snapshots.MaxBytes
+		snapOpts.PartialTTL = time.Duration(cfg.Snapshots.PartialTTL)
+	}
+	snaps := adapters.NewSnapshots(snapOpts)
+	regs := &liveRegistry{}
+	var liveMu sync.Mutex
+	var folders, livePractices []string
+	var env *sourceEnv
+	var closeWB []func()
+	wrap := func(ods string, src adapters.Source) adapters.Source {
+		return timedSource{ods: ods, inner: src, obs: m}
+	}
+	budget := 10 * time.Second // the core's bound on a fetch: past every practice's own deadline
+	loadRegistry := func(base string, cfg *practicesConfig) (int, error) {
+		regOpts := adapters.RegistryOptions{Logger: log, IDMap: back.ids}
+		if cfg != nil && cfg.PDS != nil {
+			loc, err := pdsLocator(cfg.PDS, log)
+			if err != nil {
+				return 0, fmt.Errorf("pds: %w", err)
+			}
+			wb := adapters.NewWriteBehind(testHooks.idmap(back.ids), adapters.WriteBehindOptions{Logger: log})
+			testHooks.writeBehind(wb)
+			liveMu.Lock()
+			closeWB = append(closeWB, func() { _ = wb.Close() })
+			liveMu.Unlock()
+			regOpts.Locator, regOpts.IDMap = loc, wb
+		}
+		reg := adapters.NewRegistryWith(regOpts)
+		e := newSourceEnv(log, snaps, base)
+		e.wrap = wrap
+		regd, err := registerPractices(ctx, reg, store, cfg, e)
+		if err != nil {
+			e.close()
+			return 0, err
+		}
+		if cfg != nil {
+			for _, p := range cfg.Practices {
+				if p.live() && p.deadline()+2*time.Second > budget {
+					budget = p.deadline() + 2*time.Second
+				}
+			}
+		}
+		regs.set(reg)
+		liveMu.Lock()
+		old := env
+		env, folders, livePractices = e, regd.reindex, regd.live
+		liveMu.Unlock()
+		if old != nil {
+			// requests in flight on the old sources finish first
+			time.AfterFunc(o.shutdownTimeout+10*time.Second, func() { old.close() })
+		}
+		return regd.count, nil
+	}
+	defer func() {
+		liveMu.Lock()
+		e, wbs := env, closeWB
+		liveMu.Unlock()
+		if e != nil {
+			e.close()
+		}
+		for _, f := range wbs {
+			f() // before the backends close: the last id-map entries are written
+		}
+	}()
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
 	}
 	defer ln.Close()
+	if tf == nil && !isLoopback(ln.Addr()) && !o.insecureHTTP {
+		return fmt.Errorf("refusing plain HTTP on %s, which is not a loopback address: give --tls-cert and --tls-key, or --insecure-http behind a TLS-terminating proxy", ln.Addr())
+	}
+	scheme := "http"
+	if tf != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tf.config(true))
+	}
 	base := o.baseURL
 	if base == "" {
-		base = "http://" + ln.Addr().String()
+		base = scheme + "://" + ln.Addr().String()
 	}
-
-	// Live practices: one snapshot cache for all; PDS finds their patients;
-	// the id map remembers the patient ids PDS placed, written behind the
-	// request path.
-	snapOpts := adapters.SnapshotOptions{Logger: log}
-	regOpts := adapters.RegistryOptions{Logger: log}
-	if cfg != nil && cfg.Snapshots != nil {
-		snapOpts.TTL, snapOpts.MaxBytes = time.Duration(cfg.Snapshots.TTL), cfg.Snapshots.MaxBytes
-		snapOpts.PartialTTL = time.Duration(cfg.Snapshots.PartialTTL)
-	}
-	if cfg != nil && cfg.PDS != nil {
-		loc, err := pdsLocator(cfg.PDS, log)
-		if err != nil {
-			return fmt.Errorf("pds: %w", err)
-		}
-		// The durable id map is the state's (bbolt in the data directory,
-		// or PostgreSQL shared by every node).
-		wb := adapters.NewWriteBehind(testHooks.idmap(back.ids), adapters.WriteBehindOptions{Logger: log})
-		testHooks.writeBehind(wb)
-		defer wb.Close() // runs before the backends close: the last entries are written
-		regOpts.Locator, regOpts.IDMap = loc, wb
-	} else {
-		regOpts.IDMap = back.ids
-	}
-	reg := adapters.NewRegistryWith(regOpts)
-	env := newSourceEnv(log, adapters.NewSnapshots(snapOpts), base)
-	defer env.close()
-	regd, err := registerPractices(ctx, reg, store, cfg, env)
+	practices, err := loadRegistry(base, cfg)
 	if err != nil {
 		return err
 	}
-	go reindexLoop(ctx, reg, regd.reindex, 2*time.Second, log)
-	practices := regd.count
-	budget := 10 * time.Second // the core's bound on a fetch: past every practice's own deadline
-	if cfg != nil {
-		for _, p := range cfg.Practices {
-			if p.live() && p.deadline()+2*time.Second > budget {
-				budget = p.deadline() + 2*time.Second
-			}
-		}
-	}
-
-	warnUnshared(ctx, st, reg, log)
+	go reindexLoop(ctx, regs, func() []string { liveMu.Lock(); defer liveMu.Unlock(); return folders }, 2*time.Second, log)
+	warnUnshared(ctx, st, regs.get(), log)
 	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
 	if err != nil {
 		return fmt.Errorf("--sensitive-codes: %w", err)
 	}
-	pats := patients{reg}
+	pats := patients{regs}
 	policy, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent,
 		PracticeOf: pats.PracticeOf, ResolveNHS: pats.Resolve, Logger: log})
 	if err != nil {
 		return err
 	}
+	clientAdmin := &lateClientAdmin{}
 	// The record-access core: every face goes through it, and it cannot be
 	// built without its guards.
 	core, err := access.New(access.Config{
 		Patients:     pats,
-		Records:      reg,
+		Records:      regs,
 		Scopes:       smart.Authorizer{},
 		Policy:       policy,
 		Redactor:     consent.NewRedactor(exclusions, 0),
-		Auditor:      auditLog,
+		Auditor:      auditor,
 		Consents:     policy,
 		AuditLog:     auditLogAPI{auditLog},
 		Agreements:   policy,
+		ClientAdmin:  clientAdmin,
+		AuditAdmin:   auditAdmin{st: auditLog, key: o.auditKey, head: o.auditHead, trusted: trusted},
+		ConsentAdmin: policy,
 		SourceBudget: budget,
 		Logger:       log,
 	})
@@ -250,32 +391,26 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}
 	// The practice trail: each granted access is told to the practice
 	// system, from gpgate's own durable log, off the request path.
-	trail, err := auditLog.Forward(audit.ForwardOptions{Name: "practice-trail", Match: audit.PatientAccessGranted, To: practiceTrail{reg}, Logger: log})
+	trail, err := auditLog.Forward(audit.ForwardOptions{Name: "practice-trail", Match: audit.PatientAccessGranted, To: practiceTrail{regs}, Logger: log})
 	if err != nil {
 		return err
 	}
-	// Deferred calls run last-in first-out: the trail catches up before the
-	// audit log and the stores close.
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := trail.Drain(dctx); err != nil {
-			log.Warn("practice trail not drained at shutdown; it resumes from its cursor on the next start", "err", err)
-		}
-	}()
+	m.WatchAudit(auditStats(auditLog, map[string]*audit.Forwarder{"practice-trail": trail}, refusals))
+	m.WatchCircuits(regs.circuits)
 	// The Shared Record Viewer: clinicians without an integrated EPR, on the
 	// same core (local accounts in the state file).
 	users, err := boltstore.New(back.usersDB)
 	if err != nil {
 		return err
 	}
-	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog,
-		Narrower: narrower{core}, ReplayCache: back.replay})
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditor,
+		Narrower: narrower{core}, Events: tokenEvents{m: m, refusals: refusals}, ReplayCache: back.replay})
 	if err != nil {
 		return err
 	}
 	defer authz.Close()
 	back.watch(ctx, policy, authz, log)
+	clientAdmin.set(authz.Admin())
 	uris := authz.OAuthURIs()
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
@@ -285,51 +420,153 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if err != nil {
 		return err
 	}
+	var draining atomic.Bool
+	health := &health{draining: &draining, state: st, auditor: auditor, authz: authz, regs: regs}
 	e, err := rest.New(rest.Config{
 		BaseURL:    base,
 		Core:       core,
-		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
+		Auth:       bearerAuth{v: authz.Verifier(), realm: base, refusals: refusals, observe: m.AuthRefused},
 		Capability: capability,
 		Static:     conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
 		Logger:     log,
+		Security:   rest.Security{HSTS: tf != nil, OwnCSP: []string{viewer.Base}},
+		Limits: rest.Limits{PerAddress: rate.Limit(o.rateAddress), AddressBurst: o.burstAddress, PerClient: rate.Limit(o.rateClient),
+			ClientBurst: o.burstClient, ClientConcurrent: o.clientConcurrent, Refused: limitRefused(m, refusals)},
+		Observer: m,
 		Mount: func(e *echo.Echo) {
 			e.GET(smart.PathConfiguration, echo.WrapHandler(authz.ConfigurationHandler()))
 			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
 			e.POST(smart.PathToken, echo.WrapHandler(authz.TokenHandler()))
+			e.Match([]string{http.MethodGet, http.MethodHead, http.MethodPut, http.MethodPatch, http.MethodDelete}, smart.PathToken,
+				echo.WrapHandler(http.HandlerFunc(smart.MethodNotAllowed)))
 			e.POST(smart.PathIntrospect, echo.WrapHandler(authz.IntrospectHandler()))
 			e.Any(viewer.Base+"/*", echo.WrapHandler(view))
 			toViewer := func(c echo.Context) error { return c.Redirect(http.StatusFound, viewer.Base+"/") }
 			e.GET(viewer.Base, toViewer)
 			e.GET("/", toViewer)
+			e.GET(pathHealthz, echo.WrapHandler(http.HandlerFunc(health.healthz)))
+			if o.adminListen == "" {
+				// without an admin listener, readiness and metrics are for
+				// callers on this host only
+				e.GET(pathReadyz, echo.WrapHandler(loopbackOnly(http.HandlerFunc(health.readyz))))
+				e.GET(pathMetrics, echo.WrapHandler(loopbackOnly(m.Handler())))
+			}
 		},
 	})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Info("gpgate listening", "url", base, "practices", practices, "live_practices", len(regd.live), "version", version)
+	srv := &http.Server{Handler: countInFlight(m, e), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second,
+		IdleTimeout: 120 * time.Second, ErrorLog: slogErrorLog(log)}
+	var adminSrv *http.Server
+	var adminURL string
+	if o.adminListen != "" {
+		aln, err := net.Listen("tcp", o.adminListen)
+		if err != nil {
+			return err
+		}
+		if tf == nil && !isLoopback(aln.Addr()) && !o.insecureHTTP {
+			aln.Close()
+			return fmt.Errorf("refusing plain HTTP for --admin-listen %s, which is not a loopback address", aln.Addr())
+		}
+		ascheme := "http"
+		if tf != nil {
+			ascheme = "https"
+			aln = tls.NewListener(aln, tf.config(false))
+		}
+		adminURL = ascheme + "://" + aln.Addr().String()
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET "+pathHealthz, health.healthz)
+		mux.HandleFunc("GET "+pathReadyz, health.readyz)
+		mux.Handle("GET "+pathMetrics, m.Handler())
+		adminSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+		go func() { _ = adminSrv.Serve(aln) }()
+		log.Info("gpgate admin listener", "url", adminURL)
+	}
+	reload := func() error {
+		start := time.Now()
+		var errs []error
+		if c, err := readConfig(); err != nil {
+			errs = append(errs, fmt.Errorf("practices file: %w", err))
+		} else if _, err := loadRegistry(base, c); err != nil {
+			errs = append(errs, fmt.Errorf("practices: %w", err))
+		}
+		policy.Reload()
+		if err := authz.ReloadKeys(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("signing keys: %w", err))
+		}
+		if tf != nil {
+			if err := tf.load(); err != nil {
+				errs = append(errs, fmt.Errorf("TLS: %w", err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			log.Error("reload failed; what could not be reloaded keeps its previous configuration", "err", err)
+			return err
+		}
+		log.Info("configuration reloaded", "practices", len(regs.get().Practices()), "took_ms", time.Since(start).Milliseconds())
+		return nil
+	}
+	if o.hooks != nil {
+		o.hooks(&serveHooks{Reload: reload, Audit: auditLog})
+	}
+	if err := writeServeMarker(o.data, serveMarker{PID: os.Getpid(), URL: base, Admin: adminURL}); err != nil {
+		return err
+	}
+	defer removeServeMarker(o.data)
+	log.Info("gpgate listening", "url", base, "practices", practices, "live_practices", len(livePractices), "version", version, "tls", tf != nil, "mutual_tls", o.tlsClientCA != "")
 	if ready != nil {
 		ready(base)
 	}
+	hup := make(chan os.Signal, 1)
+	if o.signals {
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
+	for running := true; running; {
+		select {
+		case err := <-errc:
+			return err
+		case <-hup:
+			_ = reload()
+		case <-ctx.Done():
+			running = false
+		}
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// SIGTERM: not ready (a load balancer stops sending), then no new
+	// connections, the requests in flight answered, the refusal aggregates
+	// and the practice trail flushed; the audit log closes last (deferred).
+	log.Info("shutting down: draining requests in flight")
+	draining.Store(true)
+	if o.shutdownGrace > 0 {
+		time.Sleep(o.shutdownGrace)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	serr := srv.Shutdown(sctx)
+	if adminSrv != nil {
+		_ = adminSrv.Shutdown(sctx)
 	}
+	if err := refusals.Close(sctx); err != nil {
+		log.Error("refused authentications could not be audited at shutdown", "err", err)
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer dcancel()
+	if err := trail.Drain(dctx); err != nil {
+		log.Warn("practice trail not drained at shutdown; it resumes from its cursor on the next start", "err", err)
+	}
+	if serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	log.Info("stopped cleanly")
 	return nil
 }
 
 // patients adapts the registry's patient index to access.Patients and the
 // consent service.
-type patients struct{ reg *adapters.Registry }
+type patients struct{ reg *liveRegistry }
 
 func (p patients) Resolve(ctx context.Context, id string) (fhir.NHSNumber, error) {
 	return p.reg.Resolve(ctx, id)
@@ -341,4 +578,110 @@ func (p patients) PracticeOf(ctx context.Context, nhs fhir.NHSNumber) (string, e
 		return "", err
 	}
 	return pr.ODS, nil
+}
+
+// lateClientAdmin is the client admin of the token server, which is built
+// after the core (its narrower needs the core).
+type lateClientAdmin struct{ a atomic.Pointer[smart.Admin] }
+
+func (l *lateClientAdmin) set(a smart.Admin) { l.a.Store(&a) }
+
+func (l *lateClientAdmin) admin() (*smart.Admin, error) {
+	a := l.a.Load()
+	if a == nil {
+		return nil, fhir.Errorf(fhir.CodeTimeout, "the server is starting")
+	}
+	return a, nil
+}
+
+func (l *lateClientAdmin) ListClients(ctx context.Context) ([]byte, error) {
+	a, err := l.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.ListClients(ctx)
+}
+
+func (l *lateClientAdmin) GetClient(ctx context.Context, id string) ([]byte, error) {
+	a, err := l.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.GetClient(ctx, id)
+}
+
+func (l *lateClientAdmin) AddClient(ctx context.Context, body []byte) ([]byte, error) {
+	a, err := l.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.AddClient(ctx, body)
+}
+
+func (l *lateClientAdmin) SetClient(ctx context.Context, id, action string, body []byte) ([]byte, error) {
+	a, err := l.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.SetClient(ctx, id, action, body)
+}
+
+func (l *lateClientAdmin) RotateSigningKey(ctx context.Context, body []byte) ([]byte, error) {
+	a, err := l.admin()
+	if err != nil {
+		return nil, err
+	}
+	return a.RotateSigningKey(ctx, body)
+}
+
+// auditAdmin is the audit log's verify and export for the admin API, run
+// while the server writes the log.
+type auditAdmin struct {
+	st        auditStore
+	key, head string
+	trusted   []ed25519.PublicKey
+}
+
+func (a auditAdmin) VerifyAudit(ctx context.Context) ([]byte, error) {
+	vo := audit.VerifyOptions{}
+	if h, err := audit.ReadHeadFile(a.head); err == nil {
+		vo.Head = &h
+	}
+	rep, err := a.st.VerifyWith(ctx, vo)
+	if err != nil {
+		return nil, fhir.Internal(err)
+	}
+	out := map[string]any{"ok": rep.OK(), "entries": rep.Entries, "checkpoints": rep.Checkpoints, "anchor": rep.Anchor,
+		"head": rep.Head, "headChecked": rep.HeadChecked, "unanchored": rep.Unanchored, "warnings": rep.Warnings}
+	if rep.Warnings == nil {
+		out["warnings"] = []string{}
+	}
+	if !rep.OK() {
+		out["firstBroken"] = rep.FirstBroken
+		out["error"] = rep.Err.Error()
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fhir.Internal(err)
+	}
+	return b, nil
+}
+
+func (a auditAdmin) ExportAudit(ctx context.Context, w io.Writer, since time.Time) (int, error) {
+	return a.st.Export(ctx, w, since)
+}
+
+// countInFlight tracks requests being answered, for metrics and the drain.
+func countInFlight(m *metrics.Metrics, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done := m.InFlight()
+		defer done()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// slogErrorLog routes net/http's own messages (TLS handshake failures...)
+// to the structured log at debug level.
+func slogErrorLog(log *slog.Logger) *stdLogger {
+	return newStdLogger(log)
 }

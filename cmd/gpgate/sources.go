@@ -35,6 +35,9 @@ type sourceEnv struct {
 	closers   []func() error
 	emulators map[string]*emulator.Emulator // by practice ODS (tests reach them through emulatorHook)
 	urls      map[string]string             // practice ODS -> provider URL of a live GP Connect practice
+
+	// wrap, when set, wraps every registered source (serve: timing for metrics)
+	wrap func(ods string, src adapters.Source) adapters.Source
 }
 
 func newSourceEnv(log *slog.Logger, snaps *adapters.Snapshots, issuer string) *sourceEnv {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -52,9 +53,15 @@ func openStateWithin(data string, wait time.Duration) (*state, error) {
 		return nil, err
 	}
 	path := filepath.Join(data, stateFile)
+	if m, running := runningServer(data); running && m.PID != os.Getpid() {
+		return nil, errServerRunning(data, "clients|agreements|audit ...", m)
+	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w (is `gpgate serve` running on this data directory? stop it first)", path, err)
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("%s is locked by another process (a running `gpgate serve`?): stop it, or use the admin API with --base URL --client ID --key FILE", path)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	st := &state{db: db}
 	cl, err := smart.NewBoltStore(db)

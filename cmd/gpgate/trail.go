@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 
-	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/audit"
+	"github.com/gpgate/gpgate/fhir"
 )
 
 // practiceTrail tells a patient's practice system about a granted access
@@ -15,7 +15,11 @@ import (
 // request path, at least once, with retries. Refusals never reach a
 // practice (a refusal must cost the same whether or not the patient
 // exists).
-type practiceTrail struct{ reg *adapters.Registry }
+type practiceTrail struct {
+	reg interface {
+		RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error
+	}
+}
 
 func (p practiceTrail) Deliver(ctx context.Context, e audit.Entry) error {
 	return p.reg.RecordAccess(ctx, e.NHS, &e.AuditEntry)

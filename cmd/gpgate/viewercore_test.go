@@ -85,7 +85,9 @@ func newViewerFixture(t *testing.T) *viewerFixture {
 	if _, err := st.consent.Add(ctx, sa); err != nil {
 		t.Fatal(err)
 	}
-	pats := patients{reg}
+	lr := &liveRegistry{}
+	lr.set(reg)
+	pats := patients{lr}
 	policy, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent,
 		PracticeOf: pats.PracticeOf, ResolveNHS: pats.Resolve, Logger: log})
 	if err != nil {

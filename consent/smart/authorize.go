@@ -69,8 +69,8 @@ func (Authorizer) Authorize(p *fhir.Principal, req *fhir.Request) fhir.Decision 
 		return auditDecision(scopes, p, interaction, req)
 	case "Consent":
 		return consentDecision(scopes, req.Interaction)
-	case "Agreement":
-		return adminDecision(scopes, req.Interaction)
+	case "Agreement", "Client", "SigningKey":
+		return adminDecision(scopes, req.Type, req.Interaction)
 	}
 	ctx := func(typ string, g *areaGrant) Context {
 		c := Context{Type: typ, Interaction: interaction, PatientContext: p.PatientID, RequestPatient: reqPatient}
@@ -150,15 +150,16 @@ func consentDecision(scopes []Scope, interaction string) fhir.Decision {
 	return refuse(fhir.CodeAccessDenied, what)
 }
 
-// adminDecision: the agreements admin API needs system scopes that name
-// Agreement (no wildcard reaches it): .rs to read, .c to add, .u to change
-// status.
-func adminDecision(scopes []Scope, interaction string) fhir.Decision {
+// adminDecision: an admin API needs system scopes that name its resource
+// literally (Agreement, Client, SigningKey; no wildcard reaches them): .rs
+// to read, .c to add, .u to change status or keys.
+func adminDecision(scopes []Scope, typ, interaction string) fhir.Decision {
 	need := map[string]Perm{"read": PermRead, "search-type": PermSearch, "create": PermCreate, "update": PermUpdate}[interaction]
 	for _, s := range scopes {
-		if s.Type == "Agreement" && s.Context == ContextSystem && need != 0 && s.Perms&need == need {
+		if s.Type == typ && s.Context == ContextSystem && need != 0 && s.Perms&need == need {
 			return fhir.Decision{Permit: true, Rule: "scope"}
 		}
 	}
-	return refuse(fhir.CodeAccessDenied, "the agreements admin API needs a system/Agreement scope")
+	what := map[string]string{"Agreement": "the agreements admin API", "Client": "the clients admin API", "SigningKey": "signing-key rotation"}[typ]
+	return refuse(fhir.CodeAccessDenied, what+" needs a system/"+typ+" scope")
 }

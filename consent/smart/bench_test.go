@@ -54,7 +54,7 @@ func BenchmarkSignAccessToken(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := f.srv.sign(p, nil, "system/*.rs", now); err != nil {
+		if _, err := f.srv.sign(p, nil, "", "system/*.rs", now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -84,6 +84,12 @@ func RequestToken(ctx context.Context, tokenURL, clientID string, privateKey []b
 	return requestToken(ctx, http.DefaultClient, time.Now(), tokenURL, clientID, privateKey, scopes, b2b)
 }
 
+// RequestTokenWith is RequestToken over hc (a private CA, a client
+// certificate for mutual TLS).
+func RequestTokenWith(ctx context.Context, hc *http.Client, tokenURL, clientID string, privateKey []byte, scopes []string, b2b *B2B) (token string, expiresIn int, err error) {
+	return requestToken(ctx, hc, time.Now(), tokenURL, clientID, privateKey, scopes, b2b)
+}
+
 func requestToken(ctx context.Context, hc *http.Client, now time.Time, tokenURL, clientID string, privateKey []byte, scopes []string, b2b *B2B) (string, int, error) {
 	a, err := SignAssertion(privateKey, Assertion{ClientID: clientID, TokenURL: tokenURL, Now: now, B2B: b2b})
 	if err != nil {

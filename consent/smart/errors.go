@@ -30,6 +30,24 @@ type OAuthError struct {
 	Code        string
 	Description string
 	Cause       error
+
+	// for Events: why, in a word from a small fixed set, and which
+	// registered client (never an unregistered name a caller claimed)
+	reason        string
+	client        string
+	authenticated bool
+}
+
+// refused tags a refusal with its reason for Events.
+func refused(reason string, e *OAuthError) *OAuthError {
+	e.reason = reason
+	return e
+}
+
+// refusedBy tags a refusal of a registered client.
+func refusedBy(c *Client, reason string, e *OAuthError) *OAuthError {
+	e.reason, e.client = reason, c.ID
+	return e
 }
 
 func (e *OAuthError) Error() string {

@@ -404,11 +404,12 @@ func PermitsType(scopes []Scope, c Context) (ok, filtered bool) {
 }
 
 // AdministrativeTypes are the resources of gpgate's own administration:
-// the audit log and the sharing-agreement register. A wildcard scope
+// the audit log, the sharing-agreement register, the client registry and
+// gpgate's own signing keys. A wildcard scope
 // ("system/*.rs") never reaches them, in issuance or in verification: a
 // client is granted one only when its registration names the type
 // literally, and a request for one is checked against literal scopes only.
-var AdministrativeTypes = map[string]bool{"AuditEvent": true, "Agreement": true}
+var AdministrativeTypes = map[string]bool{"AuditEvent": true, "Agreement": true, "Client": true, "SigningKey": true}
 
 // reaches reports whether a scope of type st reaches resource type rt.
 func reaches(st, rt string) bool {

@@ -93,6 +93,13 @@ type Options struct {
 	JWKSCacheTTL time.Duration
 	// VerifierCacheSize bounds the Verifier's cache; default 10 000.
 	VerifierCacheSize int
+	// Events, when set, is told of every token issued and refused (for
+	// metrics, and for the aggregated audit of refused authentications).
+	Events Events
+	// ClientCheckTTL bounds how long a change to a client made outside
+	// this Server (another node) takes to reach token verification;
+	// default 5 s. Changes made through Server.Clients apply at once.
+	ClientCheckTTL time.Duration
 }
 
 // Server is gpgate's SMART Backend Services authorization server.
@@ -120,6 +127,9 @@ type Server struct {
 
 	reloadMu   sync.Mutex
 	lastReload time.Time
+
+	events  Events
+	clState *clientStates
 }
 
 // NewServer builds the server and makes sure a signing key exists (making
@@ -141,6 +151,7 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		narrower:  o.Narrower,
 		auditor:   o.Auditor,
 		replay:    o.ReplayCache,
+		events:    o.Events,
 	}
 	switch {
 	case o.Clients != nil && o.Keys != nil:
@@ -214,6 +225,8 @@ func NewServer(ctx context.Context, o Options) (*Server, error) {
 		Issuer: s.issuer, Audience: s.base, Now: s.now, Logger: s.log,
 		ClockSkew: s.skew, CacheSize: o.VerifierCacheSize,
 	}, s.currentRing)
+	s.clState = newClientStates(s.clients, o.ClientCheckTTL, s.now)
+	s.verifier.check = s.clState.check
 	return s, nil
 }
 
@@ -255,8 +268,11 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Clients is the client registry (for the admin verbs).
-func (s *Server) Clients() ClientStore { return s.clients }
+// Clients is the client registry (for the admin verbs). A change made
+// through it (disable, enable, rotate-key) reaches token verification at
+// once: the next request with a token of a disabled client, or of a key no
+// longer registered, is refused.
+func (s *Server) Clients() ClientStore { return invalidating{s.clients, s.clState} }
 
 // Verifier is the resource-server token verifier bound to this server's
 // keys (a rotation is seen at once).

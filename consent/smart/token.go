@@ -123,6 +123,7 @@ func (s *Server) TokenHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resp, oerr := s.token(r.Context(), w, r)
 		if oerr != nil {
+			s.refusal(r.Context(), oerr)
 			if oerr.Status >= 500 {
 				s.log.Error("smart: token request failed", "err", oerr)
 			} else {
@@ -172,6 +173,7 @@ func (s *Server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, *
 // assertion is a verified client assertion.
 type assertion struct {
 	client *Client
+	kid    string // the client key that signed it
 	jti    string
 	exp    time.Time
 	b2b    *B2B
@@ -201,6 +203,12 @@ func (s *Server) authenticate(ctx context.Context, form url.Values) (*assertion,
 		return nil, invalidClient("client_assertion does not parse", err)
 	}
 	h := msg.Signatures()[0].ProtectedHeaders()
+	if len(h.Critical()) > 0 {
+		// RFC 7515 4.1.11: a recipient that does not understand a header
+		// parameter listed in crit must reject the JWS; gpgate understands
+		// none.
+		return nil, refused("bad-assertion", invalidClient("client_assertion names crit header parameters gpgate does not understand", nil))
+	}
 	alg := h.Algorithm()
 	if !assertionAlgs[alg] {
 		return nil, invalidClient("client_assertion alg "+trunc(alg.String())+" is not accepted (RS384, ES384, RS256, ES256)", nil)
@@ -221,19 +229,19 @@ func (s *Server) authenticate(ctx context.Context, form url.Values) (*assertion,
 	c, err := s.clients.GetClient(ctx, pre.Iss)
 	if err != nil {
 		if errors.Is(err, ErrClientNotFound) {
-			return nil, invalidClient("unknown client", nil)
+			return nil, refused("unknown-client", invalidClient("unknown client", nil))
 		}
 		return nil, &OAuthError{Status: http.StatusInternalServerError, Code: ErrServerError, Cause: err}
 	}
 	if !c.Enabled {
-		return nil, invalidClient("client is disabled", nil)
+		return nil, refusedBy(c, "client-disabled", invalidClient("client is disabled", nil))
 	}
 	key, err := s.clientKey(ctx, c, kid)
 	if err != nil {
-		return nil, invalidClient("no key "+trunc(kid)+" registered for the client", err)
+		return nil, refusedBy(c, "unknown-key", invalidClient("no key "+trunc(kid)+" registered for the client", err))
 	}
 	if ka := key.Algorithm().String(); ka != "" && ka != alg.String() {
-		return nil, invalidClient("client_assertion alg does not match the key", nil)
+		return nil, refusedBy(c, "bad-assertion", invalidClient("client_assertion alg does not match the key", nil))
 	}
 	now := s.now()
 	tok, err := jwt.ParseString(a,
@@ -249,17 +257,17 @@ func (s *Server) authenticate(ctx context.Context, form url.Values) (*assertion,
 		jwt.WithRequiredClaim(jwt.JwtIDKey),
 	)
 	if err != nil {
-		return nil, invalidClient(assertionErrDesc(err), err)
+		return nil, refusedBy(c, "bad-assertion", invalidClient(assertionErrDesc(err), err))
 	}
 	exp := tok.Expiration()
 	if exp.After(now.Add(maxAssertionExp + s.skew)) {
-		return nil, invalidClient("client_assertion exp is more than 5 minutes ahead", nil)
+		return nil, refusedBy(c, "bad-assertion", invalidClient("client_assertion exp is more than 5 minutes ahead", nil))
 	}
 	jti := tok.JwtID()
 	if len(jti) > 256 {
-		return nil, invalidClient("client_assertion jti too long", nil)
+		return nil, refusedBy(c, "bad-assertion", invalidClient("client_assertion jti too long", nil))
 	}
-	as := &assertion{client: c, jti: jti, exp: exp}
+	as := &assertion{client: c, kid: kid, jti: jti, exp: exp}
 	if x, ok := tok.Get("extensions"); ok {
 		b2b, oerr := decodeB2B(x)
 		if oerr != nil {
@@ -273,7 +281,7 @@ func (s *Server) authenticate(ctx context.Context, form url.Values) (*assertion,
 			Description: "try again later", Cause: err}
 	}
 	if !fresh {
-		return nil, invalidClient("client_assertion jti has been used before", nil)
+		return nil, refusedBy(c, "replayed-assertion", invalidClient("client_assertion jti has been used before", nil))
 	}
 	return as, nil
 }
@@ -360,7 +368,11 @@ func (s *Server) token(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		return nil, &OAuthError{Status: http.StatusInternalServerError, Code: ErrServerError, Cause: err}
 	}
 	if oerr != nil {
+		oerr.client, oerr.authenticated = as.client.ID, true
 		return nil, oerr
+	}
+	if s.events != nil {
+		s.events.TokenIssued(ctx, as.client.ID)
 	}
 	return resp, nil
 }
@@ -369,7 +381,8 @@ func (s *Server) audit(ctx context.Context, as *assertion, p *fhir.Principal, oe
 	if s.auditor == nil {
 		return nil
 	}
-	e := &fhir.AuditEntry{Time: s.now(), RequestID: fhir.RequestIDFrom(ctx), Action: "token-issue",
+	e := &fhir.AuditEntry{Time: s.now(), RequestID: fhir.RequestIDFrom(ctx), CorrelationID: fhir.CorrelationIDFrom(ctx),
+		SourceAddress: fhir.ClientAddrFrom(ctx), Action: "token-issue",
 		Interaction: "token", Outcome: fhir.OutcomeGranted, Rule: "smart-backend-services",
 		ClientID: as.client.ID, ConsumerODS: as.client.ODS}
 	if p != nil {
@@ -460,7 +473,7 @@ func (s *Server) issue(ctx context.Context, as *assertion, scope string) (resp *
 		p.BreakGlass = b2b.breakGlass()
 	}
 	scopeStr := FormatScopes(granted)
-	signed, err := s.sign(p, b2b, scopeStr, now)
+	signed, err := s.sign(p, b2b, as.kid, scopeStr, now)
 	if err != nil {
 		return nil, p, &OAuthError{Status: http.StatusInternalServerError, Code: ErrServerError, Cause: err}
 	}
@@ -498,7 +511,7 @@ func newJTI() string {
 }
 
 // sign makes the access token JWT for p.
-func (s *Server) sign(p *fhir.Principal, b2b *B2B, scope string, now time.Time) ([]byte, error) {
+func (s *Server) sign(p *fhir.Principal, b2b *B2B, clientKID, scope string, now time.Time) ([]byte, error) {
 	ring := s.ring.Load()
 	if ring.active == nil {
 		return nil, errors.New("no active signing key")
@@ -525,6 +538,7 @@ func (s *Server) sign(p *fhir.Principal, b2b *B2B, scope string, now time.Time) 
 	set(claimSubjName, p.Name)
 	set(claimSubjRole, p.Role)
 	set(claimConsentRef, p.ConsentRef)
+	set(claimClientKID, clientKID)
 	if b2b != nil {
 		set(claimOrgID, b2b.OrganizationID)
 	}

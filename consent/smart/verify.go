@@ -29,7 +29,8 @@ const (
 	claimOrgID      = "organization_id"
 	claimConsentRef = "consent_reference"
 	claimBreakGlass = "break_glass"
-	tokenType       = "at+jwt" // RFC 9068 typ of gpgate's access tokens
+	claimClientKID  = "client_kid" // the kid of the client key whose assertion got the token
+	tokenType       = "at+jwt"     // RFC 9068 typ of gpgate's access tokens
 	maxBearerLen    = 8 << 10
 )
 
@@ -44,7 +45,14 @@ type AccessToken struct {
 	IssuedAt  time.Time
 	Expires   time.Time
 	B2B       *B2B // the bound hl7-b2b claims, nil when none
+	// ClientKID is the kid of the client key whose assertion got the
+	// token ("" in tokens from before it was recorded).
+	ClientKID string
 }
+
+// tokenCheck re-checks a verified (or cached) token against state that may
+// change while it lives: its client disabled, the client's key rotated.
+type tokenCheck func(ctx context.Context, at *AccessToken) *BearerError
 
 // VerifierOptions configure a standalone Verifier (one not made by
 // Server.Verifier, e.g. on a resource-server node).
@@ -74,6 +82,8 @@ type Verifier struct {
 
 	mu    sync.RWMutex
 	cache map[[32]byte]*AccessToken
+
+	check tokenCheck // nil: none (a standalone Verifier)
 }
 
 func newVerifier(o VerifierOptions, ring ringFunc) *Verifier {
@@ -207,6 +217,11 @@ func (v *Verifier) VerifyToken(ctx context.Context, bearer string) (*AccessToken
 	v.mu.RUnlock()
 	if ok {
 		if now.Before(at.Expires.Add(v.skew)) {
+			if v.check != nil {
+				if berr := v.check(ctx, at); berr != nil {
+					return nil, berr
+				}
+			}
 			return at, nil
 		}
 		v.mu.Lock()
@@ -219,6 +234,11 @@ func (v *Verifier) VerifyToken(ctx context.Context, bearer string) (*AccessToken
 		return nil, berr
 	}
 	v.put(sum, at, now)
+	if v.check != nil {
+		if berr := v.check(ctx, at); berr != nil {
+			return nil, berr
+		}
+	}
 	return at, nil
 }
 
@@ -294,6 +314,7 @@ func (v *Verifier) verify(ctx context.Context, bearer string, now time.Time) (*A
 		s, _ := x.(string)
 		return s
 	}
+	at.ClientKID = str(claimClientKID)
 	p := &fhir.Principal{
 		ClientID:     str(claimClientID),
 		ConsumerODS:  str(claimODS),

@@ -105,6 +105,12 @@ type Config struct {
 	Consents   Consents
 	AuditLog   AuditLog
 	Agreements Agreements
+	// The online administration (admin.go, adminops.go): the client
+	// registry and signing keys, the audit log's verify and export, and
+	// revoking any consent to view. Each is optional (NOT_IMPLEMENTED).
+	ClientAdmin  ClientAdmin
+	AuditAdmin   AuditAdmin
+	ConsentAdmin ConsentAdmin
 	// SourceBudget is the deadline for a practice system to answer
 	// (default 10 s).
 	SourceBudget time.Duration
@@ -309,18 +315,20 @@ func publicReason(code fhir.Code, rule string) string {
 // entry describes one access for the audit log.
 func (c *Core) entry(ctx context.Context, p *fhir.Principal, req *fhir.Request, dec fhir.Decision, count int) *fhir.AuditEntry {
 	e := &fhir.AuditEntry{
-		Time:        c.now(),
-		RequestID:   fhir.RequestIDFrom(ctx),
-		Interaction: req.Interaction,
-		Outcome:     fhir.OutcomeGranted,
-		Rule:        dec.Rule,
-		PatientID:   req.PatientID,
-		NHS:         req.NHS,
-		Practice:    req.Practice,
-		Types:       []string{req.Type},
-		Areas:       dec.Areas & req.Areas,
-		Count:       count,
-		BreakGlass:  dec.BreakGlass,
+		Time:          c.now(),
+		RequestID:     fhir.RequestIDFrom(ctx),
+		CorrelationID: fhir.CorrelationIDFrom(ctx),
+		SourceAddress: fhir.ClientAddrFrom(ctx),
+		Interaction:   req.Interaction,
+		Outcome:       fhir.OutcomeGranted,
+		Rule:          dec.Rule,
+		PatientID:     req.PatientID,
+		NHS:           req.NHS,
+		Practice:      req.Practice,
+		Types:         []string{req.Type},
+		Areas:         dec.Areas & req.Areas,
+		Count:         count,
+		BreakGlass:    dec.BreakGlass,
 	}
 	if e.PatientID == "" && e.NHS != "" {
 		e.PatientID = fhir.PatientID(e.NHS)

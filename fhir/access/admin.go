@@ -215,8 +215,7 @@ func (c *Core) ReadAuditEvent(ctx context.Context, p *fhir.Principal, id string)
 // Agreements runs an admin call on the agreements register (system
 // scopes naming Agreement): interaction search-type (list), read (id),
 // create (body: the agreement JSON) or update (id, action suspend | end |
-// activate). Every change is audited, granted or refused; reads are
-// audited when refused.
+// activate). Every call is audited, granted or refused.
 func (c *Core) Agreements(ctx context.Context, p *fhir.Principal, interaction, id, action string, body []byte) ([]byte, error) {
 	a := struct{ Interaction, ID, Action string }{interaction, id, action}
 	if a.ID != "" && !fhir.ValidID(a.ID) {
@@ -243,14 +242,14 @@ func (c *Core) Agreements(ctx context.Context, p *fhir.Principal, interaction, i
 	default:
 		return nil, fhir.Errorf(fhir.CodeNotImplemented, "agreements: %s is not supported", safe(a.Interaction))
 	}
-	if a.Interaction == "create" || a.Interaction == "update" || err != nil {
-		if aerr := c.outcome(ctx, p, req, "admin", err, 0, func(e *fhir.AuditEntry) {
-			if err == nil {
-				e.Rule = "admin"
-			}
-		}); aerr != nil {
-			return nil, aerr
+	// every call is audited, reads too: who looked at the register matters
+	if aerr := c.outcome(ctx, p, req, "admin", err, 0, func(e *fhir.AuditEntry) {
+		if err == nil {
+			e.Rule = "admin"
 		}
+		e.Query = adminQuery(a.ID, a.Action)
+	}); aerr != nil {
+		return nil, aerr
 	}
 	if err != nil {
 		return nil, err

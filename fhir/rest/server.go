@@ -55,6 +55,11 @@ type Config struct {
 	// to the same echo instance and middleware chain. Routes it adds are
 	// outside the FHIR API's authentication: they authenticate themselves.
 	Mount func(e *echo.Echo)
+	// Production guards: security headers (security.go), rate limits
+	// (ratelimit.go), request metrics (observe.go).
+	Security Security
+	Limits   Limits
+	Observer Observer
 }
 
 // Server holds the wired dependencies of the handlers.
@@ -63,6 +68,7 @@ type Server struct {
 	core Core
 	log  *slog.Logger
 	now  func() time.Time
+	lim  *limiters
 }
 
 // New builds the echo instance with every route and middleware. It refuses
@@ -85,21 +91,28 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, core: cfg.Core, log: cfg.Logger, now: cfg.Now}
+	s.lim = newLimiters(cfg.Limits)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	// Middleware order lives here and only here:
-	// request id -> recover -> access log -> body limit -> timeout context,
-	// then on the FHIR routes: negotiation (FHIR JSON only) -> authentication.
+	// correlation id and peer address -> request id -> recover -> metrics ->
+	// access log -> security headers -> per-address rate limit -> body
+	// limit -> timeout context, then on the FHIR routes: negotiation (FHIR
+	// JSON only) -> authentication -> per-client rate and concurrency limit.
 	// Mounted routes (the token endpoint, the viewer) negotiate their own
 	// media types.
+	e.Use(s.correlate)
 	e.Use(s.requestID)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err, "stack", string(stack))
 		return fhir.Internal(err)
 	}}))
+	e.Use(s.observe)
 	e.Use(s.accessLog)
+	e.Use(s.secure)
+	e.Use(s.limitAddress)
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.deadline)
 
@@ -112,7 +125,7 @@ func New(cfg Config) (*echo.Echo, error) {
 		cfg.Mount(e)
 	}
 	for _, r := range Routes {
-		e.Add(r.Method, r.Path, r.handler(s), s.negotiate, s.authenticate)
+		e.Add(r.Method, r.Path, r.handler(s), s.negotiate, s.authenticate, s.limitClient)
 	}
 	// Everything else that looks like a FHIR interaction is a write or an
 	// unsupported method: 405 with an OperationOutcome.
@@ -140,6 +153,14 @@ var Routes = []Route{
 	{http.MethodPost, "/admin/agreements", func(s *Server) echo.HandlerFunc { return s.addAgreement }},
 	{http.MethodGet, "/admin/agreements/:id", func(s *Server) echo.HandlerFunc { return s.getAgreement }},
 	{http.MethodPost, "/admin/agreements/:id/:action", func(s *Server) echo.HandlerFunc { return s.setAgreementStatus }},
+	{http.MethodGet, "/admin/clients", func(s *Server) echo.HandlerFunc { return s.listClients }},
+	{http.MethodPost, "/admin/clients", func(s *Server) echo.HandlerFunc { return s.addClient }},
+	{http.MethodGet, "/admin/clients/:id", func(s *Server) echo.HandlerFunc { return s.getClient }},
+	{http.MethodPost, "/admin/clients/:id/:action", func(s *Server) echo.HandlerFunc { return s.setClient }},
+	{http.MethodPost, "/admin/signing-keys/rotate", func(s *Server) echo.HandlerFunc { return s.rotateSigningKey }},
+	{http.MethodGet, "/admin/audit/verify", func(s *Server) echo.HandlerFunc { return s.verifyAudit }},
+	{http.MethodGet, "/admin/audit/export", func(s *Server) echo.HandlerFunc { return s.exportAudit }},
+	{http.MethodDelete, "/admin/consents/:id", func(s *Server) echo.HandlerFunc { return s.adminRevokeConsent }},
 	{http.MethodPost, "/Consent", func(s *Server) echo.HandlerFunc { return s.createConsent }},
 	{http.MethodGet, "/Consent/:id", func(s *Server) echo.HandlerFunc { return s.readConsent }},
 	{http.MethodDelete, "/Consent/:id", func(s *Server) echo.HandlerFunc { return s.revokeConsent }},
