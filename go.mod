@@ -3,6 +3,7 @@ module github.com/gpgate/gpgate
 go 1.26.8
 
 require (
+	github.com/HdrHistogram/hdrhistogram-go v1.1.2
 	github.com/google/fhir/go v0.7.4
 	github.com/google/uuid v1.6.0
 	github.com/labstack/echo/v4 v4.16.0
