@@ -148,7 +148,10 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	start := time.Now()
-	store, err := embedded.Open(dbPath)
+	// The store records each patient's consent to share with the record
+	// (the policy's own rule), so demographics-only requests need not read
+	// the whole record.
+	store, err := embedded.Open(dbPath, embedded.WithSharing(consent.SharingFromRecord))
 	if err != nil {
 		return nil, err
 	}
@@ -160,9 +163,17 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	bulk := store.NewBulk(200)
+	next := start.Add(5 * time.Second)
 	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if now := time.Now(); now.After(next) {
+			n := bulk.Count() + 1
+			el := now.Sub(start)
+			fmt.Fprintf(progress, "gpgate demo: %d of %d patients (%.0f/s, about %s left)\n", n, o.patients,
+				float64(n)/el.Seconds(), (time.Duration(float64(el)/float64(n)*float64(o.patients-n))).Round(time.Second))
+			next = now.Add(10 * time.Second)
 		}
 		return bulk.PutRecord(p.ODS, rec)
 	})

@@ -35,6 +35,7 @@ type serveOpts struct {
 	logLvl    string
 	logFmt    string
 	practices string
+	pprof     string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,10 +47,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices (e.g. kind gp2gp over a folder of extracts); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.pprof, "pprof-listen", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	log := newLogger(stderr, o.logLvl, o.logFmt)
+	if o.pprof != "" {
+		if err := servePprof(ctx, o.pprof, log); err != nil {
+			return err
+		}
+	}
 	return serve(ctx, o, log, func(url string) { fmt.Fprintf(stdout, "gpgate serving FHIR R4 at %s\n", url) })
 }
 
@@ -107,7 +114,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// built without its guards.
 	core, err := access.New(access.Config{
 		Patients:   pats,
-		Records:    reg,
+		Records:    records{reg},
 		Scopes:     smart.Authorizer{},
 		Policy:     policy,
 		Redactor:   consent.NewRedactor(consent.DefaultExclusions(), 0),
@@ -171,6 +178,21 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	return nil
+}
+
+// records is the registry as the core's Records, with the demographics
+// fast path of the sources that offer one (the embedded store).
+type records struct{ *adapters.Registry }
+
+func (r records) Demographics(ctx context.Context, nhs fhir.NHSNumber) (*fhir.Record, bool, error) {
+	p, err := r.Locate(ctx, nhs)
+	if err != nil {
+		return nil, false, err
+	}
+	if d, ok := p.Source.(access.DemographicRecords); ok {
+		return d.Demographics(ctx, nhs)
+	}
+	return nil, false, nil
 }
 
 // patients adapts the registry's patient index to access.Patients and the
