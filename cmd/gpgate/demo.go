@@ -163,17 +163,16 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	bulk := store.NewBulk(200)
-	next := start.Add(5 * time.Second)
+	next, n := start.Add(5*time.Second), 0
 	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if now := time.Now(); now.After(next) {
-			n := bulk.Count() + 1
-			el := now.Sub(start)
+		if n++; time.Now().After(next) {
+			el := time.Since(start)
 			fmt.Fprintf(progress, "gpgate demo: %d of %d patients (%.0f/s, about %s left)\n", n, o.patients,
-				float64(n)/el.Seconds(), (time.Duration(float64(el)/float64(n)*float64(o.patients-n))).Round(time.Second))
-			next = now.Add(10 * time.Second)
+				float64(n)/el.Seconds(), (time.Duration(float64(el) / float64(n) * float64(o.patients-n))).Round(time.Second))
+			next = time.Now().Add(10 * time.Second)
 		}
 		return bulk.PutRecord(p.ODS, rec)
 	})
