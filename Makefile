@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: build run demo test vet bench fuzz lint clean crash-test
+.PHONY: build run demo test vet bench fuzz lint clean crash-test load
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gpgate
@@ -44,7 +44,7 @@ lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
 
 clean:
-	rm -rf bin $(DATA) bench.txt
+	rm -rf bin $(DATA) bench.txt load.md load.json
 
 # The audit crash tests (also part of `make test`): SIGKILL mid-load (the store, then the real
 # server under concurrent reads), restart, verify the chain, every acknowledged access present.
@@ -66,3 +66,10 @@ validate:
 	GO="$(GO)" bash conformance/validate.sh
 validate-broken:
 	GO="$(GO)" bash conformance/validate.sh --break
+
+# Load: build, generate a demo region of LOAD_PATIENTS (default 1000; kept in
+# LOAD_DATA when set), serve it on a free port, drive it with gpgate-load
+# beside the bare-bytes baseline and the peer FHIR server, stop it. Writes
+# load.md and load.json. See docs/performance.md.
+load:
+	GO="$(GO)" bash cmd/gpgate-load/run.sh

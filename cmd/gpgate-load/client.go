@@ -44,7 +44,16 @@ type token struct {
 	renew   func(ctx context.Context) (string, time.Duration, error)
 }
 
-func (t *token) get() string { return *t.v.Load() }
+// get returns the current token ("" for none).
+func (t *token) get() string {
+	if t == nil {
+		return ""
+	}
+	if v := t.v.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
 
 func (t *token) set(v string, ttl time.Duration) {
 	t.v.Store(&v)
