@@ -203,10 +203,10 @@ func FuzzDecodeDemographics(f *testing.F) {
 	})
 }
 
-// TestAccessesGroupCommit: concurrent accesses are all written, each
-// durable when its call returns (visible after reopening), and share
-// transactions; an access to a patient the practice does not hold is
-// refused alone.
+// TestAccessesGroupCommit: accesses recorded concurrently are all
+// written, in groups; Flush makes them durable (visible after reopening);
+// an access to a patient the practice does not hold is refused at once;
+// Close writes what is still queued.
 func TestAccessesGroupCommit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gp.db")
 	s, err := Open(path)
@@ -221,7 +221,7 @@ func TestAccessesGroupCommit(t *testing.T) {
 	}
 	src := s.Source("Y99001")
 	before := writeTxs(s)
-	const n = 64
+	const n = 256
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := 0; i < n; i++ {
@@ -230,7 +230,7 @@ func TestAccessesGroupCommit(t *testing.T) {
 			defer wg.Done()
 			nhs := fhir.NHSNumber(nhsA)
 			if i%16 == 15 {
-				nhs = nhsB // not held: refused, the rest of its batch written
+				nhs = nhsB // not held: refused
 			}
 			errs[i] = src.RecordAccess(context.Background(), nhs, &fhir.AuditEntry{Time: time.Unix(int64(i), 0), Outcome: fhir.OutcomeGranted, RequestID: fmt.Sprint(i)})
 		}(i)
@@ -247,10 +247,23 @@ func TestAccessesGroupCommit(t *testing.T) {
 			written++
 		}
 	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	txs := writeTxs(s) - before
-	t.Logf("%d accesses in %d write transactions", n, txs)
-	if txs > n {
-		t.Errorf("%d write transactions for %d accesses", txs, n)
+	t.Logf("%d accesses in %d write transactions", written, txs)
+	if txs >= int64(written) {
+		t.Errorf("%d write transactions for %d accesses: not grouped", txs, written)
+	}
+	got, err := src.Accesses(context.Background(), nhsA)
+	if err != nil || len(got) != written {
+		t.Fatalf("after Flush: %d accesses (%v), want %d", len(got), err, written)
+	}
+	// Queued, then closed: Close writes them.
+	for i := 0; i < 10; i++ {
+		if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -263,12 +276,49 @@ func TestAccessesGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	got, err := s.Source("Y99001").Accesses(context.Background(), nhsA)
+	got, err = s.Source("Y99001").Accesses(context.Background(), nhsA)
+	if err != nil || len(got) != written+10 {
+		t.Fatalf("after reopening: %d accesses (%v), want %d", len(got), err, written+10)
+	}
+}
+
+// TestAccessWriteFailure: when the file cannot be written, Flush reports
+// the error and new accesses are refused with it (so the caller keeps them
+// and retries); the queued ones are retried, not dropped, until Close.
+func TestAccessWriteFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gp.db")
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != written {
-		t.Fatalf("%d accesses after reopening, want %d", len(got), written)
+	if err := s.PutPractice("Y99001", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("Y99001", record(t, nhsA)); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(path, WithReadOnly()) // every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.accesses.retry = time.Millisecond
+	src := s.Source("Y99001")
+	if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted}); err != nil {
+		t.Fatalf("queued: %v", err)
+	}
+	if err := s.Flush(context.Background()); err == nil {
+		t.Fatal("Flush succeeded on a read-only file")
+	}
+	if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{}); err == nil {
+		t.Fatal("an access was accepted while writes fail")
+	}
+	s.accesses.mu.Lock()
+	queued := len(s.accesses.queue)
+	s.accesses.mu.Unlock()
+	if queued != 1 {
+		t.Fatalf("%d accesses queued, want the 1 being retried", queued)
 	}
 }
 

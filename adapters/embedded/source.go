@@ -2,6 +2,7 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -196,9 +197,12 @@ type Access struct {
 }
 
 // RecordAccess appends an access to the patient's trail at the practice
-// (adapters.AccessRecorder). The write is durable when it returns; accesses
-// recorded concurrently share one transaction and one fsync (see
-// accessWriter).
+// (adapters.AccessRecorder). It returns once the access is queued: accesses
+// are written in groups, one transaction and one fsync per group, within
+// one commit's time, and always before Close returns; Store.Flush waits for
+// them (see accessWriter). A patient the practice does not hold is
+// PATIENT_NOT_FOUND; while writes fail, accesses are refused with the
+// error.
 func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -217,7 +221,13 @@ func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 	if err != nil {
 		return fmt.Errorf("embedded: record access: %w", err)
 	}
-	err = src.s.accesses.write(ctx, src.ods, nhs, v)
+	err = src.s.db.View(func(tx *bolt.Tx) error {
+		_, err := src.locate(tx, nhs)
+		return err
+	})
+	if err == nil {
+		err = src.s.accesses.write(ctx, src.ods, nhs, v)
+	}
 	if fe, ok := err.(*fhir.Error); ok {
 		return fe
 	}
@@ -227,8 +237,12 @@ func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 	return nil
 }
 
-// Accesses returns the patient's access trail at the practice, oldest first.
+// Accesses returns the patient's access trail at the practice, oldest
+// first, including every access recorded before the call.
 func (src *Source) Accesses(ctx context.Context, nhs fhir.NHSNumber) ([]Access, error) {
+	if err := src.s.accesses.flush(ctx); err != nil && !errors.Is(err, errStoreClosed) {
+		return nil, fmt.Errorf("embedded: read accesses: %w", err)
+	}
 	var out []Access
 	err := src.s.db.View(func(tx *bolt.Tx) error {
 		pv := tx.Bucket(bucketPatients).Get([]byte(nhs))

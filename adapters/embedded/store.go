@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -113,6 +114,9 @@ func (s *Store) Close() error {
 	s.accesses.close()
 	return s.db.Close()
 }
+
+// Flush waits until every access recorded before the call is written.
+func (s *Store) Flush(ctx context.Context) error { return s.accesses.flush(ctx) }
 
 // Sync flushes the file to disk (after a NoSync bulk load).
 func (s *Store) Sync() error { return s.db.Sync() }

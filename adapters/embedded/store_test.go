@@ -504,6 +504,9 @@ func TestConcurrentReaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	a, _ := src.Accesses(context.Background(), nhsA)
 	b, _ := src.Accesses(context.Background(), nhsB)
 	if len(a)+len(b) != 40 {
