@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -319,68 +318,6 @@ func TestAccessWriteFailure(t *testing.T) {
 	s.accesses.mu.Unlock()
 	if queued != 1 {
 		t.Fatalf("%d accesses queued, want the 1 being retried", queued)
-	}
-}
-
-func BenchmarkDemographics(b *testing.B) {
-	calls := 0
-	src, nhs, _ := benchRecord(b, WithSharing(classifyAs(fhir.SharingConsented, &calls)))
-	for _, tc := range []struct {
-		name  string
-		cache int64
-	}{{"warm", DefaultCacheBytes}, {"cold", 0}} {
-		b.Run(tc.name, func(b *testing.B) {
-			src.s.cache = newLRU(tc.cache)
-			ctx := context.Background()
-			b.ReportAllocs()
-			for i := 0; i < b.N; i++ {
-				if _, ok, err := src.Demographics(ctx, nhs); err != nil || !ok {
-					b.Fatal(ok, err)
-				}
-			}
-		})
-	}
-}
-
-// BenchmarkRecordAccess: accesses recorded by 1 and by 64 callers at once
-// (the practice trail delivering concurrently): one fsync per batch.
-func BenchmarkRecordAccess(b *testing.B) {
-	for _, par := range []int{1, 64} {
-		b.Run(fmt.Sprintf("callers-%d", par), func(b *testing.B) {
-			dir := b.TempDir()
-			s, err := Open(filepath.Join(dir, "gp.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			if err := s.PutPractice("Y99001", "p"); err != nil {
-				b.Fatal(err)
-			}
-			if err := s.PutRecord("Y99001", record(b, nhsA)); err != nil {
-				b.Fatal(err)
-			}
-			src := s.Source("Y99001")
-			e := &fhir.AuditEntry{Outcome: fhir.OutcomeGranted, ClientID: "c", ConsumerODS: "RXX01"}
-			b.ResetTimer()
-			if par == 1 {
-				for i := 0; i < b.N; i++ {
-					if err := src.RecordAccess(context.Background(), nhsA, e); err != nil {
-						b.Fatal(err)
-					}
-				}
-			} else {
-				b.SetParallelism(max(1, par/runtime.GOMAXPROCS(0)))
-				b.RunParallel(func(pb *testing.PB) {
-					for pb.Next() {
-						if err := src.RecordAccess(context.Background(), nhsA, e); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "accesses/s")
-		})
 	}
 }
 
