@@ -1,6 +1,7 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"testing"
 
@@ -84,5 +85,27 @@ func TestDemographicsFastPath(t *testing.T) {
 				t.Errorf("calls\n %q\nwant %q", got, tc.calls)
 			}
 		})
+	}
+}
+
+// TestObservationsReported: the ids named "Observation/<id>" in the
+// DiagnosticReports, as a search for each `"Observation/<id>"` would find.
+func TestObservationsReported(t *testing.T) {
+	rep := res(t, `{"resourceType":"DiagnosticReport","id":"r1","result":[{"reference":"Observation/o1"},{"reference":"Observation/o-2"}],"code":{"text":"x"}}`)
+	other := res(t, `{"resourceType":"Condition","id":"c1","evidence":[{"detail":[{"reference":"Observation/o3"}]}]}`)
+	obs := []*fhir.Resource{
+		res(t, `{"resourceType":"Observation","id":"o1"}`), res(t, `{"resourceType":"Observation","id":"o-2"}`),
+		res(t, `{"resourceType":"Observation","id":"o3"}`), res(t, `{"resourceType":"Observation","id":"o"}`),
+	}
+	members := append([]*fhir.Resource{rep, other}, obs...)
+	got := observationsReported(members)
+	for _, o := range obs {
+		want := bytes.Contains(rep.JSON, []byte(`"Observation/`+o.ID+`"`))
+		if got[o.ID] != want {
+			t.Errorf("%s: reported %v, want %v", o.ID, got[o.ID], want)
+		}
+	}
+	if len(observationsReported(obs)) != 0 {
+		t.Error("no report, yet reported observations")
 	}
 }
