@@ -7,7 +7,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 PKGS    ?= ./...
 FUZZTIME ?= 20s
 
-.PHONY: build run demo test vet bench fuzz lint clean crash-test soak
+.PHONY: build run demo test vet bench fuzz lint clean crash-test soak load
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/gpgate
@@ -44,7 +44,7 @@ lint: vet
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 $(PKGS)
 
 clean:
-	rm -rf bin $(DATA) bench.txt $(CLUSTER_DIR)
+	rm -rf bin $(DATA) bench.txt $(CLUSTER_DIR) load.md load.json
 
 # The audit crash tests (also part of `make test`): SIGKILL mid-load (the store, then the real
 # server under concurrent reads), restart, verify the chain, every acknowledged access present.
@@ -102,3 +102,10 @@ cluster: build
 # no 5xx beyond the killed node's requests in flight, the chain verifies).
 cluster-test:
 	GPGATE_CLUSTER_TEST=1 GPGATE_PG_REQUIRED=1 $(GO) test ./cmd/gpgate/ -run '^TestCluster$$' -count=1 -v -timeout 15m
+
+# Load: build, generate a demo region of LOAD_PATIENTS (default 1000; kept in
+# LOAD_DATA when set), serve it on a free port, drive it with gpgate-load
+# beside the bare-bytes baseline and the peer FHIR server, stop it. Writes
+# load.md and load.json. See docs/performance.md.
+load:
+	GO="$(GO)" bash cmd/gpgate-load/run.sh

@@ -2,8 +2,8 @@ package embedded
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -55,6 +55,23 @@ func (src *Source) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Ar
 	return filter(full, areas|fhir.AreaDemographics), nil
 }
 
+// locate checks that the practice holds the patient and returns the
+// record's version.
+func (src *Source) locate(tx *bolt.Tx, nhs fhir.NHSNumber) (string, error) {
+	v := tx.Bucket(bucketPatients).Get([]byte(nhs))
+	if v == nil {
+		return "", notFound()
+	}
+	ods, ver, ok := parsePatientValue(v)
+	if !ok {
+		return "", fmt.Errorf("patient entry is malformed")
+	}
+	if ods != src.ods {
+		return "", notFound()
+	}
+	return ver, nil
+}
+
 // full returns the cached or freshly decoded complete record.
 func (src *Source) full(nhs fhir.NHSNumber) (*fhir.Record, error) {
 	var (
@@ -63,19 +80,11 @@ func (src *Source) full(nhs fhir.NHSNumber) (*fhir.Record, error) {
 		hit     *fhir.Record
 	)
 	err := src.s.db.View(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketPatients).Get([]byte(nhs))
-		if v == nil {
-			return notFound()
+		var err error
+		if version, err = src.locate(tx, nhs); err != nil {
+			return err
 		}
-		ods, ver, ok := parsePatientValue(v)
-		if !ok {
-			return fmt.Errorf("patient entry is malformed")
-		}
-		if ods != src.ods {
-			return notFound()
-		}
-		version = ver
-		if hit = src.s.cache.get(cacheKey(nhs, ver)); hit != nil {
+		if hit = src.s.cache.get(cacheKey(nhs, version)); hit != nil {
 			return nil
 		}
 		b := tx.Bucket(bucketRecords).Get([]byte(nhs))
@@ -188,7 +197,12 @@ type Access struct {
 }
 
 // RecordAccess appends an access to the patient's trail at the practice
-// (adapters.AccessRecorder). The write is durable when it returns.
+// (adapters.AccessRecorder). It returns once the access is queued: accesses
+// are written in groups, one transaction and one fsync per group, within
+// one commit's time, and always before Close returns; Store.Flush waits for
+// them (see accessWriter). A patient the practice does not hold is
+// PATIENT_NOT_FOUND; while writes fail, accesses are refused with the
+// error.
 func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir.AuditEntry) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -207,23 +221,13 @@ func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 	if err != nil {
 		return fmt.Errorf("embedded: record access: %w", err)
 	}
-	err = src.s.db.Update(func(tx *bolt.Tx) error {
-		pv := tx.Bucket(bucketPatients).Get([]byte(nhs))
-		if ods, _, ok := parsePatientValue(pv); pv == nil || !ok || ods != src.ods {
-			return notFound()
-		}
-		b, err := tx.Bucket(bucketAccess).CreateBucketIfNotExists([]byte(nhs))
-		if err != nil {
-			return err
-		}
-		seq, err := b.NextSequence()
-		if err != nil {
-			return err
-		}
-		var k [8]byte
-		binary.BigEndian.PutUint64(k[:], seq)
-		return b.Put(k[:], v)
+	err = src.s.db.View(func(tx *bolt.Tx) error {
+		_, err := src.locate(tx, nhs)
+		return err
 	})
+	if err == nil {
+		err = src.s.accesses.write(ctx, src.ods, nhs, v)
+	}
 	if fe, ok := err.(*fhir.Error); ok {
 		return fe
 	}
@@ -233,8 +237,12 @@ func (src *Source) RecordAccess(ctx context.Context, nhs fhir.NHSNumber, e *fhir
 	return nil
 }
 
-// Accesses returns the patient's access trail at the practice, oldest first.
+// Accesses returns the patient's access trail at the practice, oldest
+// first, including every access recorded before the call.
 func (src *Source) Accesses(ctx context.Context, nhs fhir.NHSNumber) ([]Access, error) {
+	if err := src.s.accesses.flush(ctx); err != nil && !errors.Is(err, errStoreClosed) {
+		return nil, fmt.Errorf("embedded: read accesses: %w", err)
+	}
 	var out []Access
 	err := src.s.db.View(func(tx *bolt.Tx) error {
 		pv := tx.Bucket(bucketPatients).Get([]byte(nhs))

@@ -9,6 +9,7 @@
 package embedded
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -30,20 +31,25 @@ var (
 	bucketPatients  = []byte("patients")  // NHS -> ODS \x00 version
 	bucketRecords   = []byte("records")   // NHS -> record blob
 	bucketAccess    = []byte("access")    // NHS -> nested bucket: seq -> Access JSON
+	// bucketDemographics: see demographics.go
 )
 
 // Kind is the practice kind the store reports (adapters.Practice.Kind).
 const Kind = "embedded"
 
-// DefaultCacheBytes bounds the decoded-record cache.
-const DefaultCacheBytes = 256 << 20
+// DefaultCacheBytes bounds the decoded-record cache: the bytes of the
+// records' JSON plus an allowance per decoded resource (see
+// resourceOverhead). A region's size does not change what it holds.
+const DefaultCacheBytes = 64 << 20
 
 // Store is an open embedded record store. It is safe for concurrent use,
 // except that a Bulk loader must not run while records are being served.
 type Store struct {
-	db    *bolt.DB
-	now   func() time.Time
-	cache *lru
+	db       *bolt.DB
+	now      func() time.Time
+	cache    *lru
+	sharing  SharingClassifier
+	accesses *accessWriter
 
 	mu      sync.Mutex // guards sources
 	sources map[string]*Source
@@ -54,6 +60,7 @@ type options struct {
 	now        func() time.Time
 	timeout    time.Duration
 	readOnly   bool
+	sharing    SharingClassifier
 }
 
 // Option configures Open.
@@ -85,7 +92,7 @@ func Open(path string, opts ...Option) (*Store, error) {
 	}
 	if !o.readOnly {
 		err = db.Update(func(tx *bolt.Tx) error {
-			for _, b := range [][]byte{bucketPractices, bucketPatients, bucketRecords, bucketAccess} {
+			for _, b := range [][]byte{bucketPractices, bucketPatients, bucketRecords, bucketAccess, bucketDemographics} {
 				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 					return err
 				}
@@ -97,11 +104,19 @@ func Open(path string, opts ...Option) (*Store, error) {
 			return nil, fmt.Errorf("embedded: init %s: %w", path, err)
 		}
 	}
-	return &Store{db: db, now: o.now, cache: newLRU(o.cacheBytes), sources: map[string]*Source{}}, nil
+	s := &Store{db: db, now: o.now, cache: newLRU(o.cacheBytes), sharing: o.sharing, sources: map[string]*Source{}}
+	s.accesses = newAccessWriter(s)
+	return s, nil
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close writes the accesses still queued and closes the file.
+func (s *Store) Close() error {
+	s.accesses.close()
+	return s.db.Close()
+}
+
+// Flush waits until every access recorded before the call is written.
+func (s *Store) Flush(ctx context.Context) error { return s.accesses.flush(ctx) }
 
 // Sync flushes the file to disk (after a NoSync bulk load).
 func (s *Store) Sync() error { return s.db.Sync() }
@@ -149,13 +164,13 @@ func (s *Store) Practices() ([]PracticeInfo, error) {
 // encoded is a record ready to be written.
 type encoded struct {
 	ods, nhs, version string
-	blob              []byte
+	blob, demo        []byte
 }
 
 // encode builds the record blob: format byte, sharing byte, uvarint count,
 // then each resource's canonical JSON as uvarint length + bytes. Record
 // NHS numbers that fail Modulus 11 are stored under the raw string.
-func encode(ods string, rec *fhir.Record) (encoded, error) {
+func encode(ods string, rec *fhir.Record, classify SharingClassifier) (encoded, error) {
 	if rec == nil || rec.NHS == "" {
 		return encoded{}, errors.New("record has no NHS number")
 	}
@@ -172,15 +187,18 @@ func encode(ods string, rec *fhir.Record) (encoded, error) {
 		}
 		size += binary.MaxVarintLen64 + len(r.JSON)
 	}
+	demo := encodeDemographics(rec, classify)
 	blob := make([]byte, 0, size)
-	blob = append(blob, blobFormat, byte(rec.Sharing))
+	// The sharing byte: the source's, else the classifier's (the same the
+	// demographics index carries), so the policy need not scan the record.
+	blob = append(blob, blobFormat, demo[1])
 	blob = binary.AppendUvarint(blob, uint64(len(rec.Resources)))
 	for _, r := range rec.Resources {
 		blob = binary.AppendUvarint(blob, uint64(len(r.JSON)))
 		blob = append(blob, r.JSON...)
 	}
 	sum := sha256.Sum256(blob)
-	return encoded{ods: ods, nhs: string(rec.NHS), version: hex.EncodeToString(sum[:8]), blob: blob}, nil
+	return encoded{ods: ods, nhs: string(rec.NHS), version: hex.EncodeToString(sum[:8]), blob: blob, demo: demo}, nil
 }
 
 const blobFormat = 1
@@ -240,6 +258,9 @@ func writeEncoded(tx *bolt.Tx, e encoded) error {
 	if err := tx.Bucket(bucketRecords).Put(key, e.blob); err != nil {
 		return err
 	}
+	if err := tx.Bucket(bucketDemographics).Put(key, e.demo); err != nil {
+		return err
+	}
 	return tx.Bucket(bucketPatients).Put(key, patientValue(e.ods, e.version))
 }
 
@@ -248,7 +269,7 @@ func writeEncoded(tx *bolt.Tx, e encoded) error {
 // record's Version is computed from the stored bytes, Warnings are not kept.
 // A patient stored under another practice moves to ods.
 func (s *Store) PutRecord(ods string, rec *fhir.Record) error {
-	e, err := encode(ods, rec)
+	e, err := encode(ods, rec, s.sharing)
 	if err != nil {
 		return fmt.Errorf("embedded: put record: %w", err)
 	}
@@ -283,7 +304,7 @@ func (b *Bulk) PutRecord(ods string, rec *fhir.Record) error {
 	if b.closed {
 		return errors.New("embedded: bulk load is closed")
 	}
-	e, err := encode(ods, rec)
+	e, err := encode(ods, rec, b.s.sharing)
 	if err != nil {
 		return fmt.Errorf("embedded: bulk put record: %w", err)
 	}

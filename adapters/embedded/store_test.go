@@ -374,7 +374,7 @@ func TestBulkAndReopen(t *testing.T) {
 }
 
 func TestDecodeRejectsDamage(t *testing.T) {
-	e, err := encode("Y99001", record(t, nhsA))
+	e, err := encode("Y99001", record(t, nhsA), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +392,7 @@ func TestDecodeRejectsDamage(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	e, _ := encode("Y99001", record(f, nhsA))
+	e, _ := encode("Y99001", record(f, nhsA), nil)
 	f.Add(e.blob)
 	f.Add([]byte{1, 0, 1, 2, '{', '}'})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -503,6 +503,9 @@ func TestConcurrentReaders(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	a, _ := src.Accesses(context.Background(), nhsA)
 	b, _ := src.Accesses(context.Background(), nhsB)

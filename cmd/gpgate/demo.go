@@ -186,7 +186,10 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		return nil, err
 	}
 	start := time.Now()
-	store, err := embedded.Open(dbPath)
+	// The store records each patient's consent to share with the record
+	// (the policy's own rule), so demographics-only requests need not read
+	// the whole record.
+	store, err := embedded.Open(dbPath, embedded.WithSharing(consent.SharingFromRecord))
 	if err != nil {
 		return nil, err
 	}
@@ -198,9 +201,16 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	bulk := store.NewBulk(200)
+	next, n := start.Add(5*time.Second), 0
 	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if n++; time.Now().After(next) {
+			el := time.Since(start)
+			fmt.Fprintf(progress, "gpgate demo: %d of %d patients (%.0f/s, about %s left)\n", n, o.patients,
+				float64(n)/el.Seconds(), (time.Duration(float64(el) / float64(n) * float64(o.patients-n))).Round(time.Second))
+			next = time.Now().Add(10 * time.Second)
 		}
 		return bulk.PutRecord(p.ODS, rec)
 	})

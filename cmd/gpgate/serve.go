@@ -113,6 +113,7 @@ type serveOpts struct {
 	signals bool                // handle SIGHUP (the real command; tests reload through onReload)
 	hooks   func(h *serveHooks) // tests: reach the running server
 	stderr  io.Writer           // where runServe prints
+	pprof  string // net/http/pprof on this loopback address ("": off)
 }
 
 // serveHooks let tests drive a running in-process server.
@@ -155,11 +156,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.clientConcurrent, "client-concurrency", 32, "concurrent requests per client (0: no limit)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "on SIGTERM, how long /readyz answers 503 before the listener closes")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fs.StringVar(&o.pprof, "pprof-listen", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	o.signals, o.stderr = true, stderr
 	log := newLogger(stderr, o.logLvl, o.logFmt)
+	if o.pprof != "" {
+		if err := servePprof(ctx, o.pprof, log); err != nil {
+			return err
+		}
+	}
 	return serve(ctx, o, log, func(url string) { fmt.Fprintf(stdout, "gpgate serving FHIR R4 at %s\n", url) })
 }
 
@@ -372,7 +379,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// built without its guards.
 	core, err := access.New(access.Config{
 		Patients:     pats,
-		Records:      regs,
+		Records:      records{regs},
 		Scopes:       smart.Authorizer{},
 		Policy:       policy,
 		Redactor:     consent.NewRedactor(exclusions, 0),
@@ -562,6 +569,21 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}
 	log.Info("stopped cleanly")
 	return nil
+}
+
+// records is the registry as the core's Records, with the demographics
+// fast path of the sources that offer one (the embedded store).
+type records struct{ *liveRegistry }
+
+func (r records) Demographics(ctx context.Context, nhs fhir.NHSNumber) (*fhir.Record, bool, error) {
+	p, err := r.Locate(ctx, nhs)
+	if err != nil {
+		return nil, false, err
+	}
+	if d, ok := p.Source.(access.DemographicRecords); ok {
+		return d.Demographics(ctx, nhs)
+	}
+	return nil, false, nil
 }
 
 // patients adapts the registry's patient index to access.Patients and the

@@ -41,6 +41,22 @@ type Records interface {
 	Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error)
 }
 
+// DemographicRecords is an optional fast path of Records for a request that
+// returns demographics only (Patient search, a read of the Patient, its
+// practice or GP): the demographics part of the record, with Sharing set to
+// the consent to share of the WHOLE record, and nothing in it referring to
+// the rest of the record. ok false: the source cannot vouch for that, and
+// the core fetches the whole record.
+//
+// The core decides on that part only when the decision permits: a policy
+// whose permit on part of a record is the same permit on the whole of it
+// (consent.DecidePatient: the record's facts only ever widen what a
+// default allows). Any refusal is decided again on the whole record, so a
+// refusal reads exactly as without the fast path.
+type DemographicRecords interface {
+	Demographics(ctx context.Context, nhs fhir.NHSNumber) (rec *fhir.Record, ok bool, err error)
+}
+
 // Scopes decides a request by the caller's token scopes (areas permitted,
 // or ACCESS_DENIED).
 type Scopes interface {
@@ -193,8 +209,16 @@ func (c *Core) open(ctx context.Context, p *fhir.Principal, req *fhir.Request) (
 	defer cancel()
 	// The decision on the record reads all of it (the patient's coded
 	// consent to share may sit in any area); redaction then keeps what the
-	// decision permits.
-	rec, err := c.cfg.Records.Record(fctx, nhs, fhir.AllAreas)
+	// decision permits. A demographics-only request may decide on the
+	// demographics part when the source vouches for it (DemographicRecords).
+	var rec *fhir.Record
+	partial := false
+	if dr, ok := c.cfg.Records.(DemographicRecords); ok && req.Areas == fhir.AreaDemographics {
+		rec, partial, err = dr.Demographics(fctx, nhs)
+	}
+	if err == nil && !partial {
+		rec, err = c.cfg.Records.Record(fctx, nhs, fhir.AllAreas)
+	}
 	if err != nil {
 		if fctx.Err() != nil && ctx.Err() == nil {
 			err = fhir.Errorf(fhir.CodeTimeout, "the practice system did not answer in time")
@@ -205,14 +229,16 @@ func (c *Core) open(ctx context.Context, p *fhir.Principal, req *fhir.Request) (
 		req.PatientID = rec.PatientID
 	}
 	asked.PatientID = req.PatientID
-	// The patient's consent, first for everything the caller could see;
-	// when that is refused, for what this request asks (a system token
-	// without a consent to view may still identify the patient).
-	asked.Areas = visible & od.Areas
-	pd, err := c.cfg.Policy.Patient(ctx, p, &asked, rec)
-	if err == nil && !pd.Permit && asked.Areas != sd.Areas&od.Areas {
-		asked.Areas = sd.Areas & od.Areas
-		pd, err = c.cfg.Policy.Patient(ctx, p, &asked, rec)
+	pd, err := c.patientDecision(ctx, p, &asked, visible&od.Areas, sd.Areas&od.Areas, rec)
+	if partial && (err != nil || !pd.Permit) {
+		// Refusals are decided on the whole record.
+		if rec, err = c.cfg.Records.Record(fctx, nhs, fhir.AllAreas); err != nil {
+			if fctx.Err() != nil && ctx.Err() == nil {
+				err = fhir.Errorf(fhir.CodeTimeout, "the practice system did not answer in time")
+			}
+			return nil, od, c.fail(ctx, p, req, err)
+		}
+		pd, err = c.patientDecision(ctx, p, &asked, visible&od.Areas, sd.Areas&od.Areas, rec)
 	}
 	if err != nil {
 		return nil, pd, c.fail(ctx, p, req, err)
@@ -226,6 +252,20 @@ func (c *Core) open(ctx context.Context, p *fhir.Principal, req *fhir.Request) (
 	req.Areas = sd.Areas & dec.Areas
 	out, _ := c.cfg.Redactor.Redact(rec, dec, c.now())
 	return out, dec, nil
+}
+
+// patientDecision asks for the patient's consent, first for everything
+// the caller could see (wide); when that is refused, for what this request
+// asks (narrow: a system token without a consent to view may still
+// identify the patient).
+func (c *Core) patientDecision(ctx context.Context, p *fhir.Principal, asked *fhir.Request, wide, narrow fhir.Areas, rec *fhir.Record) (fhir.Decision, error) {
+	asked.Areas = wide
+	pd, err := c.cfg.Policy.Patient(ctx, p, asked, rec)
+	if err == nil && !pd.Permit && wide != narrow {
+		asked.Areas = narrow
+		pd, err = c.cfg.Policy.Patient(ctx, p, asked, rec)
+	}
+	return pd, err
 }
 
 // locate resolves the request's patient to an NHS number and practice.
