@@ -37,7 +37,8 @@ func runClients(ctx context.Context, args []string, stdout, stderr io.Writer) er
   gpgate clients rotate-key --id ID --jwks FILE [--data DIR]
         replace the client's public keys (include old and new keys for a rollover)
 
-The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it.
+The client registry lives in DIR/gpgate.db, which a running gpgate serve holds locked:
+stop it before any of these (list included).
 `)
 	}
 	if done, err := helpRequested(args, usage, stdout); done {
@@ -73,8 +74,8 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		return err
 	}
 	if sub == "keygen" {
-		if o.out == "" {
-			return fmt.Errorf("--out is required")
+		if err := missingFlags(fs, "out"); err != nil {
+			return err
 		}
 		priv, pub, kid, err := smart.GenerateClientKey(o.alg)
 		if err != nil {
@@ -94,9 +95,11 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 	defer closeState()
 	switch sub {
 	case "add":
-		if o.id == "" || o.ods == "" || o.scopes == "" || (o.jwks == "") == (o.jwksURL == "") {
-			fs.Usage()
-			return fmt.Errorf("--id, --ods, --scopes and exactly one of --jwks / --jwks-url are required")
+		if err := missingFlags(fs, "id", "ods", "scopes"); err != nil {
+			return err
+		}
+		if (o.jwks == "") == (o.jwksURL == "") {
+			return fmt.Errorf("give exactly one of --jwks FILE (the public JWKS `gpgate clients keygen` prints) or --jwks-url URL")
 		}
 		c := &smart.Client{ID: o.id, ODS: o.ods, Name: o.name, JWKSURL: o.jwksURL, Scopes: strings.Fields(o.scopes), Enabled: true}
 		if o.jwks != "" {
@@ -122,8 +125,8 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		}
 		tw.Flush()
 	case "disable", "enable":
-		if o.id == "" {
-			return fmt.Errorf("--id is required")
+		if err := missingFlags(fs, "id"); err != nil {
+			return err
 		}
 		f := st.DisableClient
 		if sub == "enable" {
@@ -134,8 +137,8 @@ The client registry lives in DIR/gpgate.db; stop gpgate serve before changing it
 		}
 		fmt.Fprintf(stdout, "client %s %sd\n", o.id, sub)
 	case "rotate-key":
-		if o.id == "" || o.jwks == "" {
-			return fmt.Errorf("--id and --jwks are required")
+		if err := missingFlags(fs, "id", "jwks"); err != nil {
+			return err
 		}
 		b, err := os.ReadFile(o.jwks)
 		if err != nil {
@@ -153,12 +156,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o struct{ base, client, key, scope, org, purpose, subjectID, subjectName, subjectRole, consent string }
 	fs := newFlags("token --base URL --client ID --key FILE --scope 'SCOPES' [flags]",
 		"Obtains an access token with SMART Backend Services (client_credentials + private_key_jwt)\nand prints it, for curl and scripts: curl -H \"Authorization: Bearer $(gpgate token ...)\" ...", stderr)
-	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate FHIR base URL")
+	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate's base URL, as `gpgate serve` prints it (the token endpoint is <base>/auth/token)")
 	fs.StringVar(&o.client, "client", "", "client id (required)")
-	fs.StringVar(&o.key, "key", "", "private key file, JWK or PEM (required)")
-	fs.StringVar(&o.scope, "scope", "", "scopes to request, space separated (required)")
-	fs.StringVar(&o.org, "org", "", "hl7-b2b organization_id (the caller's ODS code)")
-	fs.StringVar(&o.purpose, "purpose", "", "hl7-b2b purpose_of_use (e.g. TREAT, or BTG for break-glass)")
+	fs.StringVar(&o.key, "key", "", "the client's private key file, JWK or PEM (required)")
+	fs.StringVar(&o.scope, "scope", "", "scopes to request, space separated, e.g. 'system/*.rs' or 'patient/*.rs' with --consent (required)")
+	fs.StringVar(&o.org, "org", "", "hl7-b2b organization_id: the caller's ODS code (must be the client's)")
+	fs.StringVar(&o.purpose, "purpose", "", "hl7-b2b purpose_of_use: TREAT (direct care, the default) or ETREAT (emergency treatment, a break-glass; BTG is read as ETREAT)")
 	fs.StringVar(&o.subjectID, "subject-id", "", "hl7-b2b subject_id: the clinician's SDS user id")
 	fs.StringVar(&o.subjectName, "subject-name", "", "hl7-b2b subject_name: the clinician's name")
 	fs.StringVar(&o.subjectRole, "subject-role", "", "hl7-b2b subject_role: the clinician's role")
@@ -166,13 +169,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.client == "" || o.key == "" || o.scope == "" {
-		fs.Usage()
-		return errUsage
+	if err := missingFlags(fs, "client", "key", "scope"); err != nil {
+		return err
 	}
 	key, err := os.ReadFile(o.key)
 	if err != nil {
-		return err
+		return fmt.Errorf("--key: %w", err)
 	}
 	var b2b *smart.B2B
 	if o.org != "" || o.purpose != "" || o.subjectID != "" || o.subjectName != "" || o.subjectRole != "" || o.consent != "" {
@@ -184,7 +186,11 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			b2b.ConsentReference = smart.StringList{o.consent}
 		}
 	}
-	tok, _, err := smart.RequestToken(ctx, strings.TrimSuffix(o.base, "/")+smart.PathToken, o.client, key, strings.Fields(o.scope), b2b)
+	ep, err := discover(ctx, o.base)
+	if err != nil {
+		return err
+	}
+	tok, err := requestToken(ctx, ep, o.client, o.key, key, strings.Fields(o.scope), b2b)
 	if err != nil {
 		return err
 	}

@@ -160,15 +160,18 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	bulk := store.NewBulk(200)
+	prog := newProgress(progress, "gpgate demo", "patients", o.patients)
 	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		prog.Add(1)
 		return bulk.PutRecord(p.ODS, rec)
 	})
 	if cerr := bulk.Close(); err == nil {
 		err = cerr
 	}
+	prog.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("generate region: %w", err)
 	}

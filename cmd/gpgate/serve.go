@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -35,6 +36,7 @@ type serveOpts struct {
 	logLvl    string
 	logFmt    string
 	practices string
+	cors      string
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -46,6 +48,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices (e.g. kind gp2gp over a folder of extracts); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.cors, "cors-origins", "", "browser origins allowed to call the API cross-origin, comma-separated (e.g. https://app.example.org), or * (default: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -60,7 +63,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err == nil {
 		st, err := embedded.Open(filepath.Join(o.data, recordsFile))
 		if err != nil {
-			return err
+			return lockedErr(err, o.data, recordsFile)
 		}
 		defer st.Close()
 		store = st
@@ -73,7 +76,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// No durable audit, no data: the server does not start without its log.
 	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log})
 	if err != nil {
-		return err
+		return lockedErr(err, o.data, auditFile)
 	}
 	defer auditLog.Close()
 
@@ -132,16 +135,19 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}
 	defer authz.Close()
 	uris := authz.OAuthURIs()
+	origins := corsOrigins(o.cors)
+	warnUnshared(ctx, reg, st.consent, time.Now(), log)
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
-		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true, CORS: len(origins) > 0}
 	capability := conformance.CapabilityStatement(capOpts)
 	e, err := rest.New(rest.Config{
-		BaseURL:    base,
-		Core:       core,
-		Auth:       bearerAuth{v: authz.Verifier(), realm: base},
-		Capability: capability,
-		Static:     conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
-		Logger:     log,
+		BaseURL:     base,
+		Core:        core,
+		Auth:        bearerAuth{v: authz.Verifier(), realm: base},
+		Capability:  capability,
+		Static:      conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
+		Logger:      log,
+		CORSOrigins: origins,
 		Mount: func(e *echo.Echo) {
 			e.GET(smart.PathConfiguration, echo.WrapHandler(authz.ConfigurationHandler()))
 			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
@@ -187,4 +193,15 @@ func (p patients) PracticeOf(ctx context.Context, nhs fhir.NHSNumber) (string, e
 		return "", err
 	}
 	return pr.ODS, nil
+}
+
+// corsOrigins splits the --cors-origins list.
+func corsOrigins(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, strings.TrimSuffix(o, "/"))
+		}
+	}
+	return out
 }

@@ -29,7 +29,10 @@ func openState(data string) (*state, error) {
 	path := filepath.Join(data, stateFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w (is `gpgate serve` running on this data directory? stop it first)", path, err)
+		if lerr := lockedErr(err, data, stateFile); lerr != err {
+			return nil, fmt.Errorf("%w (while it runs, agreements are managed through its admin API: /admin/agreements)", lerr)
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	st := &state{db: db}
 	if st.clients, err = smart.NewBoltStore(db); err == nil {

@@ -87,7 +87,7 @@ func (s *Server) search(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.runSearch(c, typ, v, "/"+typ)
+	return s.runSearch(c, typ, v, "/"+typ, v)
 }
 
 // compartment serves GET /Patient/{id}/{type} and POST
@@ -109,15 +109,24 @@ func (s *Server) compartment(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if typ == "Patient" {
-		v.Add("_id", id) // the compartment's own Patient
-	} else {
-		v.Add("patient", id)
+	// The compartment is the patient parameter (for the compartment's own
+	// Patient, its _id); the paging links repeat the compartment path, not
+	// the parameter.
+	inPatient := url.Values{}
+	for k, vals := range v {
+		inPatient[k] = vals
 	}
-	return s.runSearch(c, typ, v, "/Patient/"+id+"/"+typ)
+	if typ == "Patient" {
+		inPatient["_id"] = append(append([]string(nil), v["_id"]...), id)
+	} else {
+		inPatient["patient"] = append(append([]string(nil), v["patient"]...), id)
+	}
+	return s.runSearch(c, typ, inPatient, "/Patient/"+id+"/"+typ, v)
 }
 
-func (s *Server) runSearch(c echo.Context, typ string, v url.Values, path string) error {
+// runSearch parses and runs a search; links are the parameters the paging
+// links repeat on path.
+func (s *Server) runSearch(c echo.Context, typ string, v url.Values, path string, links url.Values) error {
 	q, err := fhir.ParseQuery(typ, v, strict(c))
 	if err != nil {
 		return err
@@ -127,7 +136,7 @@ func (s *Server) runSearch(c echo.Context, typ string, v url.Values, path string
 	if err != nil {
 		return err
 	}
-	return s.writePage(c, pg, path, v)
+	return s.writePage(c, pg, path, links)
 }
 
 // searchValues are a search's parameters: the URL's, and for a POST the
