@@ -251,14 +251,14 @@ type listEntry struct {
 
 // The Parameters body, as far as gpgate reads it.
 type param struct {
-	Name            string        `json:"name"`
-	ValueIdentifier *paramIdent   `json:"valueIdentifier"`
-	ValueBoolean    *bool         `json:"valueBoolean"`
-	ValueDate       *string       `json:"valueDate"`
-	ValueCode       *string       `json:"valueCode"`
-	ValuePeriod     *paramPeriod  `json:"valuePeriod"`
-	ValuePosInt     *int          `json:"valuePositiveInt"`
-	Part            []param       `json:"part"`
+	Name            string       `json:"name"`
+	ValueIdentifier *paramIdent  `json:"valueIdentifier"`
+	ValueBoolean    *bool        `json:"valueBoolean"`
+	ValueDate       *string      `json:"valueDate"`
+	ValueCode       *string      `json:"valueCode"`
+	ValuePeriod     *paramPeriod `json:"valuePeriod"`
+	ValuePosInt     *int         `json:"valuePositiveInt"`
+	Part            []param      `json:"part"`
 }
 
 type paramIdent struct {

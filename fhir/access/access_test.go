@@ -266,16 +266,24 @@ func TestPipelineOrderAndRefusals(t *testing.T) {
 	}{
 		{name: "no principal", p: nil, id: pidKnown + "-c1", code: fhir.CodeUnauthorized, calls: "audit:denied", audited: fhir.CodeUnauthorized},
 		{name: "scopes refuse", p: clinician, id: pidKnown + "-c1",
-			opts:  []opt{func(c *Config, w *world) { c.Scopes = fakeScopes{w.calls, func(*fhir.Principal, *fhir.Request) fhir.Decision { return deny(fhir.CodeAccessDenied, "no scope") }}}},
-			code:  fhir.CodeAccessDenied, calls: "scopes audit:denied", audited: fhir.CodeAccessDenied, rule: "no scope"},
+			opts: []opt{func(c *Config, w *world) {
+				c.Scopes = fakeScopes{w.calls, func(*fhir.Principal, *fhir.Request) fhir.Decision { return deny(fhir.CodeAccessDenied, "no scope") }}
+			}},
+			code: fhir.CodeAccessDenied, calls: "scopes audit:denied", audited: fhir.CodeAccessDenied, rule: "no scope"},
 		{name: "agreement suspended", p: clinician, id: pidKnown + "-c1",
-			opts:  []opt{func(c *Config, w *world) { c.Policy = fakePolicy{calls: w.calls, org: func(*fhir.Request, string) fhir.Decision { return deny(fhir.CodeNoOrganisationConsent, "agreement-suspended") }} }},
-			code:  fhir.CodeNoOrganisationConsent, calls: "scopes scopes resolve locate org audit:denied", audited: fhir.CodeNoOrganisationConsent, rule: "agreement-suspended", hidden: "suspended"},
+			opts: []opt{func(c *Config, w *world) {
+				c.Policy = fakePolicy{calls: w.calls, org: func(*fhir.Request, string) fhir.Decision {
+					return deny(fhir.CodeNoOrganisationConsent, "agreement-suspended")
+				}}
+			}},
+			code: fhir.CodeNoOrganisationConsent, calls: "scopes scopes resolve locate org audit:denied", audited: fhir.CodeNoOrganisationConsent, rule: "agreement-suspended", hidden: "suspended"},
 		{name: "unknown patient", p: clinician, id: "punknownpatient0-c1", code: fhir.CodeNoOrganisationConsent,
 			calls: "scopes scopes resolve org audit:denied", audited: fhir.CodeNoOrganisationConsent, rule: "no-agreement"},
 		{name: "patient dissents", p: clinician, id: pidKnown + "-c1",
-			opts:  []opt{func(c *Config, w *world) { c.Policy = fakePolicy{calls: w.calls, patient: func(*fhir.Record) fhir.Decision { return deny(fhir.CodeNoPatientConsent, "patient-dissent") }} }},
-			code:  fhir.CodeNoPatientConsent, calls: "scopes scopes resolve locate org fetch patient patient audit:denied", audited: fhir.CodeNoPatientConsent, rule: "patient-dissent"},
+			opts: []opt{func(c *Config, w *world) {
+				c.Policy = fakePolicy{calls: w.calls, patient: func(*fhir.Record) fhir.Decision { return deny(fhir.CodeNoPatientConsent, "patient-dissent") }}
+			}},
+			code: fhir.CodeNoPatientConsent, calls: "scopes scopes resolve locate org fetch patient patient audit:denied", audited: fhir.CodeNoPatientConsent, rule: "patient-dissent"},
 		{name: "source times out", p: clinician, id: pidKnown + "-c1",
 			opts: []opt{func(c *Config, w *world) {
 				c.Records = fakeRecords{calls: w.calls, wait: true}
@@ -284,8 +292,10 @@ func TestPipelineOrderAndRefusals(t *testing.T) {
 			code: fhir.CodeTimeout, calls: "scopes scopes resolve locate org fetch audit:error", audited: fhir.CodeTimeout},
 		{name: "granted", p: clinician, id: pidKnown + "-c1", calls: "scopes scopes resolve locate org fetch patient redact audit:granted"},
 		{name: "not in the permitted areas", p: clinician, id: pidKnown + "-bp",
-			opts:  []opt{func(c *Config, w *world) { c.Policy = fakePolicy{calls: w.calls, patient: func(*fhir.Record) fhir.Decision { return fhir.Decision{Permit: true, Areas: fhir.AreaProblems} }} }},
-			code:  fhir.CodeNoRecordFound, calls: "scopes scopes resolve locate org fetch patient redact audit:denied", audited: fhir.CodeNoRecordFound},
+			opts: []opt{func(c *Config, w *world) {
+				c.Policy = fakePolicy{calls: w.calls, patient: func(*fhir.Record) fhir.Decision { return fhir.Decision{Permit: true, Areas: fhir.AreaProblems} }}
+			}},
+			code: fhir.CodeNoRecordFound, calls: "scopes scopes resolve locate org fetch patient redact audit:denied", audited: fhir.CodeNoRecordFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, tc.opts...)
