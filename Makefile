@@ -52,7 +52,7 @@ crash-test:
 	$(GO) test ./audit/ -run '^TestCrashRecovery$$' -count=1 -v
 	$(GO) test ./cmd/gpgate/ -run '^TestCrashKeepsAudit$$' -count=1 -v
 
-# Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, jose) against a live gpgate;
+# Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, @medplum/core, jose) against a live gpgate;
 # needs node and npm (see conformance/clients/ci.sh).
 .PHONY: clients-test
 clients-test:
