@@ -645,6 +645,8 @@ func FuzzParseQuery(f *testing.F) {
 		"identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009", "_count=-1", "_count=99999999999", "_offset=3&_sort=-date",
 		"patient=Patient/../x", "patient:Patient=p1", "code:exact=1", "date=xx2021", "a\\,b=c", "code=a%5C%2Cb", "%zz",
 		"identifier:not=https://fhir.nhs.uk/Id/nhs-number|9000000009", "_lastUpdated=ap2021-01&status=active,final",
+		"patient=p1&_include=Condition:encounter&_revinclude:iterate=Encounter:diagnosis&_summary=true&_elements=code,onset[x]",
+		"patient=p1&_summary=count&_total=accurate&_include=Observation:has-member:Observation", "patient=p1&_has:Encounter:diagnosis:status=x&code:text=y",
 	} {
 		f.Add(s, uint8(0), false)
 		f.Add(s, uint8(3), true)

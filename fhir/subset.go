@@ -102,7 +102,7 @@ func ParseSubset(typ string, summary, elements []string) (Subset, error) {
 	for _, v := range elements {
 		for _, e := range strings.Split(v, ",") {
 			e = strings.TrimSpace(e)
-			if t, name, ok := strings.Cut(e, "."); ok { // the R5 form Type.element
+			if t, name, ok := strings.Cut(e, "."); ok && t != "" && t[0] >= 'A' && t[0] <= 'Z' { // the R5 form Type.element
 				if t != typ && typ != "" {
 					continue
 				}
