@@ -296,11 +296,13 @@ func (s *Server) methodNotAllowed(c echo.Context) error {
 // operation gpgate does not serve.
 func (s *Server) write(c echo.Context) error {
 	typ, id := c.Param("type"), c.Param("id")
+	if typ == "" { // a route with the type in its path (/Consent/:id)
+		typ, _, _ = strings.Cut(strings.TrimPrefix(c.Path(), "/"), "/")
+	}
 	if op, ok := operationName(typ, id); ok {
 		return notImplementedOperation(op)
 	}
-	if typ == "Consent" && c.Request().Method == http.MethodPost {
-		// POST /Consent is routed; here only with an id.
+	if typ == "Consent" && id != "" && c.Request().Method != http.MethodDelete {
 		c.Response().Header().Set("Allow", "GET, HEAD, DELETE")
 		return fhir.Errorf(fhir.CodeMethodNotAllowed, "update of a Consent is not supported: record a new one (POST /Consent) and revoke the old (DELETE /Consent/{id})")
 	}
