@@ -86,7 +86,7 @@ func TestClientInteractions(t *testing.T) {
 		{name: "compartment, type not searchable", method: "GET", path: "/Patient/pabc/Medication", status: 501, code: "NOT_IMPLEMENTED", diag: "Medication"},
 		{name: "everything POST, no body", method: "POST", path: "/Patient/pabc/$everything", headers: fj, status: 200, call: "everything"},
 		{name: "everything POST, Parameters", method: "POST", path: "/Patient/pabc/$everything", headers: fj,
-			body: `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Condition"},{"name":"_since","valueInstant":"2024-01-01T00:00:00Z"},{"name":"_count","valueInteger":7}]}`,
+			body:   `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Condition"},{"name":"_since","valueInstant":"2024-01-01T00:00:00Z"},{"name":"_count","valueInteger":7}]}`,
 			status: 200, call: "everything",
 			check: func(t *testing.T, core *fakeCore, w *httptest.ResponseRecorder) {
 				e := core.got.(*fhir.EverythingRequest)
@@ -174,7 +174,9 @@ func TestClientInteractions(t *testing.T) {
 
 func linkOf(t *testing.T, w *httptest.ResponseRecorder, rel string) string {
 	t.Helper()
-	var b struct{ Link []struct{ Relation, URL string } }
+	var b struct {
+		Link []struct{ Relation, URL string }
+	}
 	if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
 		t.Fatalf("%v: %s", err, w.Body)
 	}
