@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// gpgateBinary builds the real binary once per test run.
+func gpgateBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gpgate-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "gpgate")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binErr = err
+			t.Logf("go build: %s", out)
+		}
+	})
+	if binErr != nil {
+		t.Fatalf("build gpgate: %v", binErr)
+	}
+	return binPath
+}
+
+// curlStep is one curl of a README block and what its comment says it
+// answers ("# 403 NO_PATIENT_CONSENT"; nothing: a 2xx).
+type curlStep struct {
+	line   int
+	status int
+	code   string
+}
+
+var (
+	curlComment = regexp.MustCompile(`#\s*(\d{3})\s+([A-Z_]+)`)
+	curlCall    = regexp.MustCompile(`(^|[\s;(|&])curl\s`)
+)
+
+// splitComment splits a shell line at its comment (a # at the start or
+// after a blank, outside quotes).
+func splitComment(line string) (code, comment string) {
+	var q byte
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case q != 0:
+			if c == q {
+				q = 0
+			}
+		case c == '\'' || c == '"':
+			q = c
+		case c == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
+	}
+	return line, ""
+}
+
+// curlSteps lists the curl invocations of a shell block in order (lines
+// inside a quoted multi-line argument are not commands).
+func curlSteps(block string, first int) []curlStep {
+	var out []curlStep
+	inQuote := false
+	sc := bufio.NewScanner(strings.NewReader(block))
+	n := first
+	for sc.Scan() {
+		n++
+		line := sc.Text()
+		if inQuote {
+			if strings.Count(line, "'")%2 == 1 {
+				inQuote = false
+			}
+			continue
+		}
+		code, comment := splitComment(line)
+		if strings.Count(code, "'")%2 == 1 {
+			inQuote = true
+		}
+		if !curlCall.MatchString(code) {
+			continue
+		}
+		st := curlStep{line: n}
+		if m := curlComment.FindStringSubmatch(comment); m != nil {
+			st.status, _ = strconv.Atoi(m[1])
+			st.code = m[2]
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// The README's shell examples, run as a user would run them against a
+// demo server: bin/gpgate is the real binary, gpgate-data the region the
+// server serves, and every curl must answer what its comment says.
+func TestREADMEExamples(t *testing.T) {
+	for _, tool := range []string{"curl", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed: the README's examples use it", tool)
+		}
+	}
+	readme := repoFile(t, "README.md")
+	checkErrorTable(t, "README.md", readme)
+	s := startServer(t)
+	bin := gpgateBinary(t)
+	work := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(bin, filepath.Join(work, "bin", "gpgate")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.dir, filepath.Join(work, "gpgate-data")); err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, f := range fences(readme) {
+		if f.info != "sh" && f.info != "bash" {
+			continue
+		}
+		if f.skip != "" {
+			t.Logf("README.md:%d: not run: %s", f.line, f.skip)
+			continue
+		}
+		if strings.Contains(f.text, "jq ") {
+			if _, err := exec.LookPath("jq"); err != nil {
+				t.Skipf("README.md:%d uses jq, which is not installed", f.line)
+			}
+		}
+		ran++
+		t.Run("README.md:"+strconv.Itoa(f.line), func(t *testing.T) {
+			steps := curlSteps(f.text, f.line)
+			log := filepath.Join(work, "curl.log")
+			_ = os.Remove(log)
+			// curl keeps its arguments; the wrapper only records the
+			// status and the body of each call, in order.
+			script := `set -euo pipefail
+curl() {
+  local out code
+  out=$(mktemp "$CURL_DIR/body.XXXXXX")
+  code=$(command curl -sS -o "$out" -w '%{http_code}' "$@") || { echo "curl failed: $*" >&2; return 1; }
+  printf '%s %s\n' "$code" "$out" >> "$CURL_LOG"
+  cat "$out"
+}
+` + strings.ReplaceAll(f.text, "http://127.0.0.1:8080", s.base) + "\n"
+			cmd := exec.Command("bash", "-c", script)
+			cmd.Dir = work
+			cmd.Env = append(os.Environ(), "CURL_LOG="+log, "CURL_DIR="+work)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("the block fails: %v\n%s", err, truncateBody(out))
+			}
+			b, _ := os.ReadFile(log)
+			calls := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(steps) == 0 || len(calls) != len(steps) {
+				t.Fatalf("%d curl calls ran, the block has %d", len(calls), len(steps))
+			}
+			for i, st := range steps {
+				status, bodyFile, _ := strings.Cut(calls[i], " ")
+				got, _ := strconv.Atoi(status)
+				body, _ := os.ReadFile(bodyFile)
+				want := st.status
+				if want == 0 {
+					if got < 200 || got > 299 {
+						t.Errorf("README.md:%d: HTTP %d, want 2xx: %s", st.line, got, truncateBody(body))
+					}
+					continue
+				}
+				if got != want || !strings.Contains(string(body), `"`+st.code+`"`) {
+					t.Errorf("README.md:%d: HTTP %d, the comment says %d %s: %s", st.line, got, want, st.code, truncateBody(body))
+				}
+			}
+		})
+	}
+	if ran == 0 {
+		t.Fatal("no runnable shell block in README.md")
+	}
+}
+
+func TestCurlSteps(t *testing.T) {
+	block := `B=x
+curl -s "$B/a"   # 403 NO_PATIENT_CONSENT
+curl -s -X POST $B/b -d '{
+  "curl -s": "not a command"
+}'
+T=$(bin/gpgate token)   # curl's not here
+# curl -s $B/commented
+curl -s -H "x" \
+   $B/c`
+	got := curlSteps(block, 10)
+	want := []curlStep{{12, 403, "NO_PATIENT_CONSENT"}, {13, 0, ""}, {18, 0, ""}}
+	if len(got) != len(want) {
+		t.Fatalf("%+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("step %d: %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
