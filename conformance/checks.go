@@ -51,8 +51,10 @@ type capResource struct {
 	Interaction []struct {
 		Code string `json:"code"`
 	} `json:"interaction"`
-	SearchParam []capParam `json:"searchParam"`
-	Operation   []struct {
+	SearchParam      []capParam `json:"searchParam"`
+	SearchInclude    []string   `json:"searchInclude"`
+	SearchRevInclude []string   `json:"searchRevInclude"`
+	Operation        []struct {
 		Name       string `json:"name"`
 		Definition string `json:"definition"`
 	} `json:"operation"`
