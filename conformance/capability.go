@@ -26,18 +26,13 @@ type Options struct {
 	CORS bool
 }
 
-// LenientParams is what the statement (rest.documentation and the
-// search-parameter-handling extension) says about parameters gpgate does
-// not know; the README says the same.
+// LenientParams is what the statement (rest.documentation) says about
+// parameters gpgate does not know; the README says the same.
 const LenientParams = "Unknown search parameters are ignored, leniently, as FHIR's default handling allows: " +
 	"the answer is then wider than asked, and the Bundle names each ignored parameter in an OperationOutcome entry " +
 	"(search mode outcome, code UNKNOWN_PARAMETER_IGNORED). Send `Prefer: handling=strict` to have them refused " +
 	"(400 BAD_REQUEST) instead. FHIR parameters and modifiers gpgate knows but does not serve (_has, _filter, chained " +
 	"parameters, :exact, :missing, ...) are always refused (501 NOT_IMPLEMENTED), never ignored."
-
-// extHandling is an extension gpgate uses to state its default search
-// parameter handling (FHIR's Prefer: handling values) machine-readably.
-const extHandling = "https://gpgate.dev/fhir/StructureDefinition/search-parameter-handling"
 
 // auditSearchParams are the parameters GET /AuditEvent honours.
 var auditSearchParams = []searchParam{
@@ -63,7 +58,6 @@ type concept struct {
 type extension struct {
 	URL       string      `json:"url"`
 	ValueURI  string      `json:"valueUri,omitempty"`
-	ValueCode string      `json:"valueCode,omitempty"`
 	Extension []extension `json:"extension,omitempty"`
 }
 type interaction struct {
@@ -98,7 +92,6 @@ type security struct {
 	Description string      `json:"description,omitempty"`
 }
 type rest struct {
-	Extension     []extension   `json:"extension,omitempty"`
 	Mode          string        `json:"mode"`
 	Documentation string        `json:"documentation,omitempty"`
 	Security      *security     `json:"security,omitempty"`
@@ -152,8 +145,7 @@ func CapabilityStatement(o Options) []byte {
 	cs.Implementation.URL = o.BaseURL
 
 	r := rest{Mode: "server", Documentation: "gpgate is view only and shares coded data only. Searches are within one patient " +
-		"(patient, or the Patient/{id}/{type} compartment), by GET or POST {type}/_search; HEAD answers every GET. " + LenientParams,
-		Extension: []extension{{URL: extHandling, ValueCode: "lenient"}}}
+		"(patient, or the Patient/{id}/{type} compartment), by GET or POST {type}/_search; HEAD answers every GET. " + LenientParams}
 	if o.OAuthURIs != nil {
 		sec := &security{Cors: o.CORS, Description: "SMART Backend Services (client_credentials + private_key_jwt); every clinical request needs a bearer token."}
 		oauth := extension{URL: "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"}
