@@ -225,6 +225,15 @@ func (r *runner) checkEverythingOp(ctx context.Context, c *Check) {
 					c.fail("_since in the future: %d resources", *b.Total)
 				}
 			}
+		case "_summary":
+			res, err := r.pget(ctx, p, base+"?_summary=count", strictHdr)
+			b := r.decodeBundle(c, "$everything _summary=count", res, err)
+			if m, _ := (&bundleJSON{}).matchesOf(res.body); b != nil && (b.Total == nil || *b.Total != p.count || m != 0) {
+				c.fail("_summary=count: total %v and %d entries, the record has %d", b.Total, m, p.count)
+			}
+		case "_elements":
+			res, err := r.pget(ctx, p, base+"?_elements=id&_count=5", strictHdr)
+			r.decodeBundle(c, "$everything _elements", res, err)
 		default:
 			res, err := r.pget(ctx, p, base+"?"+url.QueryEscape(prm.Name)+"=1", strictHdr)
 			if err != nil || res.status != http.StatusOK {

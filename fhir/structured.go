@@ -174,6 +174,16 @@ func (sec *SectionRequest) Keeps(r *Resource) bool {
 	return true
 }
 
+// listTitle is the List's title: the display of one of its codes (the
+// section's SNOMED list code, else the dataset area's), so the title says
+// nothing the codes do not.
+func (sec *Section) listTitle() string {
+	if sec.Code.Code != "" {
+		return sec.Title
+	}
+	return AreaDefOf(sec.Area).Title
+}
+
 // ListOf builds the section's List (UK Core List) over entries. permitted
 // false marks a section the decision does not cover (emptyReason withheld,
 // not "nil known"); warnings of the list warning code system are carried as
@@ -185,7 +195,7 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 		Meta:         listMeta{Profile: []string{ProfileList}},
 		Status:       "current",
 		Mode:         "snapshot",
-		Title:        sec.Title,
+		Title:        sec.listTitle(),
 		Subject:      ref{Reference: "Patient/" + patientID},
 		Date:         now.UTC().Format("2006-01-02T15:04:05Z"),
 		OrderedBy:    &listConcept{Coding: []listCoding{{System: "http://terminology.hl7.org/CodeSystem/list-order", Code: "event-date", Display: "Sorted by Event Date"}}},
