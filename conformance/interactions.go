@@ -127,7 +127,11 @@ func (r *runner) checkIncludes(ctx context.Context, c *Check) {
 				}
 				c.Count++
 				tested++
-				res, err := r.pget(ctx, p, "/"+src+"?patient="+p.id+"&_count=1000&_include="+url.QueryEscape(inc), strictHdr)
+				who := "patient=" + p.id
+				if src == "Patient" {
+					who = "_id=" + p.id
+				}
+				res, err := r.pget(ctx, p, "/"+src+"?"+who+"&_count=1000&_include="+url.QueryEscape(inc), strictHdr)
 				b := r.decodeBundle(c, "_include="+inc, res, err)
 				if b == nil {
 					break

@@ -71,6 +71,17 @@ var mandatoryElements = map[string][]string{
 	"ServiceRequest":      {"status", "intent", "subject"},
 }
 
+// invariantElements are kept in every subset as well: elements a FHIR or
+// UK Core invariant requires together with others (org-1: an Organization
+// has a name or an identifier; ait-1/ait-2 and con-3/con-4/con-5:
+// clinicalStatus and verificationStatus go together), so a subsetted
+// resource is still valid R4.
+var invariantElements = map[string][]string{
+	"Organization":       {"identifier", "name"},
+	"AllergyIntolerance": {"clinicalStatus", "verificationStatus"},
+	"Condition":          {"clinicalStatus", "verificationStatus", "category"},
+}
+
 // Subset is what of each resource a request asks for: a _summary mode and
 // an _elements list. The zero Subset asks for whole resources.
 type Subset struct {
@@ -144,6 +155,7 @@ func (s Subset) Apply(r *Resource) *Resource {
 	}
 	keep = append(keep, s.Elements...)
 	keep = append(keep, mandatoryElements[r.Type]...)
+	keep = append(keep, invariantElements[r.Type]...)
 	out, removed, err := selectElements(r.JSON, func(name string) bool {
 		switch name {
 		case "resourceType", "id", "meta", "implicitRules":

@@ -62,13 +62,13 @@ func TestSubsetApply(t *testing.T) {
 		{name: "false", sub: Subset{Summary: SummaryFalse}},
 		{name: "data (no text to remove)", sub: Subset{Summary: SummaryData}},
 		{name: "summary", sub: Subset{Summary: SummaryTrue},
-			keys: []string{"_onsetDateTime", "clinicalStatus", "code", "encounter", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
-		{name: "elements keep mandatory", sub: Subset{Elements: []string{"code"}},
-			keys: []string{"code", "id", "meta", "resourceType", "subject"}},
+			keys: []string{"_onsetDateTime", "category", "clinicalStatus", "code", "encounter", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
+		{name: "elements keep mandatory and invariant ones", sub: Subset{Elements: []string{"code"}},
+			keys: []string{"category", "clinicalStatus", "code", "id", "meta", "resourceType", "subject"}},
 		{name: "choice element", sub: Subset{Elements: []string{"onset[x]"}},
-			keys: []string{"_onsetDateTime", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
+			keys: []string{"_onsetDateTime", "category", "clinicalStatus", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
 		{name: "typed choice name", sub: Subset{Elements: []string{"onsetDateTime"}},
-			keys: []string{"_onsetDateTime", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
+			keys: []string{"_onsetDateTime", "category", "clinicalStatus", "id", "meta", "onsetDateTime", "resourceType", "subject"}},
 		{name: "everything asked", sub: Subset{Elements: []string{"category", "clinicalStatus", "code", "encounter", "evidence", "onset[x]"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -232,7 +232,7 @@ func bigPage(t *testing.T, n int) *fhir.Page {
 	t.Helper()
 	pg := &fhir.Page{Total: n}
 	for i := 0; i < n; i++ {
-		r, err := fhir.NewResource([]byte(`{"resourceType":"Condition","id":"pabc-c` + strings.Repeat("1", 1+i%9) + `","category":[{"coding":[{"code":"problem-list-item"}]}],"code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"subject":{"reference":"Patient/pabc"}}`))
+		r, err := fhir.NewResource([]byte(`{"resourceType":"Condition","id":"pabc-c` + strings.Repeat("1", 1+i%9) + `","evidence":[{"code":[{"coding":[{"code":"x"}]}]}],"code":{"coding":[{"system":"http://snomed.info/sct","code":"44054006"}]},"subject":{"reference":"Patient/pabc"}}`))
 		if err != nil {
 			t.Fatal(err)
 		}
