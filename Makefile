@@ -66,3 +66,12 @@ validate:
 	GO="$(GO)" bash conformance/validate.sh
 validate-broken:
 	GO="$(GO)" bash conformance/validate.sh --break
+
+# Shared Record Viewer: its Go tests, then end-to-end tests in Debian's headless Chromium
+# (playwright-core and axe-core from npm, pinned in viewer/e2e) against the viewer demo server,
+# or against a running server when VIEWER_FIXTURE names its fixture. Screenshots:
+# viewer/e2e/artifacts/. Needs `apt-get install chromium` and node + npm. docs/viewer.md
+.PHONY: test-viewer
+test-viewer:
+	$(GO) test -count=1 ./viewer/...
+	GO="$(GO)" bash viewer/e2e/run.sh

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -80,8 +81,125 @@ func BenchmarkRecord(b *testing.B) {
 			defer s.Close()
 			ctx := context.Background()
 			runWriters(b, w, func(i int) error { return s.Record(ctx, entryFor(i)) })
+			reportBatching(b, s)
 		})
 	}
+}
+
+// reportBatching reports entries per transaction: group commit at work.
+func reportBatching(b *testing.B, s *Store) {
+	st := s.Stats()
+	if st.Commits > 0 {
+		b.ReportMetric(float64(st.Entries)/float64(st.Commits), "entries/commit")
+	}
+}
+
+// BenchmarkRecordAnchored: 64 writers on an anchored log (default cadence:
+// a signed checkpoint every 1024 entries or second, exported to a head
+// file), with and without a forwarder delivering every entry: what signing
+// and forwarding cost the request path.
+func BenchmarkRecordAnchored(b *testing.B) {
+	for _, tc := range []struct {
+		name    string
+		forward bool
+		every   int
+	}{
+		{"default-cadence", false, 0},
+		{"checkpoint-every-commit", false, 1},
+		{"default-cadence+forwarder", true, 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			dir, keyDir := benchDir(b), benchDir(b)
+			s, err := Open(filepath.Join(dir, "audit.db"), Options{Key: testKey, HeadFile: filepath.Join(keyDir, "audit.head"), CheckpointEvery: tc.every})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			var f *Forwarder
+			if tc.forward {
+				f, err = s.Forward(ForwardOptions{Name: "bench", To: DelivererFunc(func(context.Context, Entry) error { return nil })})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			ctx := context.Background()
+			runWriters(b, 64, func(i int) error { return s.Record(ctx, entryFor(i)) })
+			reportBatching(b, s)
+			st := s.Stats()
+			b.ReportMetric(float64(st.Checkpoints), "checkpoints")
+			if f != nil {
+				b.ReportMetric(float64(f.Stats().CursorWrites), "cursor-writes")
+			}
+		})
+	}
+}
+
+func BenchmarkSignCheckpoint(b *testing.B) {
+	var h [32]byte
+	for b.Loop() {
+		hd := signHead(testKey, 123456, h, t0, "gpgate-1")
+		_, _ = hd.MarshalText()
+	}
+}
+
+func BenchmarkParseAndVerifyHead(b *testing.B) {
+	hd := signHead(testKey, 123456, [32]byte{1}, t0, "gpgate-1")
+	line, _ := hd.MarshalText()
+	keys := []ed25519.PublicKey{pubOf(testKey)}
+	for b.Loop() {
+		h, err := ParseHead(line)
+		if err != nil || h.Verify(keys) != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpenAnchored100k: opening an anchored 100k-entry log checks the
+// chain from the newest checkpoint only (fast start); Verify walks it all.
+func BenchmarkOpenAnchored100k(b *testing.B) {
+	dir, keyDir := benchDir(b), benchDir(b)
+	path := filepath.Join(dir, "audit.db")
+	opt := Options{Key: testKey, HeadFile: filepath.Join(keyDir, "audit.head")}
+	s, err := Open(path, opt)
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*pending, 0, 1000)
+	for i := range 100_000 {
+		payload, _ := encodePayload(entryFor(i))
+		batch = append(batch, &pending{payload: payload})
+		if len(batch) == cap(batch) {
+			if err := s.commit(batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("open", func(b *testing.B) {
+		for b.Loop() {
+			s, err := Open(path, opt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	})
+	b.Run("verify", func(b *testing.B) {
+		s, err := Open(path, Options{ReadOnly: true, Key: testKey, HeadFile: opt.HeadFile})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		for b.Loop() {
+			rep, err := s.Verify(context.Background())
+			if err != nil || !rep.OK() || rep.Entries != 100_000 {
+				b.Fatal(rep, err)
+			}
+		}
+	})
 }
 
 // BenchmarkBaselineUpdatePerWrite is the same work (framing, chain hash,
@@ -168,6 +286,8 @@ func BenchmarkQuery100k(b *testing.B) {
 		{"patient-index", Filter{Patient: fhir.PatientID("000001234")}},
 		{"agent-index-clinician", Filter{Agent: "sds-17"}},
 		{"scan-newest-page", Filter{}},
+		{"scan-cursor-page-mid-log", Filter{Before: 50_000}},
+		{"scan-offset-page-mid-log", Filter{Offset: 50_000}},
 		{"scan-denied-total", Filter{Outcome: fhir.OutcomeDenied}},
 		{"scan-break-glass", Filter{BreakGlassOnly: true, Count: 10}},
 		{"scan-since-last-10-minutes", Filter{Since: last.Recorded.Add(-10 * time.Minute)}},

@@ -22,6 +22,15 @@ import (
 // writes, and checks the file.
 const crashChildEnv = "GPGATE_AUDIT_CRASH_CHILD"
 
+// crashKeyEnv names the key directory: the child anchors the log (key,
+// exported head) and runs a forwarder that prints "F seq" per delivery.
+const crashKeyEnv = "GPGATE_AUDIT_CRASH_KEYDIR"
+
+func crashOptions(keyDir string) Options {
+	return Options{KeyFile: filepath.Join(keyDir, "audit.key"), HeadFile: filepath.Join(keyDir, "audit.head"),
+		CheckpointEvery: 64, CheckpointInterval: 10 * time.Millisecond}
+}
+
 func TestMain(m *testing.M) {
 	if path := os.Getenv(crashChildEnv); path != "" {
 		crashChild(path)
@@ -35,12 +44,23 @@ func TestMain(m *testing.M) {
 // crashChild records from many goroutines without end and writes
 // "seq writer n\n" to stdout the moment each Record returns.
 func crashChild(path string) {
-	s, err := Open(path, Options{})
+	s, err := Open(path, crashOptions(os.Getenv(crashKeyEnv)))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child open:", err)
 		os.Exit(2)
 	}
 	var mu sync.Mutex
+	_, err = s.Forward(ForwardOptions{Name: "crash-trail", CursorEvery: 5 * time.Millisecond,
+		To: DelivererFunc(func(ctx context.Context, e Entry) error {
+			mu.Lock()
+			os.Stdout.WriteString(fmt.Sprintf("F %d\n", e.Seq))
+			mu.Unlock()
+			return nil
+		})})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child forward:", err)
+		os.Exit(2)
+	}
 	for w := range 32 {
 		go func() {
 			for n := 0; ; n++ {
@@ -78,22 +98,67 @@ func TestCrashRecovery(t *testing.T) {
 		rounds = v
 	}
 	path := filepath.Join(t.TempDir(), "audit.db")
+	keyDir := t.TempDir()
 	var all []ack
+	delivered := map[uint64]bool{}
 	for round := range rounds {
-		acks := runCrashChild(t, path, round, 300+round*500)
-		t.Logf("round %d: %d acknowledged before SIGKILL", round, len(acks))
+		acks := runCrashChild(t, path, keyDir, round, 300+round*500, delivered)
+		t.Logf("round %d: %d acknowledged before SIGKILL, %d delivered so far", round, len(acks), len(delivered))
 		all = append(all, acks...)
-		checkCrashFile(t, path, all)
+		checkCrashFile(t, path, keyDir, all)
 	}
+	checkForwarded(t, path, keyDir, delivered)
+}
+
+// checkForwarded: a forwarder started after the crashes delivers, with what
+// the killed children delivered, every entry of the log: at least once,
+// none lost between a delivery and its cursor write.
+func checkForwarded(t *testing.T, path, keyDir string, delivered map[uint64]bool) {
+	t.Helper()
+	s, err := Open(path, crashOptions(keyDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	head := s.Stats().Head
+	cur, err := s.Cursor("crash-trail")
+	must(t, err)
+	for seq := uint64(1); seq <= cur; seq++ {
+		if !delivered[seq] {
+			t.Fatalf("entry %d is behind the durable cursor %d but was never delivered", seq, cur)
+		}
+	}
+	var mu sync.Mutex
+	redelivered := 0
+	f, err := s.Forward(ForwardOptions{Name: "crash-trail", To: DelivererFunc(func(ctx context.Context, e Entry) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if delivered[e.Seq] {
+			redelivered++
+		}
+		delivered[e.Seq] = true
+		return nil
+	})})
+	must(t, err)
+	waitFor(t, "the forwarder to catch up", func() bool { return f.Stats().Position == head })
+	must(t, f.Close())
+	mu.Lock()
+	defer mu.Unlock()
+	for seq := uint64(1); seq <= head; seq++ {
+		if !delivered[seq] {
+			t.Fatalf("entry %d of %d never delivered", seq, head)
+		}
+	}
+	t.Logf("forwarder: %d entries, durable cursor was %d, %d redelivered after the last SIGKILL", head, cur, redelivered)
 }
 
 // runCrashChild starts the child, waits for at least minAcks
 // acknowledgements (or one second), kills it with SIGKILL and returns every
 // acknowledgement it printed.
-func runCrashChild(t *testing.T, path string, round, minAcks int) []ack {
+func runCrashChild(t *testing.T, path, keyDir string, round, minAcks int, delivered map[uint64]bool) []ack {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+path)
+	cmd.Env = append(os.Environ(), crashChildEnv+"="+path, crashKeyEnv+"="+keyDir)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
@@ -113,13 +178,24 @@ func runCrashChild(t *testing.T, path string, round, minAcks int) []ack {
 	}()
 	var acks []ack
 	parse := func(l string) {
+		if seq, ok := strings.CutPrefix(l, "F "); ok {
+			n, err := strconv.ParseUint(seq, 10, 64)
+			if err != nil {
+				t.Fatalf("child printed %q", l)
+			}
+			delivered[n] = true
+			return
+		}
 		a := ack{round: round}
 		if _, err := fmt.Sscanf(l, "%d %s %d", &a.seq, &a.writer, &a.n); err != nil {
 			t.Fatalf("child printed %q", l)
 		}
 		acks = append(acks, a)
 	}
-	deadline := time.After(time.Second)
+	// up to 30 s for the child to start (a -race binary opening an anchored
+	// log is slow), then one second of load
+	deadline := time.After(30 * time.Second)
+	started := false
 	killed := false
 	for !killed {
 		select {
@@ -129,6 +205,10 @@ func runCrashChild(t *testing.T, path string, round, minAcks int) []ack {
 				t.Fatalf("child exited before SIGKILL: %s", stderr.String())
 			}
 			parse(l)
+			if !started && len(acks) > 0 {
+				started = true
+				deadline = time.After(time.Second)
+			}
 			if len(acks) >= minAcks {
 				killed = true
 			}
@@ -155,9 +235,11 @@ func runCrashChild(t *testing.T, path string, round, minAcks int) []ack {
 // checkCrashFile reopens the log: the chain verifies, every acknowledged
 // entry is there under its sequence number, and each writer's entries appear
 // in the order it wrote them.
-func checkCrashFile(t *testing.T, path string, acks []ack) {
+func checkCrashFile(t *testing.T, path, keyDir string, acks []ack) {
 	t.Helper()
-	s, err := Open(path, Options{})
+	// the anchored log opens after SIGKILL: the exported head is never
+	// ahead of the durable log
+	s, err := Open(path, crashOptions(keyDir))
 	if err != nil {
 		t.Fatal(err)
 	}

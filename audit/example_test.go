@@ -57,3 +57,46 @@ func Example() {
 	// 1 audit-000000000001 true
 	// chain ok: true 1
 }
+
+// serve anchors the log with a key kept outside the data directory,
+// exports the signed head beside it and to the log stream, and tells each
+// patient's practice of granted accesses through a forwarder, off the
+// request path.
+func ExampleStore_Forward() {
+	dir, _ := os.MkdirTemp("", "audit-example")
+	defer os.RemoveAll(dir)
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(data, 0o700)
+	store, err := audit.Open(filepath.Join(data, "audit.db"), audit.Options{
+		KeyFile:  data + ".audit-key",  // created 0600 on first run
+		HeadFile: data + ".audit-head", // the newest signed head, outside the log
+	})
+	if err != nil {
+		panic(err) // a log that does not verify, or is behind its head, is refused
+	}
+	var told []string
+	trail, err := store.Forward(audit.ForwardOptions{
+		Name:  "practice-trail",
+		Match: audit.PatientAccessGranted,
+		To: audit.DelivererFunc(func(ctx context.Context, e audit.Entry) error {
+			told = append(told, e.Practice+" "+e.RequestID) // e.g. registry.RecordAccess(ctx, e.NHS, &e.AuditEntry)
+			return nil
+		}),
+	})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	for i, outcome := range []string{fhir.OutcomeGranted, fhir.OutcomeDenied} {
+		store.Record(ctx, &fhir.AuditEntry{RequestID: fmt.Sprint("req-", i), Action: "PatientRead", Interaction: "read",
+			Outcome: outcome, ClientID: "ed-system-01", NHS: "9000000009", Practice: "A20047"})
+	}
+	trail.Drain(ctx) // on shutdown: let the trail catch up, then Close
+	store.Close()
+	fmt.Println(told)
+	head, _ := audit.ReadHeadFile(data + ".audit-head")
+	fmt.Println("head at entry", head.Seq)
+	// Output:
+	// [A20047 req-0]
+	// head at entry 2
+}

@@ -92,7 +92,7 @@ func fmtFilter(f Filter) string {
 func FuzzParseFilter(f *testing.F) {
 	for _, s := range []string{"", "patient=Patient/pabc&date=ge2025-01-01&date=le2025-02", "_count=0",
 		"agent=a|b&outcome=4&break-glass=true", "date=2025-03-14T10:00:00.123+01:00", "subtype=read&_offset=7",
-		"entity=Patient/x&_summary=count", "date=xx2025", "_count=99999999999999999999"} {
+		"entity=Patient/x&_summary=count", "date=xx2025", "_count=99999999999999999999", "_cursor=42&_count=7", "_cursor=0"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, q string) {

@@ -28,16 +28,21 @@ type Filter struct {
 	Outcome        string    // fhir.OutcomeGranted | OutcomeDenied | OutcomeError
 	Action         string    // "PatientRead", "PatientQuery", "token-issue", ...
 	BreakGlassOnly bool
-	Count          int  // page size; 0 means fhir.DefaultCount, capped at fhir.MaxCount
-	Offset         int  // entries to skip (newest first)
-	TotalOnly      bool // count matches, return no entries (_count=0, _summary=count)
+	Count          int // page size; 0 means fhir.DefaultCount, capped at fhir.MaxCount
+	Offset         int // entries to skip (newest first), after Before; kept for old links: prefer Before
+	// Before pages by sequence number (the _cursor parameter): only entries
+	// older than entry Before. Page.Next is the Before of the next page, so
+	// paging newest first never shows an entry twice or skips one while new
+	// entries arrive. 0: no bound.
+	Before    uint64
+	TotalOnly bool // count matches, return no entries (_count=0, _summary=count)
 	// Ignored names parameters ParseFilter did not know (lenient handling).
 	Ignored []string
 }
 
 // FilterParams are the search parameters ParseFilter understands, for the
 // CapabilityStatement. "break-glass" (true|false) is gpgate's own.
-var FilterParams = []string{"patient", "agent", "entity", "date", "outcome", "subtype", "break-glass", "_count", "_offset", "_sort", "_summary"}
+var FilterParams = []string{"patient", "agent", "entity", "date", "outcome", "subtype", "break-glass", "_count", "_cursor", "_offset", "_sort", "_summary"}
 
 const maxFilterValue = 256
 
@@ -84,6 +89,13 @@ func ParseFilter(v url.Values) (Filter, error) {
 				f.TotalOnly = true
 			}
 			f.Count = min(n, fhir.MaxCount)
+			continue
+		case "_cursor":
+			n, err := strconv.ParseUint(val, 10, 64)
+			if err != nil || n == 0 {
+				return bad(key, "_cursor must be a positive integer (the value of the next link)")
+			}
+			f.Before = n
 			continue
 		case "_offset":
 			n, err := strconv.Atoi(val)
@@ -174,7 +186,7 @@ func knownParam(key string) bool {
 		return true
 	}
 	switch key {
-	case "_format", "_pretty", "_count", "_offset", "_sort", "_summary", "date":
+	case "_format", "_pretty", "_count", "_cursor", "_offset", "_sort", "_summary", "date":
 		return true
 	}
 	return false
@@ -267,11 +279,29 @@ func (f *Filter) match(e *Entry) bool {
 	return true
 }
 
+// Page is one page of a Query.
+type Page struct {
+	Entries []Entry // newest first
+	Total   int     // matches of the whole search (Before and Offset aside)
+	// Next is the Filter.Before (the _cursor) of the next, older page; 0
+	// when there is none.
+	Next uint64
+}
+
 // Query returns the entries matching f, newest first, one page of them
-// (Count from Offset), and the total number of matches. It uses the patient
-// or agent index when f names one, else scans the log from its end; a Since
-// bound stops the scan early because recorded times never decrease along it.
+// (Count entries older than Before, from Offset), and the total number of
+// matches. See QueryPage.
 func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
+	p, err := s.QueryPage(ctx, f)
+	return p.Entries, p.Total, err
+}
+
+// QueryPage returns one page of the entries matching f, newest first, the
+// total number of matches and the cursor of the next page. It uses the
+// patient or agent index when f names one, else scans the log from its end;
+// a Since bound stops the scan early because recorded times never decrease
+// along it.
+func (s *Store) QueryPage(ctx context.Context, f Filter) (Page, error) {
 	count := f.Count
 	if count <= 0 {
 		count = fhir.DefaultCount
@@ -284,14 +314,15 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 	if patient == "" && strings.HasPrefix(f.Entity, "Patient/") {
 		patient = strings.TrimPrefix(f.Entity, "Patient/")
 	} else if f.Entity != "" && !strings.HasPrefix(f.Entity, "Patient/") {
-		return nil, 0, nil // entries name only patients as entities
+		return Page{}, nil // entries name only patients as entities
 	}
 	var out []Entry
-	total := 0
+	total, skipped := 0, 0
+	more := false // a match older than the page's last entry exists
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		lb := tx.Bucket(bucketLog)
 		m := compile(&f)
-		visit := func(v []byte) (bool, error) {
+		visit := func(seq uint64, v []byte) (bool, error) {
 			if len(v) < 34 {
 				return false, errors.New("audit record too short")
 			}
@@ -310,16 +341,25 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 				return true, nil
 			}
 			total++
-			if total > f.Offset && len(out) < count {
+			if f.Before != 0 && seq >= f.Before {
+				return true, nil
+			}
+			if skipped < f.Offset {
+				skipped++
+				return true, nil
+			}
+			if len(out) < count {
 				e, err := decodeRecord(v)
 				if err != nil {
 					return false, err
 				}
 				out = append(out, e)
+			} else if count > 0 {
+				more = true
 			}
 			return true, nil
 		}
-		var next func() []byte
+		var next func() (uint64, []byte)
 		switch {
 		case patient != "":
 			next = indexIter(tx.Bucket(bucketPatient), lb, patient)
@@ -332,19 +372,22 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 				// recorded never decreases along the log: start at the
 				// newest entry recorded before Until
 				if seq, ok := seqBefore(lb, binary.BigEndian.Uint64(k), f.Until); ok {
-					_, v = c.Seek(seqKey(seq))
+					k, v = c.Seek(seqKey(seq))
 				} else {
-					v = nil
+					k, v = nil, nil
 				}
 			}
 			first := true
-			next = func() []byte {
+			next = func() (uint64, []byte) {
 				if first {
 					first = false
-					return v
+				} else {
+					k, v = c.Prev()
 				}
-				_, v = c.Prev()
-				return v
+				if len(k) != 8 {
+					return 0, nil
+				}
+				return binary.BigEndian.Uint64(k), v
 			}
 		}
 		for i := 0; ; i++ {
@@ -353,20 +396,24 @@ func (s *Store) Query(ctx context.Context, f Filter) ([]Entry, int, error) {
 					return err
 				}
 			}
-			v := next()
+			seq, v := next()
 			if v == nil {
 				return nil
 			}
-			more, err := visit(v)
-			if err != nil || !more {
+			cont, err := visit(seq, v)
+			if err != nil || !cont {
 				return err
 			}
 		}
 	})
 	if err != nil {
-		return nil, 0, fhir.Internal(err)
+		return Page{}, fhir.Internal(err)
 	}
-	return out, total, nil
+	p := Page{Entries: out, Total: total}
+	if more && len(out) > 0 {
+		p.Next = out[len(out)-1].Seq
+	}
+	return p, nil
 }
 
 // matcher is a Filter compiled to byte patterns over canonical record
@@ -457,13 +504,14 @@ func seqBefore(lb *bbolt.Bucket, last uint64, t time.Time) (uint64, bool) {
 	return lo - 1, lo > 1
 }
 
-// indexIter walks the index entries of id newest first, yielding log values.
-func indexIter(ib, lb *bbolt.Bucket, id string) func() []byte {
+// indexIter walks the index entries of id newest first, yielding sequence
+// numbers and log values.
+func indexIter(ib, lb *bbolt.Bucket, id string) func() (uint64, []byte) {
 	prefix := append([]byte(id), 0)
 	c := ib.Cursor()
 	var k []byte
 	started := false
-	return func() []byte {
+	return func() (uint64, []byte) {
 		for {
 			if !started {
 				started = true
@@ -477,10 +525,10 @@ func indexIter(ib, lb *bbolt.Bucket, id string) func() []byte {
 				k, _ = c.Prev()
 			}
 			if k == nil || len(k) != len(prefix)+8 || !bytes.HasPrefix(k, prefix) {
-				return nil
+				return 0, nil
 			}
 			if v := lb.Get(k[len(prefix):]); v != nil {
-				return v
+				return binary.BigEndian.Uint64(k[len(prefix):]), v
 			}
 			// an index key without its log entry: skip it (Verify reports the log)
 		}

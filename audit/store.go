@@ -6,16 +6,70 @@
 // waits; the writer takes everything queued, commits it in one bbolt Update
 // (one fsync for the batch) and releases every waiter. Entries render as R4
 // AuditEvents (UK Core profile, IHE BALP shapes) with Render.
+//
+// # Tamper evidence
+//
+// Three layers, each closing what the one before leaves open:
+//
+//  1. The hash chain. Each entry stores SHA-256(previous hash || its
+//     canonical bytes) and names its own sequence number, so Verify finds an
+//     edited entry (hash mismatch), a deleted one (gap) and two swapped or
+//     moved ones (an entry holding another's record). It is unkeyed: anyone
+//     who can write audit.db can rewrite an entry and recompute every hash
+//     after it ("re-chaining"), or cut the tail off together with the head
+//     record.
+//  2. Signed checkpoints (Options.Key, Ed25519 from crypto/ed25519). Every
+//     Options.CheckpointEvery entries or Options.CheckpointInterval, on Open
+//     and on Close, the writer signs {seq, chain hash, time, node, key id}
+//     and stores it in the log in the same transaction as the batch (no
+//     extra fsync on the request path). A re-chained log no longer matches
+//     the checkpoints signed before the rewrite; forging new ones needs the
+//     key, which lives outside the data directory (Options.KeyFile refuses a
+//     key beside the log and one group or others can read). Checkpoints are
+//     publicly verifiable: an auditor needs only the public key.
+//  3. The exported head (Options.HeadFile, Options.HeadSink). The newest
+//     signed checkpoint is also written, after it is durable, to a file
+//     outside the log (atomically) and handed to a sink (syslog, a SIEM).
+//     A log cut back to before its exported head — tail truncation, or a
+//     restored backup — is caught: the log is shorter than the head, or its
+//     entry at the head's sequence differs.
+//
+// What remains: entries after the newest exported head (at most
+// CheckpointEvery entries or CheckpointInterval of activity) are protected
+// only by the unkeyed chain; an attacker who holds the key can sign anything;
+// one who can replace both the log and the head file with older copies is
+// caught only by a head copy held elsewhere (HeadSink). Open checks the
+// chain from the newest checkpoint (fast start: at most one checkpoint
+// interval of entries) and refuses a log that does not verify or is behind
+// its exported head, unless Options.AcceptUnverified — then it records that
+// decision in the log itself. Verify walks everything.
+//
+// Why checkpoints rather than a keyed (HMAC) chain: an HMAC chain detects a
+// rewrite at every entry, but verifying it needs the secret, so everyone who
+// verifies could also forge, and the key would have to sit with every
+// auditor; signatures let anyone with the public key verify and keep the
+// signing key on the one node that writes. The price is the unanchored tail
+// described above, which the cadence bounds.
+//
+// # Forwarders
+//
+// A Forwarder (Store.Forward) delivers committed entries to another system —
+// the practice's own trail, a SIEM — from a durable named cursor, off the
+// request path, at least once, in log order, retrying with backoff; see
+// forward.go.
 package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -25,25 +79,39 @@ import (
 
 // Bucket names. Every bucket the package owns starts with "audit_".
 var (
-	bucketLog     = []byte("audit_log")        // seq (big-endian uint64) -> hash(32) || canonical record
-	bucketMeta    = []byte("audit_meta")       // "head" -> seq(8) || hash(32) || recorded unix nanos(8)
-	bucketPatient = []byte("audit_by_patient") // patient id 0x00 seq -> nil
-	bucketAgent   = []byte("audit_by_agent")   // client id | practitioner | ODS 0x00 seq -> nil
-	keyHead       = []byte("head")
+	bucketLog        = []byte("audit_log")        // seq (big-endian uint64) -> hash(32) || canonical record
+	bucketMeta       = []byte("audit_meta")       // "head" -> seq(8) || hash(32) || recorded unix nanos(8); "cursor/<name>" -> seq(8)
+	bucketPatient    = []byte("audit_by_patient") // patient id 0x00 seq -> nil
+	bucketAgent      = []byte("audit_by_agent")   // client id | practitioner | ODS 0x00 seq -> nil
+	bucketCheckpoint = []byte("audit_checkpoint") // seq -> signed head line (Head.MarshalText)
+	// checkpoints beyond the log's end when an operator overrode a failed
+	// check (AcceptUnverified): kept as evidence, no longer verified
+	bucketSuperseded = []byte("audit_checkpoint_superseded")
+	keyHead          = []byte("head")
 )
 
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("audit: store closed")
 
-// Sink receives committed audit events, e.g. a forwarder to a regional SIEM
-// or a national audit service. A forwarder keeps its own cursor and reads
-// with Store.Scan from the last sequence it delivered, so a slow or failed
-// sink never holds up Record.
+// ErrReadOnly is returned by Record on a Store opened with Options.ReadOnly.
+var ErrReadOnly = errors.New("audit: store is read-only")
+
+// Sink receives committed audit events.
+//
+// Deprecated: nothing calls it. Use a Forwarder (Store.Forward), which keeps
+// a durable cursor and delivers Entries.
 type Sink interface {
 	Send(ctx context.Context, seq uint64, event []byte) error
 }
 
-// Options configures a Store. The zero value is usable.
+// Checkpoint cadence defaults.
+const (
+	DefaultCheckpointEvery    = 1024
+	DefaultCheckpointInterval = time.Second
+)
+
+// Options configures a Store. The zero value is usable (an unanchored log:
+// chain only).
 type Options struct {
 	// Now is the clock; defaults to time.Now.
 	Now func() time.Time
@@ -55,25 +123,100 @@ type Options struct {
 	MaxBatch int
 	// QueueSize is the depth of the commit queue; defaults to 4096.
 	QueueSize int
+
+	// Key signs checkpoints. Give Key or KeyFile, not both; with neither,
+	// no checkpoints are written and Open checks only the chain's head.
+	Key ed25519.PrivateKey
+	// KeyFile is the audit key's file (LoadOrCreateKey: created 0600 on first
+	// use, refused when group or others may read it). It must not be inside
+	// the log's directory. With ReadOnly it is only read, and may be the
+	// public key (PEM "PUBLIC KEY").
+	KeyFile string
+	// TrustedKeys are further public keys whose checkpoints verify (keys
+	// used before a rotation). The current key is always trusted.
+	TrustedKeys []ed25519.PublicKey
+	// HeadFile is where the newest signed head is exported, atomically,
+	// after each checkpoint is durable; Open refuses a log behind it.
+	// Needs a key. Put it outside the data directory (e.g. beside the key).
+	HeadFile string
+	// HeadSink, when set, receives every signed head (syslog, SIEM).
+	HeadSink HeadSink
+	// CheckpointEvery is the number of entries between checkpoints;
+	// defaults to DefaultCheckpointEvery. 1 signs every commit.
+	CheckpointEvery int
+	// CheckpointInterval bounds the time an entry waits for a checkpoint;
+	// defaults to DefaultCheckpointInterval.
+	CheckpointInterval time.Duration
+	// AcceptUnverified opens a log that fails the open-time check (broken
+	// chain, bad checkpoint, behind its exported head) instead of refusing.
+	// For an operator who has investigated: the failure is logged, recorded
+	// as an entry (action "audit-override", the reason in its rule), and a
+	// new checkpoint and head are signed over the log as it is. Checkpoints
+	// beyond a truncated end are set aside (Verify warns of them); a broken
+	// chain stays broken for Verify.
+	AcceptUnverified bool
+	// ReadOnly opens the file read-only (Open only): no writer, no
+	// open-time check, Record fails with ErrReadOnly. For verify and export.
+	ReadOnly bool
+}
+
+// Stats are counters for metrics and tests.
+type Stats struct {
+	Commits          uint64 // transactions that appended entries: one fsync'd batch each
+	Entries          uint64 // entries appended through this Store
+	LastBatch        int    // entries in the newest commit
+	QueueDepth       int    // entries waiting for the writer
+	Head             uint64 // sequence number of the newest entry
+	Checkpoints      uint64 // checkpoints signed by this Store
+	CheckpointOnly   uint64 // of which in a transaction of their own (idle timer, Open, Close)
+	LastCheckpoint   uint64 // sequence number the newest checkpoint covers
+	HeadExported     uint64 // sequence number of the newest head exported without error
+	HeadExportErrors uint64
 }
 
 // Store is the audit log. It is safe for concurrent use.
 type Store struct {
-	db     *bbolt.DB
-	ownDB  bool
-	now    func() time.Time
-	log    *slog.Logger
-	node   string
-	max    int
-	queue  chan *pending
-	mu     sync.RWMutex // held shared by Record while enqueueing, exclusively by Close
-	closed bool
-	done   chan struct{}
+	db       *bbolt.DB
+	ownDB    bool
+	readOnly bool
+	now      func() time.Time
+	log      *slog.Logger
+	node     string
+	max      int
+	queue    chan *pending
+	mu       sync.RWMutex // held shared by Record while enqueueing, exclusively by Close
+	closed   bool
+	done     chan struct{} // closed when the writer has stopped
+
+	closeOnce sync.Once
+	closeErr  error
+
+	key        ed25519.PrivateKey
+	keys       []ed25519.PublicKey // trusted for verification; keys[0] is the current key's when there is one
+	headFile   string
+	headSink   HeadSink
+	cpEvery    uint64
+	cpInterval time.Duration
+	exportCh   chan Head // newest head to export; capacity 1, newest wins
+	exportDone chan struct{}
+
+	subMu sync.Mutex
+	subs  map[chan struct{}]struct{} // woken after each entry commit
+	fwds  map[*Forwarder]struct{}
 
 	// writer state, owned by the writer goroutine after New returns
 	head     uint64
 	headHash [32]byte
 	headTime time.Time
+	cpSeq    uint64 // sequence number the newest checkpoint covers
+	cpDue    bool   // the interval timer fired: checkpoint with the next commit
+
+	st struct {
+		commits, entries, checkpoints, cpOnly, exportErrs atomic.Uint64
+		head, lastCP, exported                            atomic.Uint64
+		dequeued                                          atomic.Uint64 // entries the writer has taken (tests)
+		lastBatch                                         atomic.Int64
+	}
 }
 
 type pending struct {
@@ -88,7 +231,8 @@ type pending struct {
 // Open opens (creating if needed) the bbolt file at path and returns a Store
 // that closes it on Close.
 func Open(path string, opt Options) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	bo := &bbolt.Options{Timeout: 5 * time.Second, ReadOnly: opt.ReadOnly}
+	db, err := bbolt.Open(path, 0o600, bo)
 	if err != nil {
 		return nil, fmt.Errorf("audit: open %s: %w", path, err)
 	}
@@ -102,13 +246,17 @@ func Open(path string, opt Options) (*Store, error) {
 }
 
 // New returns a Store over an already-open bbolt database, creating the
-// audit_ buckets. The caller keeps ownership of db and closes it after Close.
-// db must not be opened with NoSync.
+// audit_ buckets, and checks the log (see the package doc): it refuses one
+// that does not verify unless Options.AcceptUnverified. The caller keeps
+// ownership of db and closes it after Close. db must not be opened with
+// NoSync. A read-only db gives a read-only Store.
 func New(db *bbolt.DB, opt Options) (*Store, error) {
 	if db.NoSync {
 		return nil, errors.New("audit: refusing a bbolt database opened with NoSync")
 	}
-	s := &Store{db: db, now: opt.Now, log: opt.Logger, node: opt.Node, max: opt.MaxBatch, done: make(chan struct{})}
+	s := &Store{db: db, now: opt.Now, log: opt.Logger, node: opt.Node, max: opt.MaxBatch,
+		done: make(chan struct{}), readOnly: db.IsReadOnly(), headFile: opt.HeadFile, headSink: opt.HeadSink,
+		subs: map[chan struct{}]struct{}{}, fwds: map[*Forwarder]struct{}{}}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -118,13 +266,65 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 	if s.max <= 0 {
 		s.max = 4096
 	}
+	s.cpEvery = uint64(max(opt.CheckpointEvery, 0))
+	if s.cpEvery == 0 {
+		s.cpEvery = DefaultCheckpointEvery
+	}
+	s.cpInterval = opt.CheckpointInterval
+	if s.cpInterval <= 0 {
+		s.cpInterval = DefaultCheckpointInterval
+	}
+	switch {
+	case opt.Key != nil && opt.KeyFile != "":
+		return nil, errors.New("audit: give Options.Key or Options.KeyFile, not both")
+	case opt.KeyFile != "" && s.readOnly:
+		// verifying only: read the key (or its public half), never create it
+		pub, err := LoadPublicKey(opt.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		s.keys = append(s.keys, pub)
+	case opt.KeyFile != "":
+		if within(opt.KeyFile, filepath.Dir(db.Path())) {
+			return nil, fmt.Errorf("audit: the audit key %s is in the log's directory: keep it elsewhere (whoever can rewrite the log must not be able to read the key)", opt.KeyFile)
+		}
+		k, err := LoadOrCreateKey(opt.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("audit: %w", err)
+		}
+		s.key = k
+	case opt.Key != nil:
+		if len(opt.Key) != ed25519.PrivateKeySize {
+			return nil, errors.New("audit: Options.Key is not an Ed25519 private key")
+		}
+		s.key = opt.Key
+	}
+	if s.key != nil {
+		s.keys = append(s.keys, s.key.Public().(ed25519.PublicKey))
+	}
+	for _, k := range opt.TrustedKeys {
+		if len(k) != ed25519.PublicKeySize {
+			return nil, errors.New("audit: a trusted key is not an Ed25519 public key")
+		}
+		s.keys = append(s.keys, k)
+	}
+	if s.headFile != "" && s.key == nil && !s.readOnly {
+		return nil, errors.New("audit: Options.HeadFile needs an audit key (Key or KeyFile)")
+	}
+	if s.headFile != "" && !s.readOnly && within(s.headFile, filepath.Dir(db.Path())) {
+		s.log.Warn("the exported audit head is in the log's directory: whoever can cut back the log can also remove or roll back the head there; keep it elsewhere")
+	}
+	if s.readOnly {
+		close(s.done)
+		return s, nil
+	}
 	qs := opt.QueueSize
 	if qs <= 0 {
 		qs = 4096
 	}
 	s.queue = make(chan *pending, qs)
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketLog, bucketMeta, bucketPatient, bucketAgent} {
+		for _, b := range [][]byte{bucketLog, bucketMeta, bucketPatient, bucketAgent, bucketCheckpoint} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -134,32 +334,154 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: create buckets: %w", err)
 	}
-	if err := s.loadHead(); err != nil {
-		return nil, err
+	if err := s.openCheck(context.Background()); err != nil {
+		if !opt.AcceptUnverified {
+			return nil, fmt.Errorf("audit: refusing to open %s: %w (investigate with `gpgate audit verify`; an operator who has may open it anyway with the override, which records that it did)", db.Path(), err)
+		}
+		s.log.Error("audit log failed its open-time check; opening it anyway as the operator asked (AcceptUnverified)", "err", err)
+		if err := s.override(err); err != nil {
+			return nil, err
+		}
 	}
+	if s.key != nil {
+		if err := s.anchorAtOpen(); err != nil {
+			return nil, err
+		}
+	}
+	s.st.head.Store(s.head)
+	s.exportCh = make(chan Head, 1)
+	s.exportDone = make(chan struct{})
+	go s.exporter()
 	go s.writer()
 	return s, nil
 }
 
 // loadHead reads the chain head from the meta bucket.
-func (s *Store) loadHead() error {
-	return s.db.View(func(tx *bbolt.Tx) error {
-		h := tx.Bucket(bucketMeta).Get(keyHead)
+func (s *Store) loadHead(tx *bbolt.Tx) error {
+	h := tx.Bucket(bucketMeta).Get(keyHead)
+	s.head, s.headHash, s.headTime = 0, [32]byte{}, time.Time{}
+	if h == nil {
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
+			return errors.New("the log has entries but no head record")
+		}
+		return nil
+	}
+	if len(h) != 48 {
+		return fmt.Errorf("the head record is %d bytes, want 48", len(h))
+	}
+	s.head = binary.BigEndian.Uint64(h[:8])
+	copy(s.headHash[:], h[8:40])
+	s.headTime = time.Unix(0, int64(binary.BigEndian.Uint64(h[40:]))).UTC()
+	return nil
+}
+
+// override resynchronises the writer with the log as it is (the last
+// entry present, whatever the head record says), then records the
+// operator's decision as an entry; commit signs a checkpoint with it.
+func (s *Store) override(cause error) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
 		s.head, s.headHash, s.headTime = 0, [32]byte{}, time.Time{}
-		if h == nil {
-			if k, _ := tx.Bucket(bucketLog).Cursor().Last(); k != nil {
-				return errors.New("audit: log has entries but no head record")
+		k, v := tx.Bucket(bucketLog).Cursor().Last()
+		if k != nil && len(k) == 8 {
+			s.head = binary.BigEndian.Uint64(k)
+			if len(v) >= 32 {
+				copy(s.headHash[:], v[:32])
 			}
-			return nil
+			if len(v) > 32 {
+				if _, rec, err := recordHead(v[32:]); err == nil {
+					s.headTime = rec
+				}
+			}
 		}
-		if len(h) != 48 {
-			return fmt.Errorf("audit: head record is %d bytes", len(h))
+		// checkpoints beyond the end would refuse every later open
+		cb := tx.Bucket(bucketCheckpoint)
+		type kv struct{ k, v []byte }
+		var beyond []kv
+		c := cb.Cursor()
+		for k, v := c.Seek(seqKey(s.head + 1)); k != nil; k, v = c.Next() {
+			beyond = append(beyond, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
 		}
-		s.head = binary.BigEndian.Uint64(h[:8])
-		copy(s.headHash[:], h[8:40])
-		s.headTime = time.Unix(0, int64(binary.BigEndian.Uint64(h[40:]))).UTC()
+		if len(beyond) > 0 {
+			sb, err := tx.CreateBucketIfNotExists(bucketSuperseded)
+			if err != nil {
+				return err
+			}
+			for _, e := range beyond {
+				if err := sb.Put(e.k, e.v); err != nil {
+					return err
+				}
+				if err := cb.Delete(e.k); err != nil {
+					return err
+				}
+			}
+		}
+		if ck, _ := cb.Cursor().Last(); len(ck) == 8 {
+			s.cpSeq = binary.BigEndian.Uint64(ck)
+		}
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("audit: override: %w", err)
+	}
+	msg := cause.Error()
+	if len(msg) > 1000 {
+		msg = msg[:1000]
+	}
+	payload, err := encodePayload(&fhir.AuditEntry{Time: s.now().UTC(), Action: "audit-override",
+		Outcome: fhir.OutcomeError, Rule: "audit log opened despite a failed check: " + msg})
+	if err != nil {
+		return err
+	}
+	s.cpDue = true
+	if err := s.commit([]*pending{{payload: payload}}); err != nil {
+		return err
+	}
+	return nil
+}
+
+// anchorAtOpen signs a checkpoint over the log as found when it has none
+// for its newest entry (a new log: seq 0; after a crash: the tail), and
+// exports the newest head, so the head file exists and is current before
+// the first Record.
+func (s *Store) anchorAtOpen() error {
+	var last Head
+	var haveCP bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if k, v := tx.Bucket(bucketCheckpoint).Cursor().Last(); k != nil {
+			h, err := ParseHead(v)
+			if err == nil && h.Seq == s.head && h.Hash == s.headHash {
+				last, haveCP = h, true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if !haveCP {
+		h, err := s.checkpointNow()
+		if err != nil {
+			return err
+		}
+		last = h
+	}
+	s.cpSeq = last.Seq
+	s.st.lastCP.Store(last.Seq)
+	if s.headFile != "" {
+		if err := WriteHeadFile(s.headFile, last); err != nil {
+			return fmt.Errorf("audit: export head: %w", err)
+		}
+	}
+	s.st.exported.Store(last.Seq)
+	if s.headSink != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.headSink.PublishHead(ctx, last); err != nil {
+			s.st.exportErrs.Add(1)
+			s.log.Error("audit head sink failed", "seq", last.Seq, "err", err)
+		}
+	}
+	return nil
 }
 
 // Record appends e to the log and returns once it is durable (committed and
@@ -176,6 +498,9 @@ func (s *Store) Record(ctx context.Context, e *fhir.AuditEntry) error {
 func (s *Store) Append(ctx context.Context, e *fhir.AuditEntry) (uint64, error) {
 	if e == nil {
 		return 0, errors.New("audit: nil entry")
+	}
+	if s.readOnly {
+		return 0, ErrReadOnly
 	}
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -224,61 +549,146 @@ func contains(ss []string, s string) bool {
 	return false
 }
 
-// Close stops accepting entries, commits everything already queued and, if
-// the Store opened the database, closes it.
-func (s *Store) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		<-s.done
-		return nil
+// Stats returns the Store's counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Commits: s.st.commits.Load(), Entries: s.st.entries.Load(), LastBatch: int(s.st.lastBatch.Load()),
+		QueueDepth: len(s.queue), Head: s.st.head.Load(),
+		Checkpoints: s.st.checkpoints.Load(), CheckpointOnly: s.st.cpOnly.Load(), LastCheckpoint: s.st.lastCP.Load(),
+		HeadExported: s.st.exported.Load(), HeadExportErrors: s.st.exportErrs.Load(),
 	}
-	s.closed = true
-	close(s.queue)
-	s.mu.Unlock()
-	<-s.done
-	if s.ownDB {
-		return s.db.Close()
-	}
-	return nil
 }
 
-// writer is the one group-commit goroutine.
+// Close stops accepting entries, commits everything already queued, signs a
+// final checkpoint and exports it, stops the forwarders (their cursors are
+// saved) and, if the Store opened the database, closes it. Close is
+// idempotent; every call returns once all of that is done.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		if s.queue != nil {
+			close(s.queue)
+		}
+		s.mu.Unlock()
+		<-s.done
+		if s.exportCh != nil {
+			close(s.exportCh)
+			<-s.exportDone
+		}
+		s.subMu.Lock()
+		fwds := make([]*Forwarder, 0, len(s.fwds))
+		for f := range s.fwds {
+			fwds = append(fwds, f)
+		}
+		s.subMu.Unlock()
+		for _, f := range fwds {
+			f.Close()
+		}
+		if s.ownDB {
+			s.closeErr = s.db.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// subscribe returns a channel that receives (without blocking the writer)
+// after entry commits, and its cancel function.
+func (s *Store) subscribe() (<-chan struct{}, func()) {
+	c := make(chan struct{}, 1)
+	s.subMu.Lock()
+	s.subs[c] = struct{}{}
+	s.subMu.Unlock()
+	return c, func() {
+		s.subMu.Lock()
+		delete(s.subs, c)
+		s.subMu.Unlock()
+	}
+}
+
+func (s *Store) notify() {
+	s.subMu.Lock()
+	for c := range s.subs {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+	s.subMu.Unlock()
+}
+
+// writer is the one group-commit goroutine. With a key it also keeps the
+// checkpoint cadence: a checkpoint rides in the commit that reaches
+// CheckpointEvery entries, or in the first commit after the interval timer
+// fires; an idle log gets one in a transaction of its own.
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*pending, 0, 64)
-	for p := range s.queue {
-		batch = append(batch[:0], p)
-	drain:
-		for len(batch) < s.max {
-			select {
-			case q, ok := <-s.queue:
-				if !ok {
+	var tick *time.Timer
+	var tickC <-chan time.Time
+	for {
+		select {
+		case p, ok := <-s.queue:
+			if !ok {
+				if tick != nil {
+					tick.Stop()
+				}
+				if s.key != nil && s.head > s.cpSeq {
+					s.checkpointNow() //nolint:errcheck // logged; Close must finish
+				}
+				return
+			}
+			batch = append(batch[:0], p)
+		drain:
+			for len(batch) < s.max {
+				select {
+				case q, ok := <-s.queue:
+					if !ok {
+						break drain
+					}
+					batch = append(batch, q)
+				default:
 					break drain
 				}
-				batch = append(batch, q)
-			default:
-				break drain
+			}
+			s.st.dequeued.Add(uint64(len(batch)))
+			err := s.commit(batch)
+			for _, q := range batch {
+				q.err = err
+				close(q.done)
+			}
+			clear(batch)
+			if err == nil {
+				s.notify()
+			}
+		case <-tickC:
+			tickC = nil
+			if s.head > s.cpSeq {
+				s.cpDue = true
+				if len(s.queue) == 0 {
+					s.checkpointNow() //nolint:errcheck // logged; retried on the next commit
+				}
 			}
 		}
-		err := s.commit(batch)
-		for _, q := range batch {
-			q.err = err
-			close(q.done)
+		if s.key != nil && tickC == nil && s.head > s.cpSeq {
+			if tick == nil {
+				tick = time.NewTimer(s.cpInterval)
+			} else {
+				tick.Reset(s.cpInterval)
+			}
+			tickC = tick.C
 		}
-		clear(batch)
 	}
 }
 
-// commit writes batch in one transaction. On failure nothing is written and
-// the in-memory head is reloaded from disk.
+// commit writes batch in one transaction, with a signed checkpoint when one
+// is due. On failure nothing is written and the in-memory head is reloaded
+// from disk.
 func (s *Store) commit(batch []*pending) error {
-	now := s.now().UTC()
-	if now.Before(s.headTime) {
-		now = s.headTime // recorded never goes backwards along the log
-	}
+	now := s.clock()
 	seq, prev := s.head, s.headHash
 	buf := make([]byte, 0, 1024)
+	var cp *Head
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		lb, ib, ab, mb := tx.Bucket(bucketLog), tx.Bucket(bucketPatient), tx.Bucket(bucketAgent), tx.Bucket(bucketMeta)
 		for _, p := range batch {
@@ -307,17 +717,107 @@ func (s *Store) commit(batch []*pending) error {
 		binary.BigEndian.PutUint64(head, seq)
 		copy(head[8:], prev[:])
 		binary.BigEndian.PutUint64(head[40:], uint64(now.UnixNano()))
-		return mb.Put(keyHead, head)
+		if err := mb.Put(keyHead, head); err != nil {
+			return err
+		}
+		if s.key != nil && (s.cpDue || seq-s.cpSeq >= s.cpEvery) {
+			h := signHead(s.key, seq, prev, now, s.node)
+			cp = &h
+			line, _ := h.MarshalText()
+			return tx.Bucket(bucketCheckpoint).Put(seqKey(seq), line)
+		}
+		return nil
 	})
 	if err != nil {
 		s.log.Error("audit commit failed", "entries", len(batch), "err", err)
-		if lerr := s.loadHead(); lerr != nil {
+		if lerr := s.db.View(s.loadHead); lerr != nil {
 			s.log.Error("audit head reload failed", "err", lerr)
 		}
 		return fmt.Errorf("audit: commit: %w", err)
 	}
 	s.head, s.headHash, s.headTime = seq, prev, now
+	s.st.commits.Add(1)
+	s.st.entries.Add(uint64(len(batch)))
+	s.st.lastBatch.Store(int64(len(batch)))
+	s.st.head.Store(seq)
+	if cp != nil {
+		s.checkpointed(*cp)
+	}
 	return nil
+}
+
+// clock is now, never before the newest entry: recorded times never go
+// backwards along the log.
+func (s *Store) clock() time.Time {
+	now := s.now().UTC()
+	if now.Before(s.headTime) {
+		now = s.headTime
+	}
+	return now
+}
+
+// checkpointNow signs the current head in a transaction of its own.
+func (s *Store) checkpointNow() (Head, error) {
+	h := signHead(s.key, s.head, s.headHash, s.clock(), s.node)
+	line, _ := h.MarshalText()
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketCheckpoint).Put(seqKey(h.Seq), line)
+	})
+	if err != nil {
+		s.log.Error("audit checkpoint failed", "seq", h.Seq, "err", err)
+		return Head{}, fmt.Errorf("audit: checkpoint: %w", err)
+	}
+	s.st.cpOnly.Add(1)
+	s.checkpointed(h)
+	return h, nil
+}
+
+// checkpointed notes a durable checkpoint and hands it to the exporter,
+// replacing any head still waiting there (the newest wins).
+func (s *Store) checkpointed(h Head) {
+	s.cpSeq, s.cpDue = h.Seq, false
+	s.st.checkpoints.Add(1)
+	s.st.lastCP.Store(h.Seq)
+	if s.exportCh == nil { // at Open: anchorAtOpen exports
+		return
+	}
+	select {
+	case s.exportCh <- h:
+	default:
+		select {
+		case <-s.exportCh:
+		default:
+		}
+		s.exportCh <- h // the writer is the only sender: there is room now
+	}
+}
+
+// exporter writes each signed head to HeadFile and HeadSink, off the
+// writer goroutine: a slow disk or sink never holds up a commit.
+func (s *Store) exporter() {
+	defer close(s.exportDone)
+	for h := range s.exportCh {
+		ok := true
+		if s.headFile != "" {
+			if err := WriteHeadFile(s.headFile, h); err != nil {
+				ok = false
+				s.st.exportErrs.Add(1)
+				s.log.Error("audit head export failed", "seq", h.Seq, "err", err)
+			}
+		}
+		if s.headSink != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.headSink.PublishHead(ctx, h); err != nil {
+				ok = false
+				s.st.exportErrs.Add(1)
+				s.log.Error("audit head sink failed", "seq", h.Seq, "err", err)
+			}
+			cancel()
+		}
+		if ok {
+			s.st.exported.Store(h.Seq)
+		}
+	}
 }
 
 // indexKey is id 0x00 seq: ids never contain NUL, so one id's keys are

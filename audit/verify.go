@@ -4,101 +4,383 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"go.etcd.io/bbolt"
 )
 
-// VerifyReport is the outcome of walking the hash chain.
+// VerifyReport is the outcome of walking the hash chain and its anchors.
 type VerifyReport struct {
-	Entries     int    // entries that verified, from the first
-	FirstBroken uint64 // sequence number of the first entry that failed; 0 when the chain holds
-	Err         error  // why it failed; nil when the chain holds
+	Entries     int    // entries that verified, from the first (up to the last anchor before a re-chained range)
+	FirstBroken uint64 // sequence number of the first entry that failed; 0 when none did
+	Err         error  // why verification failed (a precise message naming entries); nil when it held
+	Checkpoints int    // checkpoints that matched the chain (and, with keys, whose signature verified)
+	Anchor      uint64 // newest entry covered by a verified signed checkpoint or exported head
+	Head        uint64 // the exported head's sequence number, when one was checked
+	HeadChecked bool   // an exported head was checked
+	Unanchored  int    // entries after Anchor: protected by the unkeyed chain only
+	Warnings    []string
 }
 
-// OK reports whether the whole chain verified.
+// OK reports whether everything verified.
 func (r VerifyReport) OK() bool { return r.Err == nil }
 
-// Verify walks the log from its first entry and checks that sequence numbers
-// run 1, 2, 3, ... without gaps, that every record names its own sequence
-// number, that each stored hash is SHA-256(previous hash || record bytes), and
-// that the head record matches the last entry (a truncated tail fails at the
-// first missing sequence number). A broken chain is reported in VerifyReport;
-// the error return is for failures to read the log at all.
-func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
-	var rep VerifyReport
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		var prev [32]byte
-		want := uint64(1)
-		fail := func(seq uint64, format string, args ...any) {
-			rep.FirstBroken = seq
-			rep.Err = fmt.Errorf("audit chain broken at %d: "+format, append([]any{seq}, args...)...)
+// VerifyOptions says what Verify checks the log against.
+type VerifyOptions struct {
+	// Keys are the trusted checkpoint public keys; nil: the Store's
+	// (Options.Key or KeyFile, and TrustedKeys).
+	Keys []ed25519.PublicKey
+	// Head is the exported head to check; nil: read HeadFile.
+	Head *Head
+	// HeadFile is read when Head is nil; "": the Store's Options.HeadFile.
+	HeadFile string
+}
+
+// chainBreak is where and why the chain failed.
+type chainBreak struct {
+	seq uint64
+	msg string
+}
+
+// walkChain verifies the log entries after from (whose chain hash is prev)
+// in order to the end of the log: sequence numbers without gaps, each
+// record naming its own sequence number, each stored hash SHA-256(previous
+// hash || record). at, when set, is called with each verified entry's hash
+// and may stop the walk with a break.
+func walkChain(ctx context.Context, lb *bbolt.Bucket, from uint64, prev [32]byte, at func(seq uint64, sum [32]byte) *chainBreak) (uint64, *chainBreak, error) {
+	want := from + 1
+	brk := func(format string, args ...any) (uint64, *chainBreak, error) {
+		return want - 1, &chainBreak{want, fmt.Sprintf(format, args...)}, nil
+	}
+	c := lb.Cursor()
+	for k, v := c.Seek(seqKey(want)); k != nil; k, v = c.Next() {
+		if want&1023 == 0 {
+			if err := ctx.Err(); err != nil {
+				return want - 1, nil, err
+			}
 		}
-		c := tx.Bucket(bucketLog).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if want&1023 == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
+		if len(k) != 8 {
+			return brk("entry %d: malformed key in the log", want)
+		}
+		seq := binary.BigEndian.Uint64(k)
+		if seq != want {
+			return brk("entry %d is missing (deleted): the next entry is %d", want, seq)
+		}
+		if len(v) < 34 {
+			return brk("entry %d: record too short", seq)
+		}
+		named, _, err := recordHead(v[32:])
+		if err != nil {
+			return brk("entry %d: record unreadable", seq)
+		}
+		if named != seq {
+			return brk("entry %d holds the record of entry %d: entries swapped or moved", seq, named)
+		}
+		h := sha256.New()
+		h.Write(prev[:])
+		h.Write(v[32:])
+		var sum [32]byte
+		h.Sum(sum[:0])
+		if !bytes.Equal(sum[:], v[:32]) {
+			return brk("entry %d: hash mismatch: the entry was edited (or the one before it was edited and rehashed)", seq)
+		}
+		prev = sum
+		if at != nil {
+			if b := at(seq, sum); b != nil {
+				return want - 1, b, nil
+			}
+		}
+		want++
+	}
+	return want - 1, nil, nil
+}
+
+// Verify is VerifyWith the Store's own keys and head file.
+func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
+	return s.VerifyWith(ctx, VerifyOptions{})
+}
+
+// VerifyWith walks the whole log from its first entry and detects an edited
+// entry (hash mismatch), a deleted one (gap), swapped or moved entries (an
+// entry holding another's record), a re-chained range (the chain no longer
+// matches a signed checkpoint, or a checkpoint's signature fails: forged
+// with another key), and tail truncation (a checkpoint or the exported head
+// names an entry beyond the log's end; the head record disagrees with the
+// last entry). A failure is reported in VerifyReport, naming the entries;
+// the error return is for failures to read the log at all. Without keys or
+// an exported head it says, in Warnings, what it could not check.
+func (s *Store) VerifyWith(ctx context.Context, vo VerifyOptions) (VerifyReport, error) {
+	var rep VerifyReport
+	keys := vo.Keys
+	if keys == nil {
+		keys = s.keys
+	}
+	if len(keys) == 0 {
+		rep.Warnings = append(rep.Warnings, "no audit public key: checkpoint signatures not checked (a re-chained log with re-made checkpoints would pass)")
+	}
+	var headErr error
+	head := vo.Head
+	if head == nil {
+		path := vo.HeadFile
+		if path == "" {
+			path = s.headFile
+		}
+		if path == "" {
+			rep.Warnings = append(rep.Warnings, "no exported head: tail truncation after the newest checkpoint cannot be detected")
+		} else if h, err := ReadHeadFile(path); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				headErr = fmt.Errorf("the exported head %s is missing: tail truncation cannot be ruled out", path)
+			} else {
+				headErr = fmt.Errorf("the exported head is unreadable: %w", err)
+			}
+		} else {
+			head = &h
+		}
+	}
+	var brk *chainBreak
+	last := uint64(0)
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		lb := tx.Bucket(bucketLog)
+		if lb == nil {
+			return errors.New("audit: no log in this file")
+		}
+		var cc *bbolt.Cursor
+		var ck, cv []byte
+		if cb := tx.Bucket(bucketCheckpoint); cb != nil {
+			cc = cb.Cursor()
+			ck, cv = cc.First()
+		}
+		anchored := false
+		anchorAt := func(kind string, h *Head, seq uint64, sum [32]byte) *chainBreak {
+			from := rep.Anchor + 1
+			if len(keys) > 0 {
+				if err := h.Verify(keys); err != nil {
+					msg := fmt.Sprintf("%s at entry %d: %v", kind, seq, err)
+					if seq >= from {
+						msg += fmt.Sprintf(": entries %d..%d are not anchored", from, seq)
+					}
+					return &chainBreak{from, msg}
 				}
 			}
-			if len(k) != 8 {
-				fail(want, "malformed key")
-				return nil
+			if h.Hash != sum {
+				if seq == 0 {
+					return &chainBreak{1, fmt.Sprintf("the %s at entry 0 does not sign the empty log", kind)}
+				}
+				return &chainBreak{from, fmt.Sprintf("entries %d..%d were rewritten and re-chained: the %s signed at entry %d does not match the chain", from, seq, kind, seq)}
 			}
-			seq := binary.BigEndian.Uint64(k)
-			if seq != want {
-				fail(want, "entry missing (next key is %d)", seq)
-				return nil
+			if len(keys) > 0 {
+				rep.Anchor, anchored = seq, true
 			}
-			if len(v) < 34 {
-				fail(seq, "record too short")
-				return nil
-			}
-			if named, _, err := recordHead(v[32:]); err != nil || named != seq {
-				fail(seq, "record does not name its sequence number")
-				return nil
-			}
-			h := sha256.New()
-			h.Write(prev[:])
-			h.Write(v[32:])
-			var sum [32]byte
-			h.Sum(sum[:0])
-			if !bytes.Equal(sum[:], v[:32]) {
-				fail(seq, "hash mismatch")
-				return nil
-			}
-			prev = sum
-			rep.Entries++
-			want++
+			return nil
 		}
-		last := want - 1
-		head := tx.Bucket(bucketMeta).Get(keyHead)
+		at := func(seq uint64, sum [32]byte) *chainBreak {
+			for ; ck != nil; ck, cv = cc.Next() {
+				if len(ck) != 8 {
+					return &chainBreak{rep.Anchor + 1, "malformed checkpoint key"}
+				}
+				cs := binary.BigEndian.Uint64(ck)
+				if cs > seq {
+					break
+				}
+				if cs < seq {
+					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d out of order", cs)}
+				}
+				h, err := ParseHead(cv)
+				if err != nil {
+					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d unreadable: %v", cs, err)}
+				}
+				if h.Seq != cs {
+					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint stored at entry %d names entry %d: moved", cs, h.Seq)}
+				}
+				if b := anchorAt("checkpoint", &h, cs, sum); b != nil {
+					return b
+				}
+				rep.Checkpoints++
+			}
+			if head != nil && head.Seq == seq {
+				if b := anchorAt("exported head", head, seq, sum); b != nil {
+					return b
+				}
+				rep.HeadChecked, rep.Head = true, seq
+			}
+			return nil
+		}
+		if brk = at(0, [32]byte{}); brk != nil {
+			return nil
+		}
+		var err error
+		if last, brk, err = walkChain(ctx, lb, 0, [32]byte{}, at); err != nil || brk != nil {
+			return err
+		}
 		switch {
-		case head == nil && last == 0:
-		case head == nil:
-			fail(last, "head record missing")
-		case len(head) != 48:
-			fail(last+1, "head record malformed")
-		case binary.BigEndian.Uint64(head[:8]) > last:
-			fail(last+1, "entry missing (head is %d)", binary.BigEndian.Uint64(head[:8]))
-		case binary.BigEndian.Uint64(head[:8]) < last:
-			fail(binary.BigEndian.Uint64(head[:8])+1, "entries beyond the head record")
-		case !bytes.Equal(head[8:40], prev[:]):
-			fail(last, "head hash mismatch")
+		case ck != nil && len(ck) == 8:
+			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: a signed checkpoint names entry %d but the log ends at %d", binary.BigEndian.Uint64(ck), last)}
+			return nil
+		case head != nil && head.Seq > last:
+			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: the exported head names entry %d but the log ends at %d", head.Seq, last)}
+			return nil
+		}
+		var lastHash []byte
+		if last > 0 {
+			lastHash = lb.Get(seqKey(last))[:32]
+		}
+		hr := tx.Bucket(bucketMeta).Get(keyHead)
+		switch {
+		case hr == nil && last == 0:
+		case hr == nil:
+			brk = &chainBreak{last, fmt.Sprintf("entry %d: the head record is missing", last)}
+		case len(hr) != 48:
+			brk = &chainBreak{last + 1, "the head record is malformed"}
+		case binary.BigEndian.Uint64(hr[:8]) > last:
+			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: the head record names entry %d but the log ends at %d", binary.BigEndian.Uint64(hr[:8]), last)}
+		case binary.BigEndian.Uint64(hr[:8]) < last:
+			brk = &chainBreak{binary.BigEndian.Uint64(hr[:8]) + 1, fmt.Sprintf("entries %d..%d lie beyond the head record: appended behind the writer's back", binary.BigEndian.Uint64(hr[:8])+1, last)}
+		case !bytes.Equal(hr[8:40], lastHash):
+			brk = &chainBreak{last, fmt.Sprintf("entry %d: the head record's hash differs", last)}
+		}
+		if !anchored {
+			rep.Anchor = 0
+		}
+		if sb := tx.Bucket(bucketSuperseded); sb != nil && sb.Stats().KeyN > 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d checkpoint(s) set aside by an operator override (AcceptUnverified): the audit-override entries say why", sb.Stats().KeyN))
 		}
 		return nil
 	})
 	if err != nil {
 		return rep, err
 	}
-	if rep.Err != nil {
-		rep.Entries = int(rep.FirstBroken - 1)
+	switch {
+	case brk != nil:
+		rep.FirstBroken, rep.Err = brk.seq, fmt.Errorf("audit log broken at entry %d: %s", brk.seq, brk.msg)
+		rep.Entries = int(brk.seq - 1)
+	case headErr != nil:
+		rep.Err, rep.Entries = headErr, int(last)
+	default:
+		rep.Entries = int(last)
+	}
+	if last > rep.Anchor {
+		rep.Unanchored = int(last - rep.Anchor)
 	}
 	return rep, nil
+}
+
+// openCheck is the fast check New runs: the head record matches the newest
+// entry; with a key, the newest checkpoint's signature verifies and matches
+// its entry, the chain verifies from it to the end, and the log is not
+// behind the exported head. It reads at most one checkpoint interval of
+// entries (Verify walks everything).
+func (s *Store) openCheck(ctx context.Context) error {
+	return s.db.View(func(tx *bbolt.Tx) error {
+		if err := s.loadHead(tx); err != nil {
+			return err
+		}
+		lb := tx.Bucket(bucketLog)
+		var last uint64
+		var lastHash [32]byte
+		if k, v := lb.Cursor().Last(); k != nil {
+			if len(k) != 8 || len(v) < 34 {
+				return errors.New("the newest log record is malformed")
+			}
+			last = binary.BigEndian.Uint64(k)
+			copy(lastHash[:], v[:32])
+		}
+		if s.head != last {
+			return fmt.Errorf("the head record names entry %d but the log ends at %d: entries removed or added behind the writer's back", s.head, last)
+		}
+		if last > 0 && s.headHash != lastHash {
+			return fmt.Errorf("the head record's hash differs from entry %d's", last)
+		}
+		if s.key == nil {
+			return nil // unanchored: only Verify's full walk checks more
+		}
+		stored := func(seq uint64) ([32]byte, bool) {
+			var h [32]byte
+			if seq == 0 {
+				return h, true
+			}
+			v := lb.Get(seqKey(seq))
+			if len(v) < 32 {
+				return h, false
+			}
+			copy(h[:], v[:32])
+			return h, true
+		}
+		from, prev := uint64(0), [32]byte{}
+		if ck, cv := tx.Bucket(bucketCheckpoint).Cursor().Last(); ck != nil {
+			if len(ck) != 8 {
+				return errors.New("malformed checkpoint key")
+			}
+			cs := binary.BigEndian.Uint64(ck)
+			h, err := ParseHead(cv)
+			if err != nil {
+				return fmt.Errorf("the checkpoint at entry %d is unreadable: %w", cs, err)
+			}
+			if h.Seq != cs {
+				return fmt.Errorf("the checkpoint stored at entry %d names entry %d", cs, h.Seq)
+			}
+			if err := h.Verify(s.keys); err != nil {
+				return fmt.Errorf("the checkpoint at entry %d: %w", cs, err)
+			}
+			if cs > last {
+				return fmt.Errorf("log truncated: the newest signed checkpoint names entry %d but the log ends at %d", cs, last)
+			}
+			if at, ok := stored(cs); !ok {
+				return fmt.Errorf("entry %d, named by the newest checkpoint, is missing", cs)
+			} else if at != h.Hash {
+				return fmt.Errorf("entry %d does not match its signed checkpoint: entries up to it were rewritten and re-chained", cs)
+			}
+			// walk from the entry before the checkpoint's, so the
+			// checkpointed entry's own bytes are checked too
+			from, prev = cs, h.Hash
+			if cs > 0 {
+				if before, ok := stored(cs - 1); ok {
+					from, prev = cs-1, before
+				} else {
+					return fmt.Errorf("entry %d is missing (deleted)", cs-1)
+				}
+			}
+			s.cpSeq = cs
+		} else if last > 0 {
+			return fmt.Errorf("the log holds %d entries but no signed checkpoint: an existing log opened with an audit key for the first time, or its checkpoints were removed", last)
+		}
+		if _, brk, err := walkChain(ctx, lb, from, prev, nil); err != nil {
+			return err
+		} else if brk != nil {
+			return errors.New(brk.msg)
+		}
+		if s.headFile == "" {
+			return nil
+		}
+		h, err := ReadHeadFile(s.headFile)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			if last > 0 {
+				return fmt.Errorf("the exported head %s is missing but the log holds %d entries", s.headFile, last)
+			}
+			return nil
+		case err != nil:
+			return fmt.Errorf("the exported head is unreadable: %w", err)
+		}
+		if err := h.Verify(s.keys); err != nil {
+			return fmt.Errorf("the exported head %s: %w", s.headFile, err)
+		}
+		if h.Seq > last {
+			return fmt.Errorf("the log is behind its exported head: the head names entry %d but the log ends at %d (tail truncated, or the log restored from an older copy)", h.Seq, last)
+		}
+		if at, ok := stored(h.Seq); !ok {
+			return fmt.Errorf("entry %d, named by the exported head, is missing", h.Seq)
+		} else if at != h.Hash {
+			return fmt.Errorf("entry %d does not match the exported head: entries up to it were rewritten", h.Seq)
+		}
+		return nil
+	})
 }
 
 // Export writes the AuditEvents recorded at or after since (all when zero) as

@@ -43,6 +43,7 @@ var auditSearchParams = []searchParam{
 	{Name: "outcome", Type: "token", Definition: spBase + "AuditEvent-outcome", Documentation: "0 granted, 4 denied, 8 error"},
 	{Name: "subtype", Type: "token", Definition: spBase + "AuditEvent-subtype", Documentation: "read, search-type, operation, ..."},
 	{Name: "break-glass", Type: "token", Documentation: "true: only break-glass accesses (for review)"},
+	{Name: "_cursor", Type: "number", Documentation: "Paging cursor from a Bundle's next link: pages stay stable while new entries arrive (newest first)"},
 }
 
 const spBase = "http://hl7.org/fhir/SearchParameter/"

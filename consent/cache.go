@@ -20,10 +20,10 @@ type AgreementCache struct {
 	ttl time.Duration
 	now func() time.Time
 
-	mu       sync.Mutex
-	loaded   time.Time
-	valid    bool
-	byPract  map[string][]Agreement
+	mu      sync.Mutex
+	loaded  time.Time
+	valid   bool
+	byPract map[string][]Agreement
 }
 
 // NewAgreementCache wraps st. ttl <= 0 means 5 seconds.

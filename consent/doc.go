@@ -1,8 +1,9 @@
 // Package consent is gpgate's policy decision: sharing agreements, consent
 // to share (from the GP record), consent to view (recorded by the consumer
-// clinician, or a break-glass), sensitive-code exclusion and coded-only
-// redaction. It imports only fhir, bbolt and the standard library; cmd
-// wires it.
+// clinician, or a break-glass), sensitive-code exclusion (sensitive.go; the
+// code sets are data in codesets/, sources and licences in
+// codesets/README.md) and coded-only redaction. It imports only fhir,
+// bbolt and the standard library; cmd wires it.
 //
 // Wiring, per request (fhir/rest):
 //

@@ -52,10 +52,13 @@ func newCleanRecord(rec *fhir.Record, excl *Exclusions) *cleanRecord {
 			it.withheld = true
 			continue
 		}
-		nr, uncoded, err := stripFreeText(r)
-		if err != nil || (uncoded && !demographic) {
-			// Unreadable canonical JSON or an entry that was only free
-			// text: withhold rather than risk it.
+		// Only the elements on the allowlist of coded and structural
+		// elements leave (consent/coded.go).
+		nr, withhold, err := keepCoded(r)
+		if err != nil || withhold {
+			// Unreadable JSON, an entry that was only free text, a
+			// modifier or a type not on the allowlist: withhold rather
+			// than risk it.
 			it.withheld = true
 			continue
 		}

@@ -197,6 +197,15 @@ const (
 	WarnDataAwaitingFiling  Code = "data-awaiting-filing"
 	WarnAreaUnavailable     Code = "AREA_UNAVAILABLE"
 	WarnUnknownParamIgnored Code = "UNKNOWN_PARAMETER_IGNORED"
+	// WarnUncodedItems: the source holds entries without a clinical code
+	// (free text, uncoded entries) that are not shared (coded data only).
+	WarnUncodedItems Code = "UNCODED_ITEMS_WITHHELD"
+	// WarnAttachmentsWithheld: the source holds attachments (documents,
+	// images) that are not shared.
+	WarnAttachmentsWithheld Code = "ATTACHMENTS_WITHHELD"
+	// WarnStatusDefaulted: an element the source did not record was given a
+	// default value; Issue.Expression names the element.
+	WarnStatusDefaulted Code = "STATUS_DEFAULTED"
 )
 
 var warnings = map[Code]struct{ issue, display string }{
@@ -205,6 +214,9 @@ var warnings = map[Code]struct{ issue, display string }{
 	WarnDataAwaitingFiling:  {"incomplete", "Data Awaiting Filing"},
 	WarnAreaUnavailable:     {"incomplete", "Area unavailable"},
 	WarnUnknownParamIgnored: {"informational", "Unknown parameter ignored"},
+	WarnUncodedItems:        {"suppressed", "Uncoded items withheld"},
+	WarnAttachmentsWithheld: {"suppressed", "Attachments withheld"},
+	WarnStatusDefaulted:     {"informational", "Status defaulted"},
 }
 
 // WarningSystem returns the code system a warning code belongs to: the UK

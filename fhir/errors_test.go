@@ -201,6 +201,9 @@ func TestWarningsRender(t *testing.T) {
 		WarnDataAwaitingFiling:  {"incomplete", ListWarningCodeSystem},
 		WarnAreaUnavailable:     {"incomplete", SpineErrorSystem},
 		WarnUnknownParamIgnored: {"informational", SpineErrorSystem},
+		WarnUncodedItems:        {"suppressed", SpineErrorSystem},
+		WarnAttachmentsWithheld: {"suppressed", SpineErrorSystem},
+		WarnStatusDefaulted:     {"informational", SpineErrorSystem},
 	}
 	if len(want) != len(warnings) {
 		t.Errorf("this test knows %d warnings, the package declares %d", len(want), len(warnings))

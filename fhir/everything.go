@@ -223,6 +223,9 @@ type Page struct {
 	Total    int
 	Query    *Query
 	Warnings []Issue
+	// Areas the decision let this answer draw from, and those of them it
+	// could draw from as the summary view only.
+	Areas, Summary Areas
 }
 
 // PageOf cuts the page of all that q asks for.

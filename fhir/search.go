@@ -156,6 +156,11 @@ type Query struct {
 	Subset Subset
 	// Includes are the _include and _revinclude values, in request order.
 	Includes []Include
+	// Cursored marks a search paged by cursor (the audit log: stable while
+	// entries arrive) rather than offset; Next is the _cursor of the next
+	// page, "" on the last.
+	Cursored bool
+	Next     string
 }
 
 // CountOnly reports _summary=count: the total, no resources.

@@ -174,16 +174,6 @@ func (sec *SectionRequest) Keeps(r *Resource) bool {
 	return true
 }
 
-// listTitle is the List's title: the display of one of its codes (the
-// section's SNOMED list code, else the dataset area's), so the title says
-// nothing the codes do not.
-func (sec *Section) listTitle() string {
-	if sec.Code.Code != "" {
-		return sec.Title
-	}
-	return AreaDefOf(sec.Area).Title
-}
-
 // ListOf builds the section's List (UK Core List) over entries. permitted
 // false marks a section the decision does not cover (emptyReason withheld,
 // not "nil known"); warnings of the list warning code system are carried as
@@ -195,7 +185,7 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 		Meta:         listMeta{Profile: []string{ProfileList}},
 		Status:       "current",
 		Mode:         "snapshot",
-		Title:        sec.listTitle(),
+		Title:        sec.Title,
 		Subject:      ref{Reference: "Patient/" + patientID},
 		Date:         now.UTC().Format("2006-01-02T15:04:05Z"),
 		OrderedBy:    &listConcept{Coding: []listCoding{{System: "http://terminology.hl7.org/CodeSystem/list-order", Code: "event-date", Display: "Sorted by Event Date"}}},
@@ -203,7 +193,7 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 	if sec.Code.Code != "" {
 		l.Code.Coding = append(l.Code.Coding, listCoding{System: sec.Code.System, Code: sec.Code.Code, Display: sec.Title})
 	}
-	l.Code.Coding = append(l.Code.Coding, listCoding{System: AreaCodeSystem, Code: sec.Area.Name(), Display: AreaDefOf(sec.Area).Title})
+	l.Code.Coding = append(l.Code.Coding, listCoding{System: AreaCodeSystem, Code: sec.Area.Name(), Display: sec.Title})
 	for _, w := range warnings {
 		if WarningSystem(w.Code) == ListWarningCodeSystem {
 			l.Extension = append(l.Extension, listExtension{URL: ExtListWarningCode, ValueCode: string(w.Code)})

@@ -11,9 +11,15 @@ func ActiveStatus(s string) bool {
 	return s == "active" || s == "recurrence" || s == "relapse"
 }
 
+// CurrentMedication reports a MedicationStatement status that means the
+// patient is taking it now: active, intended or on-hold.
+func CurrentMedication(status string) bool {
+	return status == "active" || status == "intended" || status == "on-hold"
+}
+
 // InSummary reports whether r belongs to the GP summary view at now:
 // current problems (active, recurrence, relapse), current medication
-// (MedicationStatement active or intended; MedicationRequest authorisations,
+// (MedicationStatement active, intended or on hold; MedicationRequest authorisations,
 // intent plan, active), every allergy except those entered in error, and
 // investigations dated within the last SummaryMonths months. A Medication
 // resource is in the view only through a current statement or authorisation
@@ -29,7 +35,7 @@ func InSummary(r *Resource, now time.Time) bool {
 	case AreaMedication:
 		switch r.Type {
 		case "MedicationStatement":
-			return ix.Status == "active" || ix.Status == "intended"
+			return CurrentMedication(ix.Status)
 		case "MedicationRequest":
 			return ix.Intent == "plan" && ix.Status == "active"
 		}

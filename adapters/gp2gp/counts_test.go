@@ -12,21 +12,40 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
-// counts of the dataset areas the issue compares with NHS Digital's own
-// GP2GP translator output.
+// counts of the dataset areas compared with NHS Digital's own GP2GP
+// translator output.
 type counts struct {
-	Problems, MedStatements, Allergies, BP, Encounters, Referrals int
+	Allergies, Problems, MedStatements, MedPlans, MedOrders, Observations,
+	Immunisations, Encounters, Referrals, Plans, Specimens int
+}
+
+var countNames = []string{"allergy", "problem", "med-stmt", "med-plan", "med-order", "obs", "immun", "encounter", "referral", "plan", "specimen"}
+
+func (c counts) list() []int {
+	return []int{c.Allergies, c.Problems, c.MedStatements, c.MedPlans, c.MedOrders, c.Observations,
+		c.Immunisations, c.Encounters, c.Referrals, c.Plans, c.Specimens}
 }
 
 func (c counts) String() string {
-	return fmt.Sprintf("%8d %8d %8d %4d %10d %9d", c.Problems, c.MedStatements, c.Allergies, c.BP, c.Encounters, c.Referrals)
+	var b strings.Builder
+	for _, n := range c.list() {
+		fmt.Fprintf(&b, "%10d", n)
+	}
+	return b.String()
+}
+
+// translatorOutput is what the per-area comparison reads of an STU3 bundle.
+type translatorOutput struct {
+	counts
+	// comments are Observations the translator makes of NarrativeStatements
+	// (code 37331000000100 "Comment note"); bpTriples are blood pressures it
+	// keeps as a battery header with systolic and diastolic member
+	// Observations.
+	comments, bpTriples int
 }
 
 // expectedCounts reads a GP Connect STU3 bundle produced by the translator.
-// A blood pressure there is a battery header Observation whose has-member
-// targets include a systolic and a diastolic reading (that translator version
-// does not yet fold them into components).
-func expectedCounts(t *testing.T, path string) counts {
+func expectedCounts(t *testing.T, path string) translatorOutput {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -43,7 +62,8 @@ func expectedCounts(t *testing.T, path string) counts {
 	type res struct {
 		ResourceType string            `json:"resourceType"`
 		ID           string            `json:"id"`
-		Category     []json.RawMessage `json:"category"` // AllergyIntolerance: codes
+		Intent       string            `json:"intent"`
+		Category     []json.RawMessage `json:"category"`
 		Code         struct {
 			Coding []coding `json:"coding"`
 		} `json:"code"`
@@ -64,7 +84,7 @@ func expectedCounts(t *testing.T, path string) counts {
 		all[r.ResourceType+"/"+r.ID] = r
 		list = append(list, r)
 	}
-	var c counts
+	var c translatorOutput
 	for _, r := range list {
 		switch r.ResourceType {
 		case "Condition":
@@ -77,13 +97,31 @@ func expectedCounts(t *testing.T, path string) counts {
 			}
 		case "MedicationStatement":
 			c.MedStatements++
+		case "MedicationRequest":
+			if r.Intent == "plan" {
+				c.MedPlans++
+			} else {
+				c.MedOrders++
+			}
 		case "AllergyIntolerance":
 			c.Allergies++
 		case "Encounter":
 			c.Encounters++
 		case "ReferralRequest":
 			c.Referrals++
+		case "ProcedureRequest":
+			if r.Intent == "plan" {
+				c.Plans++
+			}
+		case "Immunization":
+			c.Immunisations++
+		case "Specimen":
+			c.Specimens++
 		case "Observation":
+			c.Observations++
+			if hasCode(r.Code.Coding, fhir.SNOMED, "37331000000100") {
+				c.comments++
+			}
 			sys, dia := false, false
 			for _, rel := range r.Related {
 				if rel.Type != "has-member" {
@@ -94,7 +132,7 @@ func expectedCounts(t *testing.T, path string) counts {
 				dia = dia || inSet(m.Code.Coding, diastolicCodes)
 			}
 			if sys && dia {
-				c.BP++
+				c.bpTriples++
 			}
 		}
 	}
@@ -111,16 +149,28 @@ func ourCounts(rs []*fhir.Resource) counts {
 			}
 		case "MedicationStatement":
 			c.MedStatements++
+		case "MedicationRequest":
+			if r.Ix.Intent == "plan" {
+				c.MedPlans++
+			} else {
+				c.MedOrders++
+			}
 		case "AllergyIntolerance":
 			c.Allergies++
 		case "Encounter":
 			c.Encounters++
 		case "ServiceRequest":
-			c.Referrals++
-		case "Observation":
-			if fhir.HasCoding(r.Ix.Code, fhir.LOINC, fhir.LOINCBloodPressurePanel) {
-				c.BP++
+			if r.Ix.Intent == "plan" {
+				c.Plans++
+			} else {
+				c.Referrals++
 			}
+		case "Immunization":
+			c.Immunisations++
+		case "Specimen":
+			c.Specimens++
+		case "Observation":
+			c.Observations++
 		}
 	}
 	return c
@@ -128,10 +178,15 @@ func ourCounts(rs []*fhir.Resource) counts {
 
 // TestExtractsMatchTranslatorCounts maps every shared extract and compares,
 // per dataset area, the number of resources with NHS Digital's expected STU3
-// output. There is no deliberate deviation in these counts: Medication
-// resources (deduplicated here by coding) and uncategorised Observations
-// (named problem statements are folded into their Condition here) differ by
-// design and are not compared.
+// output. They are equal except where a documented rule (doc.go, "Where
+// gpgate differs from the translator") says why:
+//
+//   - Observations: the translator makes a "Comment note" Observation of
+//     every NarrativeStatement (free text, withheld here and signalled), and
+//     keeps a blood-pressure triple as three Observations where gpgate serves
+//     one UK Core blood-pressure panel with two components.
+//
+// Medication resources (deduplicated here by coding) are not compared.
 func TestExtractsMatchTranslatorCounts(t *testing.T) {
 	shared := sharedDir(t)
 	files, _ := filepath.Glob(filepath.Join(shared, "gp2gp", "extracts", "*.xml"))
@@ -140,7 +195,11 @@ func TestExtractsMatchTranslatorCounts(t *testing.T) {
 	}
 	sort.Strings(files)
 	var table strings.Builder
-	fmt.Fprintf(&table, "\n%-8s %-5s %8s %8s %8s %4s %10s %9s\n", "extract", "", "problems", "med-stmt", "allergy", "BP", "encounters", "referrals")
+	fmt.Fprintf(&table, "\n%-8s %-8s", "extract", "")
+	for _, n := range countNames {
+		fmt.Fprintf(&table, "%10s", n)
+	}
+	table.WriteString("\n")
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".xml")
 		t.Run(name, func(t *testing.T) {
@@ -150,11 +209,13 @@ func TestExtractsMatchTranslatorCounts(t *testing.T) {
 			}
 			m := mapFile(t, f, nhs)
 			checkResources(t, name, nhs, m.Resources)
-			want := expectedCounts(t, filepath.Join(shared, "gp2gp", "expected-stu3", name+"-output.json"))
+			tr := expectedCounts(t, filepath.Join(shared, "gp2gp", "expected-stu3", name+"-output.json"))
+			want := tr.counts
+			want.Observations -= tr.comments + 2*tr.bpTriples
 			got := ourCounts(m.Resources)
-			fmt.Fprintf(&table, "%-8s %-5s %s\n%-8s %-5s %s\n", name, "want", want, "", "got", got)
+			fmt.Fprintf(&table, "%-8s %-8s%s\n%-8s %-8s%s\n%-8s %-8s%s\n", name, "STU3", tr.counts, "", "want", want, "", "got", got)
 			if got != want {
-				t.Errorf("counts differ from the translator's output:\nwant %+v\ngot  %+v", want, got)
+				t.Errorf("counts differ from the translator's output (less its documented differences):\nwant %+v\ngot  %+v", want, got)
 			}
 		})
 	}

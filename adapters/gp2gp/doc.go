@@ -57,32 +57,140 @@
 // its extract and PDS file and its binding; any change maps it again, once,
 // however many requests wait for it. The cache holds one version per file.
 //
-// # Mapping
+// # Mapping: a rule for every statement
 //
-//   - LinkSet -> Condition (problem-list-item): active/inactive from the
-//     LinkSet code, significance (UK Core ProblemSignificance), onset and
-//     abatement, the named statement's code; related entries become UK Core
-//     RelatedClinicalContent references, a named allergy or medication the
-//     ActualProblem. A named ObservationStatement is folded into its Condition.
-//   - ehrSupplyAuthorise -> MedicationRequest (intent plan) + MedicationStatement;
-//     ehrSupplyPrescribe -> MedicationRequest (intent order, basedOn its plan);
-//     ehrSupplyDiscontinue -> status stopped; an acute authorisation issued more
-//     than once is split into one plan and statement per issue, as the translator
-//     does. Drugs become Medication resources (one per distinct coding).
-//   - Allergy category compounds (14L..00 drug, SN53.00 non-drug) -> AllergyIntolerance.
-//   - Blood-pressure triples -> one Observation (UK Core BP profile, LOINC 85354-9
-//     with 8480-6 / 8462-4 components, mm[Hg]); other ObservationStatements ->
-//     Observation (value, interpretation, reference ranges); laboratory report
-//     clusters (16488004) -> DiagnosticReport with test-group and result Observations.
-//   - ehrComposition -> Encounter, except non-consultation containers and empty ones.
-//   - RequestStatement -> ServiceRequest (referral); PlanStatement -> Flag only
-//     when its code is in Options.FlagCodes (recalls are not risks or warnings).
+// Every clinical statement of every ehrComposition is served as a UK Core R4
+// resource, or withheld with a signal the answer carries; none is dropped
+// without a rule (TestCensus checks it statement by statement, with its own
+// XML walker, on every shared extract and feature file). Rules apply to
+// classes of element, whatever the supplier (EMIS, TPP, Vision) or message
+// version (RCMR_IN030000UK06, UK07); element names are read case-insensitively.
 //
-// Codes keep the original coding and every translation the extract carries,
-// with OIDs translated to FHIR URIs (SystemForOID). Free text
-// (NarrativeStatement, pertinentAnnotation, originalText, text, string values)
-// is never read; an uncoded entry is dropped. Entries marked NOPAT are
-// withheld and the record carries a confidential-items warning.
+// Codes. A CodeableConcept keeps the statement's original coding and every
+// translation the extract carries (OIDs translated by SystemForOID: Read v2,
+// CTV3, SNOMED CT, EMIS local and drug codes, Multilex; others as
+// urn:oid:). Where no coding is SNOMED CT (a local EMIS code, a Read code
+// without translation) the generic transfer-degraded SNOMED CT concept of the
+// kind of entry is added beside it (codes.go): record entry 196411000000103,
+// medication 196421000000109, referral 196431000000106, plan 196451000000104,
+// drug allergy 196461000000101, non-drug allergy 196471000000108, as NHS
+// Digital's translator and GP Connect do. originalText and displayName-only
+// codes are never read.
+//
+// Statement by statement (element: resource):
+//
+//   - ehrComposition: Encounter (finished; class ambulatory, home or
+//     inpatient by its code; period; author and responsible party), except
+//     non-consultation containers (196401000000100, 196391000000103) and
+//     compositions holding only EhrEmpty. Its statements carry the Encounter.
+//   - ObservationStatement: Observation (value PQ/IVL_PQ/CD/INT/BL,
+//     interpretation, reference ranges, effective time, performer). Coded
+//     as an immunisation procedure (data/immunisations.tsv: SNOMED CT
+//     vaccination procedures, Read v2/CTV3 immunisation headings 653, 657,
+//     65E, 65M, 65a, 65b, HPV 65F*) and outside a laboratory report:
+//     Immunization (below). A problem's named statement is its own resource
+//     too, referenced from the Condition.
+//   - ObservationStatement/interpretationCode: every HL7 v3
+//     ObservationInterpretation code (2.16.840.1.113883.5.83) to R4
+//     v3-ObservationInterpretation, retired codes to their successor (H> HU,
+//     L< LU, MS I, VS S); the PMIP EDIFACT flags GP2GP carries
+//     (2.16.840.1.113883.2.1.6.5) HI H, LO L, OR A, PA to UK Core's
+//     ObservationInterpretationCode PA. Another vocabulary is not mapped (the
+//     value and reference range still say what the result is).
+//   - CompoundStatement coded 14L..00 / SN53.00 (allergy category):
+//     structure; each ObservationStatement in it is an AllergyIntolerance
+//     (category medication or environment; code the statement's, else its
+//     coded value, plus the degraded drug / non-drug allergy concept without
+//     SNOMED CT).
+//   - CompoundStatement blood-pressure battery (GP Connect's BP header codes)
+//     with one systolic and one diastolic reading: one Observation, UK Core
+//     blood-pressure profile (LOINC 85354-9, components 8480-6 / 8462-4,
+//     mm[Hg]); its original codes are kept beside the LOINC ones.
+//   - CompoundStatement CLUSTER coded 16488004 (laboratory reporting):
+//     DiagnosticReport (category LAB; the lab's report id, root
+//     2.16.840.1.113883.2.1.4.5.5, as identifier) whose results are the test
+//     group and result Observations inside it (category laboratory) and whose
+//     specimens are the Specimens inside it.
+//   - CompoundStatement coded 123038009 (specimen): UK Core Specimen
+//     (accessionIdentifier from the specimenRole id carrying an extension,
+//     collection.collectedDateTime from its effectiveTime), referenced from
+//     its DiagnosticReport and from every result and test group inside it.
+//     The material description is free text: not read.
+//   - CompoundStatement BATTERY or CLUSTER anywhere else (a test group in a
+//     report, a test group directly under a consultation, a template or
+//     cluster): grouping Observation with hasMember to the Observations
+//     inside it. Without a code of its own it is served with the degraded
+//     record entry concept when it has members (the grouping is what is
+//     coded about it).
+//   - CompoundStatement TOPIC, CATEGORY and uncoded containers: structure;
+//     their statements are mapped in their place (GP Connect's consultation
+//     Lists are not built).
+//   - LinkSet: Condition (problem-list-item): code the named statement's
+//     (degraded record entry when it names nothing coded); clinicalStatus
+//     active (394774009) or inactive (394775005, with abatement); any other
+//     LinkSet code (an unspecified problem) is served active and the record
+//     carries a STATUS_DEFAULTED issue whose Expression names the Condition;
+//     significance (UK Core ProblemSignificance); the named statement's
+//     resource as UK Core ActualProblem; related statements as
+//     RelatedClinicalContent.
+//   - MedicationStatement / ehrSupplyAuthorise: MedicationRequest intent
+//     plan + MedicationStatement; ehrSupplyPrescribe: MedicationRequest intent
+//     order (basedOn its plan); ehrSupplyDiscontinue: status stopped with its
+//     coded reason. An acute authorisation issued more than once is split
+//     into one plan and statement per issue, as the translator does. Drugs
+//     become Medication resources (one per distinct coding and
+//     confidentiality); a drug without a code is the degraded medication
+//     concept (the course, dates, dosage and quantities are what is coded
+//     about it). Dosage instructions and quantities are part of the
+//     prescription and stay.
+//   - RequestStatement: ServiceRequest intent order, category referral
+//     (3457005), priority, status; a self referral (qualifier value
+//     SelfReferral) is an Observation, as GP Connect has it.
+//   - PlanStatement: ServiceRequest intent plan (a recall, review or due
+//     date: occurrence from its effectiveTime, authoredOn when recorded), or
+//     a Flag when its code is configured as a risk or warning
+//     (Options.FlagCodes).
+//   - Immunisation (an ObservationStatement as above): UK Core Immunization,
+//     status completed; the procedure codes in the UK Core
+//     VaccinationProcedure extension (plus the generic immunisation procedure
+//     127785005 without SNOMED CT); vaccineCode the null flavour UNK, as UK
+//     Core's VaccineCode value set provides when no dm+d product is recorded
+//     (GP2GP carries the product only in free text); occurrence the
+//     statement's effective time, else its availability time.
+//   - NarrativeStatement: free text, never read. Withheld; the record carries
+//     UNCODED_ITEMS_WITHHELD. One that refers to an external document is an
+//     attachment: withheld; the record carries ATTACHMENTS_WITHHELD.
+//   - An ObservationStatement without a code (or without an id), an element
+//     the message model does not have: withheld; UNCODED_ITEMS_WITHHELD.
+//   - RegistrationStatement: registration history, administrative, outside
+//     the dataset. EhrEmpty: nothing.
+//
+// Confidential entries. NOPAT (confidentialityCode) on a statement, on any
+// ancestor up to its composition, or on the statement a problem names makes
+// every resource made of it carry the NOPAT security label (meta.security,
+// v3-ActCode). They are served to the record so that redaction (package
+// consent) withholds them and tells the consumer, in the areas it asked
+// for, that confidential items were withheld; the mapper never says which.
+// Mapped.Confidential counts them.
+//
+// Free text (NarrativeStatement, pertinentAnnotation, originalText, text,
+// string values, specimen descriptions) is never read.
+//
+// # Where gpgate differs from the translator
+//
+// Per dataset area the counts equal NHS Digital's translator output on the
+// shared extracts (TestExtractsMatchTranslatorCounts) except:
+//
+//   - Observations: the translator makes a "Comment note" Observation of
+//     every NarrativeStatement (free text, withheld here and signalled), and
+//     keeps a blood-pressure triple as three Observations where gpgate
+//     serves one UK Core blood-pressure panel.
+//   - Medication: gpgate emits one Medication per distinct coding (the
+//     translator one per statement).
+//   - Consultation structure (topic and category Lists) is not built.
+//   - An immunisation is recognised by the code table above (the translator
+//     looks codes up in a SNOMED CT release: descendants of vaccination
+//     concepts not listed are served as Observations here, not dropped).
 //
 // # Hostile input
 //

@@ -50,9 +50,7 @@ func TestFeatureExtractsMap(t *testing.T) {
 				t.Fatalf("map: %v", err)
 			}
 			checkResources(t, rel, "9000000009", m.Resources)
-			if m.Withheld > 0 && (len(m.Warnings) != 1 || m.Warnings[0].Code != fhir.WarnConfidentialItems || m.Warnings[0].Severity != "warning") {
-				t.Errorf("withheld %d items without a confidential-items warning: %+v", m.Withheld, m.Warnings)
-			}
+			checkSignals(t, m)
 		})
 	}
 	if whole < 150 {
@@ -75,9 +73,12 @@ func byType(m *Mapped, typ string) []*fhir.Resource {
 	return out
 }
 
-// TestConfidentialWithheld: NOPAT entries never leave, and the record says
-// items were withheld without saying which.
-func TestConfidentialWithheld(t *testing.T) {
+// TestConfidentialLabelled: NOPAT entries (on the statement, its
+// composition, or what a problem names) are served labelled NOPAT, so that
+// redaction withholds them and tells the consumer; the same structure
+// without NOPAT carries no label. The mapper itself never says what was
+// confidential.
+func TestConfidentialLabelled(t *testing.T) {
 	cases := []struct {
 		file, typ string
 		clear     string // the same structure without NOPAT, for contrast ("" = none)
@@ -86,28 +87,41 @@ func TestConfidentialWithheld(t *testing.T) {
 		{"Condition/linkset_valid_ehr_composition_nopat_confidentiality_code.xml", "Condition", "Condition/linkset_valid.xml"},
 		{"AllergyIntolerance/allergy-structure-with-observation-statement-nopat-confidentiality-code.xml", "AllergyIntolerance", "AllergyIntolerance/allergy-structure-with-observation-statement-noscrub-confidentiality-code.xml"},
 		{"AllergyIntolerance/allergy-structure-with-ehr-composition-nopat-confidentiality-code.xml", "AllergyIntolerance", ""},
-		{"MedicationStatement/ehrExtract_nopatConfidentialityCodePresentWithinMedicationStatement.xml", "MedicationStatement", ""},
+		{"MedicationStatement/ehrExtract_nopatConfidentialityCodePresentWithinMedicationStatement.xml", "MedicationRequest", ""},
 		{"MedicationStatement/ehrExtract_nopatConfidentialityCodePresentWithinEhrComposition.xml", "MedicationStatement", ""},
 		{"RequestStatement/full_valid_data_example_with_nopat_confidentiality_code.xml", "ServiceRequest", "RequestStatement/full_valid_data_example.xml"},
 		{"BloodPressure/battery_compound_statement_containing_confidentiality_code.xml", "Observation", ""},
 		{"Encounter/encounter_with_nopat_confidentiality_code_within_ehr_composition.xml", "Encounter", "Encounter/encounter_with_noscrub_confidentiality_code_within_ehr_composition.xml"},
+		{"Specimen/specimen_valid_with_nopat_compound_statement.xml", "Specimen", "Specimen/specimen_valid.xml"},
+	}
+	labelled := func(m *Mapped, typ string) int {
+		n := 0
+		for _, r := range byType(m, typ) {
+			if r.Ix.Confidential {
+				n++
+				if !strings.Contains(string(r.JSON), `"security":[{"code":"NOPAT"`) && !strings.Contains(string(r.JSON), `"code":"NOPAT"`) {
+					t.Errorf("%s is confidential without the NOPAT label", r.Reference())
+				}
+			}
+		}
+		return n
 	}
 	for _, c := range cases {
 		t.Run(filepath.Base(c.file), func(t *testing.T) {
 			m := mapFeature(t, c.file)
-			if m.Withheld == 0 {
-				t.Fatal("nothing withheld")
+			checkSignals(t, m)
+			if m.Confidential == 0 || labelled(m, c.typ) == 0 {
+				t.Fatalf("no %s labelled confidential (%d labelled in all)", c.typ, m.Confidential)
 			}
-			if len(m.Warnings) != 1 || m.Warnings[0].Code != fhir.WarnConfidentialItems {
-				t.Fatalf("warnings = %+v", m.Warnings)
-			}
-			if strings.ContainsAny(m.Warnings[0].Diagnostics, "0123456789") {
-				t.Errorf("warning must not identify what was withheld: %q", m.Warnings[0].Diagnostics)
+			for _, w := range m.Warnings {
+				if w.Code == fhir.WarnConfidentialItems {
+					t.Errorf("the mapper warns of confidential items: %+v", w)
+				}
 			}
 			if c.clear != "" {
 				open := mapFeature(t, c.clear)
-				if len(byType(open, c.typ)) <= len(byType(m, c.typ)) {
-					t.Errorf("%s: %d without NOPAT, %d with: nothing was withheld", c.typ, len(byType(open, c.typ)), len(byType(m, c.typ)))
+				if n := labelled(open, c.typ); n != 0 || len(byType(open, c.typ)) == 0 {
+					t.Errorf("%s without NOPAT: %d labelled of %d", c.typ, n, len(byType(open, c.typ)))
 				}
 			}
 		})
@@ -133,6 +147,16 @@ func TestElementMappers(t *testing.T) {
 					t.Errorf("no %s contains %s", typ, s)
 				}
 			}
+		}
+	}
+	warned := func(code fhir.Code) check {
+		return func(t *testing.T, m *Mapped) {
+			for _, w := range m.Warnings {
+				if w.Code == code {
+					return
+				}
+			}
+			t.Errorf("no %s warning in %+v", code, m.Warnings)
 		}
 	}
 	none := func(typ string) check {
@@ -186,9 +210,11 @@ func TestElementMappers(t *testing.T) {
 		}}},
 		{"RequestStatement/full_valid_data_example.xml", []check{hasJSON("ServiceRequest", `"intent":"order"`, `"3457005"`, `"priority":"routine"`)}},
 		{"Observation/full_valid_data_observation_example.xml", []check{hasJSON("Observation", `"referenceRange"`, `"interpretation"`, `"valueQuantity"`)}},
-		// Uncoded statements are free text: dropped, never an empty code.
-		{"Observation/high_low_reference_range_observation_example.xml", []check{none("Observation")}},
-		{"MedicationStatement/ehrExtract_discontinue.xml", []check{none("MedicationStatement"), none("MedicationRequest")}},
+		// Uncoded statements are free text: withheld with a warning, never an empty code.
+		{"Observation/high_low_reference_range_observation_example.xml", []check{none("Observation"), warned(fhir.WarnUncodedItems)}},
+		// A drug without a code: served with the transfer-degraded medication
+		// concept (the course, its dates and dosage are coded facts).
+		{"MedicationStatement/ehrExtract_discontinue.xml", []check{hasJSON("MedicationStatement", `"status":"stopped"`), hasJSON("Medication", `"196421000000109"`)}},
 		{"Observation/value_st_observation_example.xml", []check{func(t *testing.T, m *Mapped) {
 			for _, r := range byType(m, "Observation") {
 				if strings.Contains(string(r.JSON), "valueString") {
@@ -199,7 +225,11 @@ func TestElementMappers(t *testing.T) {
 		{"Encounter/invalid_encounter_code_1.xml", []check{none("Encounter")}},
 		{"Encounter/suppressed_with_ehr_empty.xml", []check{none("Encounter")}},
 		{"Encounter/full_valid_structured_encounter.xml", []check{hasJSON("Encounter", `"status":"finished"`, `"period"`)}},
-		{"DocumentReference/narrative_statement_has_referred_to_external_document.xml", []check{none("DocumentReference"), none("Observation")}},
+		{"DocumentReference/narrative_statement_has_referred_to_external_document.xml", []check{none("DocumentReference"), none("Observation"), warned(fhir.WarnAttachmentsWithheld)}},
+		{"Specimen/specimen_valid.xml", []check{hasJSON("Specimen", `"accessionIdentifier":{"system":"urn:oid:2.16.840.1.113883.2.1.4.5.2","value":"SPECIMEN_ROLE_ID_EXTENSION"}`, `"collectedDateTime":"2010-02-23`)}},
+		{"Immunization/full_valid_immunization_with_translation.xml", []check{hasJSON("Immunization", extVaccinationProcedure, `"code":"65E..00"`, `"code":"UNK"`, `"occurrenceDateTime"`)}},
+		{"Template/full_valid_template.xml", []check{hasJSON("Observation", `"hasMember"`, `"PKyz500"`)}},
+		{"ProcedureRequest/full_valid_data_example.xml", []check{hasJSON("ServiceRequest", `"intent":"plan"`, `"occurrenceDateTime"`)}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

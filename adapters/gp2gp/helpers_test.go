@@ -160,3 +160,36 @@ func attrs(kv ...string) []xml.Attr {
 	}
 	return out
 }
+
+// checkSignals asserts that what the mapper withheld or labelled is
+// signalled: labelled resources are confidential to the index (redaction
+// withholds them and warns), uncoded entries and attachments carry their
+// warning, and the mapper never warns of confidential items itself.
+func checkSignals(t *testing.T, m *Mapped) {
+	t.Helper()
+	conf := 0
+	for _, r := range m.Resources {
+		if r.Ix.Confidential && r.Type != "Medication" {
+			conf++
+		}
+	}
+	if conf != m.Confidential {
+		t.Errorf("%d resources labelled confidential, mapper counted %d", conf, m.Confidential)
+	}
+	has := map[fhir.Code]int{}
+	for _, w := range m.Warnings {
+		has[w.Code]++
+		if w.Severity != "warning" && w.Severity != "information" {
+			t.Errorf("warning %s with severity %q", w.Code, w.Severity)
+		}
+	}
+	if has[fhir.WarnConfidentialItems] > 0 {
+		t.Error("the mapper warns of confidential items itself: redaction does, for the areas it withholds from")
+	}
+	if (m.Uncoded > 0) != (has[fhir.WarnUncodedItems] == 1) {
+		t.Errorf("%d uncoded entries, %d uncoded-items warnings", m.Uncoded, has[fhir.WarnUncodedItems])
+	}
+	if (m.Attachments > 0) != (has[fhir.WarnAttachmentsWithheld] == 1) {
+		t.Errorf("%d attachments, %d attachments warnings", m.Attachments, has[fhir.WarnAttachmentsWithheld])
+	}
+}

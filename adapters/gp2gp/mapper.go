@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/gpgate/gpgate/fhir"
@@ -24,6 +23,11 @@ const (
 	snomedSystolic        = "271649006"
 	snomedDiastolic       = "271650006"
 	snomedReferral        = "3457005"
+	snomedSpecimen        = "123038009"
+
+	// oidLabReportID is the root of a laboratory report's own identifier
+	// (CompoundStatement/id[@root]/@extension of a pathology report).
+	oidLabReportID = "2.16.840.1.113883.2.1.4.5.5"
 
 	systemConditionClinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 	systemAllergyClinical   = "http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical"
@@ -112,14 +116,27 @@ type MapOptions struct {
 type Mapped struct {
 	Resources []*fhir.Resource
 	Warnings  []fhir.Issue
-	Withheld  int // confidential items withheld at source
+	// Confidential counts the resources labelled NOPAT (meta.security):
+	// served to the record so that redaction withholds them and signals
+	// confidential items to the consumer.
+	Confidential int
+	Uncoded      int // entries without a clinical code (free text), withheld
+	Attachments  int // attachments (external documents), withheld
 }
 
 // stmt is one indexed statement of the extract.
 type stmt struct {
-	n        *node
-	comp     *node // enclosing ehrComposition
-	withheld bool  // itself or an ancestor is NOPAT
+	n    *node
+	comp *node // enclosing ehrComposition
+	conf bool  // itself or an ancestor is NOPAT
+}
+
+// scope is what a statement inherits from where it sits.
+type scope struct {
+	comp     *node  // enclosing ehrComposition
+	conf     bool   // NOPAT on the statement or an ancestor
+	lab      bool   // inside a laboratory report
+	specimen string // "Specimen/<id>" the results here were taken from
 }
 
 type mapper struct {
@@ -130,37 +147,40 @@ type mapper struct {
 	orgID     string
 	pract     map[string]string // agent id -> Practitioner local id
 	stmts     map[string]*stmt  // statement id -> statement
-	named     map[string]bool   // statement ids named by a LinkSet
 	encounter map[*node]string  // composition -> Encounter local id
 	refs      map[string]string // source statement id -> "Type/fullID" of the resource it became
 	res       []obj
-	emitted   map[string]bool // "Type/fullID"
-	withheld  int
+	emitted   map[string]bool   // "Type/fullID"
 	meds      map[string]string // medication key -> Medication local id
-	seenIDs   map[string]bool
+
+	confidential int
+	uncoded      int
+	attachments  int
+	defaulted    []string // ids of Conditions whose status was defaulted
 
 	auths    []*medAuth
 	authByID map[string]*medAuth
 	prescs   []*medIssue
 	stopped  map[string]*node // authorise id -> ehrSupplyDiscontinue
 	linksets []*stmt
-	deferred []func()
 }
 
 type medAuth struct {
-	st      *stmt
-	ms      *node // HL7 MedicationStatement
-	a       *node // ehrSupplyAuthorise
-	med     string
-	issues  []*medIssue
-	planRef string
+	comp *node
+	conf bool
+	ms   *node // HL7 MedicationStatement
+	a    *node // ehrSupplyAuthorise
+	med  string
+	// issues are the prescriptions issued under this authorisation.
+	issues []*medIssue
 }
 
 type medIssue struct {
-	st  *stmt
-	ms  *node
-	p   *node // ehrSupplyPrescribe
-	med string
+	comp *node
+	conf bool
+	ms   *node
+	p    *node // ehrSupplyPrescribe
+	med  string
 }
 
 // mapExtract maps the EhrExtract element to UK Core R4 resources for the
@@ -174,12 +194,10 @@ func mapExtract(extract *node, opt MapOptions) (*Mapped, error) {
 		extractTS: tsOf(extract.child("availabilityTime")),
 		pract:     map[string]string{},
 		stmts:     map[string]*stmt{},
-		named:     map[string]bool{},
 		encounter: map[*node]string{},
 		refs:      map[string]string{},
 		emitted:   map[string]bool{},
 		meds:      map[string]string{},
-		seenIDs:   map[string]bool{},
 		authByID:  map[string]*medAuth{},
 		stopped:   map[string]*node{},
 	}
@@ -203,7 +221,7 @@ func mapExtract(extract *node, opt MapOptions) (*Mapped, error) {
 	for _, ls := range m.linksets {
 		m.condition(ls)
 	}
-	out := &Mapped{Withheld: m.withheld}
+	out := &Mapped{Confidential: m.confidential, Uncoded: m.uncoded, Attachments: m.attachments}
 	for _, r := range m.res {
 		delete(r, "_member")
 		raw, err := json.Marshal(r)
@@ -217,14 +235,30 @@ func mapExtract(extract *node, opt MapOptions) (*Mapped, error) {
 		out.Resources = append(out.Resources, cr)
 	}
 	fhir.LinkMedicationCodes(out.Resources)
-	if m.withheld > 0 {
-		out.Warnings = append(out.Warnings, fhir.Issue{
-			Severity:    "warning",
-			Code:        fhir.WarnConfidentialItems,
-			Diagnostics: "Items have been excluded from this record because the practice marked them confidential.",
-		})
-	}
+	out.Warnings = m.warnings()
 	return out, nil
+}
+
+// warnings are the signals of what the record holds and does not share.
+// Confidential (NOPAT) entries are not among them: they are served labelled,
+// and redaction withholds them and says so to the consumer it withholds
+// them from.
+func (m *mapper) warnings() []fhir.Issue {
+	var out []fhir.Issue
+	if m.uncoded > 0 {
+		out = append(out, fhir.Issue{Severity: "warning", Code: fhir.WarnUncodedItems,
+			Diagnostics: "The GP record holds entries without a clinical code (free text, uncoded entries); they are not shared."})
+	}
+	if m.attachments > 0 {
+		out = append(out, fhir.Issue{Severity: "warning", Code: fhir.WarnAttachmentsWithheld,
+			Diagnostics: "The GP record holds attachments (documents, images); they are not shared."})
+	}
+	for _, id := range m.defaulted {
+		out = append(out, fhir.Issue{Severity: "information", Code: fhir.WarnStatusDefaulted,
+			Diagnostics: "The practice system did not record whether this problem is active; it is shown as active.",
+			Expression:  "Condition.where(id='" + id + "').clinicalStatus"})
+	}
+	return out
 }
 
 // compositions lists the ehrCompositions of the folder (component/ehrComposition).
@@ -247,31 +281,19 @@ func nopat(n *node) bool {
 	return false
 }
 
-// statement kinds the index knows.
-var statementNames = map[string]bool{
-	"ObservationStatement": true, "CompoundStatement": true, "LinkSet": true, "MedicationStatement": true,
-	"RequestStatement": true, "PlanStatement": true, "NarrativeStatement": true, "RegistrationStatement": true,
-	"ehrSupplyAuthorise": true, "ehrSupplyPrescribe": true, "ehrSupplyDiscontinue": true,
-}
-
 // index records every statement by id with its composition and whether it
-// is withheld (NOPAT on itself or an ancestor).
-func (m *mapper) index(n, comp *node, withheld bool) {
-	withheld = withheld || nopat(n)
+// is confidential (NOPAT on itself or an ancestor).
+func (m *mapper) index(n, comp *node, conf bool) {
+	conf = conf || nopat(n)
 	if statementNames[n.Name] {
 		if id := n.id(); id != "" {
 			if _, dup := m.stmts[id]; !dup {
-				m.stmts[id] = &stmt{n: n, comp: comp, withheld: withheld}
-			}
-		}
-		if n.Name == "LinkSet" && !withheld {
-			if ref := n.path("conditionNamed", "namedStatementRef", "id").attr("root"); ref != "" {
-				m.named[ref] = true
+				m.stmts[id] = &stmt{n: n, comp: comp, conf: conf}
 			}
 		}
 	}
 	for _, k := range n.Kids {
-		m.index(k, comp, withheld)
+		m.index(k, comp, conf)
 	}
 }
 
@@ -296,9 +318,16 @@ func (m *mapper) ref(t, local string) obj {
 	return obj{"reference": t + "/" + m.fullID(local)}
 }
 
+// nopatLabel is the security label of an entry the practice marked
+// confidential (HL7 v3 ActCode NOPAT, as GP2GP carries it); fhir.Index
+// reads it as Confidential and redaction withholds the resource.
+var nopatLabel = []coding{{System: systemActCode, Code: "NOPAT",
+	Display: "no disclosure to patient, family or caregivers without attending provider's authorization"}}
+
 // emit adds a resource with its id, profile and subject; it refuses a
-// duplicate id (the first statement with an id wins).
-func (m *mapper) emit(t, local string, r obj, profile string) bool {
+// duplicate id (the first statement with an id wins). A confidential
+// resource carries the NOPAT security label.
+func (m *mapper) emit(t, local string, r obj, profile string, conf bool) bool {
 	full := m.fullID(local)
 	key := t + "/" + full
 	if m.emitted[key] {
@@ -310,7 +339,14 @@ func (m *mapper) emit(t, local string, r obj, profile string) bool {
 	if profile == "" {
 		profile = fhir.ProfileFor(t)
 	}
-	r["meta"] = obj{"profile": []string{profile}}
+	meta := obj{"profile": []string{profile}}
+	if conf {
+		meta["security"] = nopatLabel
+		if t != "Medication" {
+			m.confidential++
+		}
+	}
+	r["meta"] = meta
 	m.res = append(m.res, r)
 	return true
 }
@@ -407,7 +443,7 @@ func (m *mapper) organization() {
 			}
 		}
 	}
-	m.emit("Organization", m.orgLocal(), o, "")
+	m.emit("Organization", m.orgLocal(), o, "", false)
 }
 
 func (m *mapper) agents() []*node {
@@ -463,19 +499,19 @@ func (m *mapper) practitioners() {
 				r["name"] = []obj{hn}
 			}
 		}
-		if m.emit("Practitioner", local, r, "") {
+		if m.emit("Practitioner", local, r, "", false) {
 			m.pract[id] = local
 		}
 	}
 }
 
-// --- compositions and statements -------------------------------------------
+// --- compositions ------------------------------------------------------------
 
+// composition maps an ehrComposition: an Encounter when it is a consultation
+// with content, then each of its statements. NOPAT on the composition makes
+// the Encounter and everything in it confidential.
 func (m *mapper) composition(c *node) {
-	if nopat(c) {
-		m.withheld++
-		return
-	}
+	sc := scope{comp: c, conf: nopat(c)}
 	hasContent := false
 	for _, k := range c.children("component") {
 		for _, s := range k.Kids {
@@ -486,16 +522,16 @@ func (m *mapper) composition(c *node) {
 	}
 	code := codings(c.child("code"))
 	if hasContent && !inSet(code, nonConsultationCodes) {
-		m.encounterOf(c, code)
+		m.encounterOf(c, code, sc.conf)
 	}
 	for _, k := range c.children("component") {
 		for _, s := range k.Kids {
-			m.statement(s, c)
+			m.statement(s, sc)
 		}
 	}
 }
 
-func (m *mapper) encounterOf(c *node, code []coding) {
+func (m *mapper) encounterOf(c *node, code []coding, conf bool) {
 	id := c.id()
 	if id == "" {
 		return
@@ -531,7 +567,7 @@ func (m *mapper) encounterOf(c *node, code []coding) {
 	if per := period(start, eff.High); per != nil {
 		r["period"] = per
 	}
-	if m.emit("Encounter", local, r, "") {
+	if m.emit("Encounter", local, r, "", conf) {
 		m.encounter[c] = local
 		m.refs[id] = "Encounter/" + m.fullID(local)
 	}
@@ -552,7 +588,7 @@ func period(start, end ts) obj {
 	return p
 }
 
-// ctx is what a statement inherits from its composition.
+// encounterRef is the Encounter of the statement's composition, or nil.
 func (m *mapper) encounterRef(comp *node) obj {
 	if l, ok := m.encounter[comp]; ok {
 		return m.ref("Encounter", l)
@@ -560,7 +596,8 @@ func (m *mapper) encounterRef(comp *node) obj {
 	return nil
 }
 
-// recorded is the composition's author time, else the extract's availability time.
+// recorded is the composition's author time, else its availability time,
+// else the extract's.
 func (m *mapper) recorded(comp *node) ts {
 	if t := tsOf(comp.path("author", "time")); t.ok() {
 		return t
@@ -599,724 +636,6 @@ func (m *mapper) recorder(comp *node) obj {
 		return r
 	}
 	return m.practitionerRef(comp.path("Participant2", "agentRef").id())
-}
-
-// statement maps one statement of a composition (recursively for compound
-// statements).
-func (m *mapper) statement(s, comp *node) {
-	if nopat(s) {
-		if s.Name != "NarrativeStatement" {
-			m.withheld++
-		}
-		return
-	}
-	switch s.Name {
-	case "CompoundStatement":
-		m.compound(s, comp, false)
-	case "ObservationStatement":
-		if !m.named[s.id()] {
-			m.observation(s, comp, false)
-		}
-	case "LinkSet":
-		if st := m.stmts[s.id()]; st != nil && st.n == s {
-			m.linksets = append(m.linksets, st)
-		}
-	case "MedicationStatement":
-		m.medicationStatement(s, comp)
-	case "RequestStatement":
-		m.request(s, comp)
-	case "PlanStatement":
-		m.plan(s, comp)
-	}
-	// NarrativeStatement (free text), RegistrationStatement, EhrEmpty: not shared.
-}
-
-func (m *mapper) compound(s, comp *node, lab bool) {
-	code := codings(s.child("code"))
-	switch {
-	case inSet(code, drugAllergyHeader) || inSet(code, nonDrugAllergyHeader):
-		drug := inSet(code, drugAllergyHeader)
-		for _, k := range s.children("component") {
-			for _, c := range k.Kids {
-				if c.Name == "ObservationStatement" {
-					if nopat(c) {
-						m.withheld++
-						continue
-					}
-					m.allergy(c, comp, drug, code)
-				} else {
-					m.statement(c, comp)
-				}
-			}
-		}
-		return
-	case m.bloodPressure(s, comp):
-		return
-	case !lab && hasCodeAny(code, snomedLabReporting) && s.attr("classCode") == "CLUSTER":
-		m.report(s, comp)
-		return
-	}
-	if lab && s.attr("classCode") == "BATTERY" {
-		m.testGroup(s, comp)
-		return
-	}
-	for _, k := range s.children("component") {
-		for _, c := range k.Kids {
-			if lab && c.Name == "ObservationStatement" {
-				if nopat(c) {
-					m.withheld++
-				} else {
-					m.observation(c, comp, true)
-				}
-				continue
-			}
-			if lab && c.Name == "CompoundStatement" {
-				if nopat(c) {
-					m.withheld++
-				} else {
-					m.compound(c, comp, true)
-				}
-				continue
-			}
-			m.statement(c, comp)
-		}
-	}
-}
-
-func hasCodeAny(cs []coding, code string) bool {
-	for _, c := range cs {
-		if c.Code == code {
-			return true
-		}
-	}
-	return false
-}
-
-// --- Observations --------------------------------------------------------------
-
-var interpretations = map[string][2]string{
-	"H": {"H", "High"}, "HI": {"H", "High"}, "HH": {"HH", "Critical high"},
-	"L": {"L", "Low"}, "LO": {"L", "Low"}, "LL": {"LL", "Critical low"},
-	"A": {"A", "Abnormal"}, "PA": {"A", "Abnormal"}, "AA": {"AA", "Critical abnormal"},
-	"N": {"N", "Normal"},
-}
-
-// observationBody fills the parts an Observation and a BP component share:
-// value, interpretation, reference ranges. It reports whether a value was set.
-func observationBody(s *node, r obj) bool {
-	hasValue := false
-	if v := s.child("value"); v != nil {
-		switch typ := valueType(v); typ {
-		case "PQ", "IVL_PQ", "IVLPQ":
-			if q := quantity(v); q != nil {
-				r["valueQuantity"] = q
-				hasValue = true
-			}
-		case "CD", "CV", "CE", "CO":
-			if c := conceptOf(v); c != nil {
-				r["valueCodeableConcept"] = c
-				hasValue = true
-			}
-		case "INT":
-			if n, err := strconv.ParseInt(strings.TrimSpace(v.attr("value")), 10, 32); err == nil {
-				r["valueInteger"] = n
-				hasValue = true
-			}
-		case "BL":
-			if b, err := strconv.ParseBool(v.attr("value")); err == nil {
-				r["valueBoolean"] = b
-				hasValue = true
-			}
-		}
-		// ST/ED values are free text: never shared.
-	}
-	if ic := s.child("interpretationCode"); ic != nil {
-		if iv, ok := interpretations[strings.ToUpper(ic.attr("code"))]; ok {
-			r["interpretation"] = []concept{{Coding: []coding{{System: systemInterpretation, Code: iv[0], Display: iv[1]}}}}
-		}
-	}
-	var ranges []obj
-	for _, rr := range s.children("referenceRange") {
-		v := rr.path("referenceInterpretationRange", "value")
-		if v == nil {
-			continue
-		}
-		rg := obj{}
-		for _, k := range []string{"low", "high"} {
-			if x := v.child(k); x != nil {
-				if n, ok := number(x.attr("value")); ok {
-					q := obj{"value": n}
-					if u := unit(x); u != "" {
-						q["unit"] = u
-					}
-					rg[k] = q
-				}
-			}
-		}
-		if len(rg) > 0 {
-			ranges = append(ranges, rg)
-		}
-	}
-	if len(ranges) > 0 {
-		r["referenceRange"] = ranges
-	}
-	return hasValue
-}
-
-func valueType(v *node) string {
-	for _, a := range v.Attr {
-		if a.Name.Local == "type" {
-			t := a.Value
-			if i := strings.IndexByte(t, ':'); i >= 0 {
-				t = t[i+1:]
-			}
-			return strings.ToUpper(t)
-		}
-	}
-	if v.attr("code") != "" {
-		return "CD"
-	}
-	if v.attr("value") != "" {
-		return "PQ"
-	}
-	return ""
-}
-
-// unit is the PQ unit unless it is the unity "1", else the unit the
-// translation names (EMIS puts the unit there).
-func unit(q *node) string {
-	u := strings.TrimSpace(q.attr("unit"))
-	if u != "" && u != "1" {
-		return cleanDisplay(u)
-	}
-	if t := q.child("translation"); t != nil {
-		if ot := t.child("originalText"); ot != nil && ot.Text != "" && len(ot.Text) <= 64 {
-			return cleanDisplay(ot.Text)
-		}
-	}
-	return ""
-}
-
-// quantity maps PQ or IVL_PQ to a Quantity (an interval becomes a
-// comparator on its bound).
-func quantity(v *node) obj {
-	q := obj{}
-	if n, ok := number(v.attr("value")); ok {
-		q["value"] = n
-		if u := unit(v); u != "" {
-			q["unit"] = u
-			if u2 := strings.TrimSpace(v.attr("unit")); u2 != "" && u2 != "1" {
-				q["system"], q["code"] = systemUCUM, u2
-			}
-		}
-		return q
-	}
-	for _, b := range []struct{ el, incl, excl string }{{"high", "<=", "<"}, {"low", ">=", ">"}} {
-		x := v.child(b.el)
-		if x == nil {
-			continue
-		}
-		if n, ok := number(x.attr("value")); ok {
-			q["value"] = n
-			q["comparator"] = b.incl
-			if x.attr("inclusive") == "false" {
-				q["comparator"] = b.excl
-			}
-			if u := unit(x); u != "" {
-				q["unit"] = u
-			}
-			return q
-		}
-	}
-	return nil
-}
-
-func (m *mapper) effective(s *node, r obj) {
-	eff := ivlOf(s.child("effectiveTime"))
-	switch {
-	case eff.Center.ok():
-		r["effectiveDateTime"] = eff.Center.Date
-	case eff.Low.ok() && eff.High.ok():
-		if p := period(eff.Low, eff.High); p != nil {
-			r["effectivePeriod"] = p
-		}
-	case eff.Low.ok():
-		r["effectiveDateTime"] = eff.Low.Date
-	case eff.High.ok():
-		r["effectivePeriod"] = obj{"end": eff.High.Date}
-	default:
-		if t := tsOf(s.child("availabilityTime")); t.ok() {
-			r["effectiveDateTime"] = t.Date
-		}
-	}
-}
-
-// observation maps an ObservationStatement; lab marks it a laboratory result.
-// An uncoded statement is free text and is dropped.
-func (m *mapper) observation(s, comp *node, lab bool) string {
-	code := conceptOf(s.child("code"))
-	id := s.id()
-	if code == nil || id == "" {
-		return ""
-	}
-	local := localID(id)
-	r := obj{"status": "final", "code": code, "subject": m.subject()}
-	if lab {
-		r["category"] = []concept{{Coding: []coding{{System: fhir.ObservationCategorySystem, Code: "laboratory", Display: "Laboratory"}}}}
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	m.effective(s, r)
-	if is := m.issued(comp); is != "" {
-		r["issued"] = is
-	}
-	if p := m.performer(s, comp); p != nil {
-		r["performer"] = []obj{p}
-	}
-	observationBody(s, r)
-	if !m.emit("Observation", local, r, "") {
-		return ""
-	}
-	m.refs[id] = "Observation/" + m.fullID(local)
-	return local
-}
-
-// bloodPressure maps a BP triple: a compound statement whose header code is
-// a blood-pressure reading and which holds exactly one systolic and one
-// diastolic ObservationStatement, both with values. It reports whether s was
-// one (and so is consumed).
-func (m *mapper) bloodPressure(s, comp *node) bool {
-	head := codings(s.child("code"))
-	if !inSet(head, bpHeaderCodes) {
-		return false
-	}
-	var sys, dia *node
-	var others []*node
-	for _, k := range s.children("component") {
-		for _, c := range k.Kids {
-			switch {
-			case c.Name == "ObservationStatement" && sys == nil && inSet(codings(c.child("code")), systolicCodes):
-				sys = c
-			case c.Name == "ObservationStatement" && dia == nil && inSet(codings(c.child("code")), diastolicCodes):
-				dia = c
-			case c.Name == "NarrativeStatement":
-			default:
-				others = append(others, c)
-			}
-		}
-	}
-	if sys == nil || dia == nil || len(others) > 0 {
-		return false
-	}
-	if nopat(sys) || nopat(dia) {
-		m.withheld++
-		return true
-	}
-	comp1 := obj{}
-	comp2 := obj{}
-	if !observationBody(sys, comp1) || !observationBody(dia, comp2) || comp1["valueQuantity"] == nil || comp2["valueQuantity"] == nil {
-		return false
-	}
-	for _, c := range []obj{comp1, comp2} {
-		q := c["valueQuantity"].(obj)
-		q["unit"], q["system"], q["code"] = "millimeter of mercury", systemUCUM, "mm[Hg]"
-		delete(c, "valueCodeableConcept")
-	}
-	comp1["code"] = concept{Coding: append([]coding{
-		{System: fhir.LOINC, Code: fhir.LOINCSystolic, Display: "Systolic blood pressure"},
-		{System: fhir.SNOMED, Code: snomedSystolic, Display: "Systolic blood pressure"},
-	}, without(codings(sys.child("code")), fhir.SNOMED, snomedSystolic)...), Text: fhir.TextSystolicBP}
-	comp2["code"] = concept{Coding: append([]coding{
-		{System: fhir.LOINC, Code: fhir.LOINCDiastolic, Display: "Diastolic blood pressure"},
-		{System: fhir.SNOMED, Code: snomedDiastolic, Display: "Diastolic blood pressure"},
-	}, without(codings(dia.child("code")), fhir.SNOMED, snomedDiastolic)...), Text: fhir.TextDiastolicBP}
-	id := s.id()
-	if id == "" {
-		return false
-	}
-	local := localID(id)
-	r := obj{
-		"status":   "final",
-		"category": []concept{{Coding: []coding{{System: fhir.ObservationCategorySystem, Code: "vital-signs", Display: "Vital Signs"}}}},
-		"code": concept{Coding: append([]coding{
-			{System: fhir.LOINC, Code: fhir.LOINCBloodPressurePanel, Display: "Blood pressure panel with all children optional"},
-			{System: fhir.SNOMED, Code: snomedBPPanel, Display: "Blood pressure"},
-		}, without(head, fhir.SNOMED, snomedBPPanel)...)},
-		"subject":   m.subject(),
-		"component": []obj{comp1, comp2},
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	m.effective(s, r)
-	if _, ok := r["effectiveDateTime"]; !ok && r["effectivePeriod"] == nil {
-		if t := m.recorded(comp); t.ok() {
-			r["effectiveDateTime"] = t.Date
-		}
-	}
-	if r["effectiveDateTime"] == nil && r["effectivePeriod"] == nil {
-		return false // the BP profile requires an effective time
-	}
-	if is := m.issued(comp); is != "" {
-		r["issued"] = is
-	}
-	if p := m.performer(s, comp); p != nil {
-		r["performer"] = []obj{p}
-	}
-	if m.emit("Observation", local, r, fhir.ProfileBloodPressure) {
-		ref := "Observation/" + m.fullID(local)
-		m.refs[id], m.refs[sys.id()], m.refs[dia.id()] = ref, ref, ref
-	}
-	return true
-}
-
-func without(cs []coding, system, code string) []coding {
-	out := cs[:0:0]
-	for _, c := range cs {
-		if c.System == system && c.Code == code || c.System == fhir.LOINC {
-			continue
-		}
-		out = append(out, c)
-	}
-	return out
-}
-
-// report maps a laboratory report (CLUSTER coded 16488004) to a
-// DiagnosticReport whose results are the Observations mapped from its test
-// group headers and results.
-func (m *mapper) report(s, comp *node) {
-	id := s.id()
-	code := conceptOf(s.child("code"))
-	before := len(m.res)
-	m.compoundChildren(s, comp)
-	if id == "" || code == nil {
-		return
-	}
-	var results []obj
-	for _, r := range m.res[before:] {
-		if r["resourceType"] == "Observation" && !isMember(r) {
-			results = append(results, obj{"reference": "Observation/" + r["id"].(string)})
-		}
-	}
-	local := localID(id)
-	r := obj{
-		"status":   "final",
-		"category": []concept{{Coding: []coding{{System: systemV20074, Code: "LAB", Display: "Laboratory"}}}},
-		"code":     code,
-		"subject":  m.subject(),
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	m.effective(s, r)
-	if is := m.issued(comp); is != "" {
-		r["issued"] = is
-	}
-	if p := m.performer(s, comp); p != nil {
-		r["performer"] = []obj{p}
-	}
-	if len(results) > 0 {
-		r["result"] = results
-	}
-	if m.emit("DiagnosticReport", local, r, "") {
-		m.refs[id] = "DiagnosticReport/" + m.fullID(local)
-	}
-}
-
-// isMember marks Observations already referenced by a test group header.
-func isMember(r obj) bool { _, ok := r["_member"]; return ok }
-
-func (m *mapper) compoundChildren(s, comp *node) {
-	for _, k := range s.children("component") {
-		for _, c := range k.Kids {
-			if nopat(c) {
-				if c.Name != "NarrativeStatement" {
-					m.withheld++
-				}
-				continue
-			}
-			switch c.Name {
-			case "ObservationStatement":
-				m.observation(c, comp, true)
-			case "CompoundStatement":
-				m.compound(c, comp, true)
-			}
-		}
-	}
-}
-
-// testGroup maps a BATTERY inside a report: a header Observation with
-// hasMember references to its results.
-func (m *mapper) testGroup(s, comp *node) {
-	before := len(m.res)
-	m.compoundChildren(s, comp)
-	var members []obj
-	for _, r := range m.res[before:] {
-		if r["resourceType"] == "Observation" && !isMember(r) {
-			members = append(members, obj{"reference": "Observation/" + r["id"].(string)})
-			r["_member"] = true
-		}
-	}
-	code := conceptOf(s.child("code"))
-	id := s.id()
-	if code == nil || id == "" {
-		return
-	}
-	local := localID(id)
-	r := obj{"status": "final", "code": code, "subject": m.subject(),
-		"category": []concept{{Coding: []coding{{System: fhir.ObservationCategorySystem, Code: "laboratory", Display: "Laboratory"}}}}}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	m.effective(s, r)
-	if is := m.issued(comp); is != "" {
-		r["issued"] = is
-	}
-	if len(members) > 0 {
-		r["hasMember"] = members
-	}
-	if m.emit("Observation", local, r, "") {
-		m.refs[id] = "Observation/" + m.fullID(local)
-	}
-}
-
-// --- Allergies -------------------------------------------------------------------
-
-func (m *mapper) allergy(s, comp *node, drug bool, header []coding) {
-	id := s.id()
-	code := codings(s.child("code"))
-	// A degraded entry carries only the category header as its code: the
-	// coded substance, when present, is the value.
-	if len(code) == 0 || inSet(code, drugAllergyHeader) || inSet(code, nonDrugAllergyHeader) {
-		if v := codings(s.child("value")); len(v) > 0 {
-			code = append(v, code...)
-		}
-	}
-	if len(code) == 0 {
-		// Degraded: no coded substance at all; the category header says
-		// what kind of allergy it is.
-		code = header
-	}
-	if id == "" || len(code) == 0 {
-		return
-	}
-	local := localID(id)
-	cat := "environment"
-	if drug {
-		cat = "medication"
-	}
-	r := obj{
-		"clinicalStatus":     concept{Coding: []coding{{System: systemAllergyClinical, Code: "active", Display: "Active"}}},
-		"verificationStatus": concept{Coding: []coding{{System: systemAllergyVerif, Code: "unconfirmed", Display: "Unconfirmed"}}},
-		"category":           []string{cat},
-		"code":               concept{Coding: code},
-		"patient":            m.subject(),
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	eff := ivlOf(s.child("effectiveTime"))
-	if st := eff.start(); st.ok() {
-		r["onsetDateTime"] = st.Date
-	}
-	if rec := m.recorded(comp); rec.ok() {
-		r["recordedDate"] = rec.Date
-	}
-	if p := m.recorder(comp); p != nil {
-		r["recorder"] = p
-	}
-	if p := m.performer(s, comp); p != nil {
-		r["asserter"] = p
-	}
-	if m.emit("AllergyIntolerance", local, r, "") {
-		m.refs[id] = "AllergyIntolerance/" + m.fullID(local)
-	}
-}
-
-// --- Problems (LinkSet) ----------------------------------------------------------
-
-func (m *mapper) condition(ls *stmt) {
-	s, comp := ls.n, ls.comp
-	id := s.id()
-	if id == "" {
-		return
-	}
-	namedID := s.path("conditionNamed", "namedStatementRef", "id").attr("root")
-	var code *concept
-	var named *stmt
-	if namedID != "" {
-		named = m.stmts[namedID]
-		if named != nil && named.withheld {
-			m.withheld++ // the problem would reveal a confidential entry
-			return
-		}
-		if named != nil {
-			code = conceptOf(named.n.child("code"))
-		}
-	}
-	local := localID(id)
-	lsCode := codings(s.child("code"))
-	status := "active"
-	if hasCode(lsCode, fhir.SNOMED, snomedInactiveProblem) {
-		status = "inactive"
-	}
-	significance := "minor"
-	for _, q := range s.child("code").children("qualifier") {
-		if q.child("name").attr("code") == snomedSignificant {
-			significance = "major"
-		}
-	}
-	r := obj{
-		"extension": []obj{{"url": extProblemSignificance, "valueCode": significance}},
-		"clinicalStatus": concept{Coding: []coding{{System: systemConditionClinical, Code: status,
-			Display: map[string]string{"active": "Active", "inactive": "Inactive"}[status]}}},
-		"category": []concept{{Coding: []coding{{System: fhir.ConditionCategorySystem, Code: "problem-list-item", Display: "Problem List Item"}}}},
-		"subject":  m.subject(),
-	}
-	if code != nil {
-		r["code"] = code
-	}
-	exts := r["extension"].([]obj)
-	// The named statement is consumed into the Condition when it was an
-	// ObservationStatement; anything else (an allergy, a medication) is its
-	// own resource and is referenced as the actual problem.
-	if named != nil {
-		if ref, ok := m.refs[namedID]; ok {
-			exts = append(exts, obj{"url": extActualProblem, "valueReference": obj{"reference": ref}})
-		}
-	}
-	for _, c := range s.children("component") {
-		rid := c.path("statementRef", "id").attr("root")
-		if ref, ok := m.refs[rid]; ok && rid != namedID {
-			exts = append(exts, obj{"url": extRelatedClinicalContent, "valueReference": obj{"reference": ref}})
-		} else if tgt := m.stmts[rid]; tgt != nil && tgt.n.Name == "LinkSet" && !tgt.withheld && !nopat(tgt.n) {
-			exts = append(exts, obj{"url": extRelatedClinicalContent, "valueReference": obj{"reference": "Condition/" + m.fullID(localID(rid))}})
-		}
-	}
-	r["extension"] = exts
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	eff := ivlOf(s.child("effectiveTime"))
-	onset := eff.start()
-	if !onset.ok() {
-		onset = tsOf(s.child("availabilityTime"))
-	}
-	if onset.ok() {
-		r["onsetDateTime"] = onset.Date
-	}
-	if status == "inactive" && eff.High.ok() && (!onset.ok() || !eff.High.Time.Before(onset.Time)) {
-		r["abatementDateTime"] = eff.High.Date
-	}
-	if rec := m.recorded(comp); rec.ok() {
-		r["recordedDate"] = rec.Date
-	}
-	if p := m.recorder(comp); p != nil {
-		r["recorder"] = p
-	}
-	if p := m.practitionerRef(comp.path("Participant2", "agentRef").id()); p != nil {
-		r["asserter"] = p
-	}
-	if m.emit("Condition", local, r, "") {
-		m.refs[id] = "Condition/" + m.fullID(local)
-	}
-}
-
-// --- Referrals and plans -----------------------------------------------------------
-
-var priorities = map[string]string{
-	"394848005": "routine", // Normal
-	"394849002": "urgent",  // High
-	"88694003":  "stat",    // Immediate
-}
-
-func (m *mapper) request(s, comp *node) {
-	id := s.id()
-	if id == "" {
-		return
-	}
-	local := localID(id)
-	status := "unknown"
-	switch strings.ToUpper(s.child("statusCode").attr("code")) {
-	case "COMPLETE":
-		status = "completed"
-	case "ACTIVE":
-		status = "active"
-	case "ABORTED", "CANCELLED":
-		status = "revoked"
-	}
-	r := obj{
-		"status":   status,
-		"intent":   "order",
-		"category": []concept{{Coding: []coding{{System: fhir.SNOMED, Code: snomedReferral, Display: "Patient referral"}}}},
-		"subject":  m.subject(),
-	}
-	if c := conceptOf(s.child("code")); c != nil {
-		r["code"] = c
-	}
-	if p, ok := priorities[s.child("priorityCode").attr("code")]; ok {
-		r["priority"] = p
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	if t := tsOf(s.child("availabilityTime")); t.ok() {
-		r["authoredOn"] = t.Date
-	} else if t := m.recorded(comp); t.ok() {
-		r["authoredOn"] = t.Date
-	}
-	if p := m.performer(s, comp); p != nil {
-		r["requester"] = p
-	}
-	if m.emit("ServiceRequest", local, r, "") {
-		m.refs[id] = "ServiceRequest/" + m.fullID(local)
-	}
-}
-
-// plan maps a PlanStatement to a Flag when its code is one of the configured
-// risks or warnings; recalls and follow-ups are not in the dataset.
-func (m *mapper) plan(s, comp *node) {
-	code := codings(s.child("code"))
-	if len(code) == 0 || !inSet(code, m.opt.Flags) {
-		return
-	}
-	m.flag(s, comp, code)
-}
-
-func (m *mapper) flag(s, comp *node, code []coding) {
-	id := s.id()
-	if id == "" {
-		return
-	}
-	local := localID(id)
-	status := "active"
-	if strings.EqualFold(s.child("statusCode").attr("code"), "COMPLETE") && ivlOf(s.child("effectiveTime")).High.ok() {
-		status = "inactive"
-	}
-	r := obj{
-		"status":   status,
-		"category": []concept{{Coding: []coding{{System: systemFlagCategory, Code: "clinical", Display: "Clinical"}}}},
-		"code":     concept{Coding: code},
-		"subject":  m.subject(),
-	}
-	eff := ivlOf(s.child("effectiveTime"))
-	start := eff.start()
-	if !start.ok() {
-		start = tsOf(s.child("availabilityTime"))
-	}
-	if p := period(start, eff.High); p != nil {
-		r["period"] = p
-	}
-	if e := m.encounterRef(comp); e != nil {
-		r["encounter"] = e
-	}
-	if p := m.recorder(comp); p != nil {
-		r["author"] = p
-	}
-	if m.emit("Flag", local, r, "") {
-		m.refs[id] = "Flag/" + m.fullID(local)
-	}
 }
 
 // sortedKeys is used for deterministic output in tests and logs.

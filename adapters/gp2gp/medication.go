@@ -10,31 +10,32 @@ import (
 
 // medicationStatement indexes an HL7 MedicationStatement: its authorisations,
 // issues and discontinuations are mapped together once the whole extract is
-// read (an issue refers to its authorisation by id, wherever it is).
-func (m *mapper) medicationStatement(s, comp *node) {
-	st := &stmt{n: s, comp: comp}
-	med := m.medication(s.path("consumable", "manufacturedProduct", "manufacturedMaterial", "code"))
+// read (an issue refers to its authorisation by id, wherever it is). A drug
+// without a code is served with the transfer-degraded medication concept:
+// the authorisation, its dates, dosage and quantities are what is coded
+// about it.
+func (m *mapper) medicationStatement(s *node, sc scope) {
+	drug := s.path("consumable", "manufacturedProduct", "manufacturedMaterial", "code")
 	for _, k := range s.children("component") {
 		for _, c := range k.Kids {
-			if nopat(c) {
-				m.withheld++
-				continue
-			}
+			conf := sc.conf || nopat(c)
 			switch c.Name {
 			case "ehrSupplyAuthorise":
-				if med == "" || c.id() == "" {
+				if c.id() == "" {
+					m.uncoded++
 					continue
 				}
-				a := &medAuth{st: st, ms: s, a: c, med: med}
+				a := &medAuth{comp: sc.comp, conf: conf, ms: s, a: c, med: m.medication(drug, conf)}
 				if _, dup := m.authByID[c.id()]; !dup {
 					m.authByID[c.id()] = a
 					m.auths = append(m.auths, a)
 				}
 			case "ehrSupplyPrescribe":
-				if med == "" || c.id() == "" {
+				if c.id() == "" {
+					m.uncoded++
 					continue
 				}
-				m.prescs = append(m.prescs, &medIssue{st: st, ms: s, p: c, med: med})
+				m.prescs = append(m.prescs, &medIssue{comp: sc.comp, conf: conf, ms: s, p: c, med: m.medication(drug, conf)})
 			case "ehrSupplyDiscontinue":
 				m.discontinue(c)
 			}
@@ -55,15 +56,18 @@ func (m *mapper) discontinue(d *node) {
 }
 
 // medication returns the local id of the Medication for a drug code,
-// emitting it once per distinct coding set.
-func (m *mapper) medication(code *node) string {
-	cs := codings(code)
-	if len(cs) == 0 {
-		return ""
-	}
+// emitting it once per distinct coding set (and confidentiality: a drug
+// only confidential entries name is itself confidential). A code with no
+// SNOMED CT (dm+d) gets the transfer-degraded medication concept; a missing
+// one is that concept alone.
+func (m *mapper) medication(code *node, conf bool) string {
+	cs := withSNOMED(codings(code), degradedMedication)
 	var key strings.Builder
 	for _, c := range cs {
 		key.WriteString(c.System + "|" + c.Code + ";")
+	}
+	if conf {
+		key.WriteString("#conf")
 	}
 	if l, ok := m.meds[key.String()]; ok {
 		return l
@@ -71,7 +75,7 @@ func (m *mapper) medication(code *node) string {
 	sum := sha256.Sum256([]byte(key.String()))
 	local := "med." + hex.EncodeToString(sum[:10])
 	m.meds[key.String()] = local
-	m.emit("Medication", local, obj{"code": concept{Coding: cs}}, "")
+	m.emit("Medication", local, obj{"code": concept{Coding: cs}}, "", conf)
 	return local
 }
 
@@ -172,7 +176,7 @@ func (m *mapper) medications() {
 // plan0 emits the plan MedicationRequest with local id and its
 // MedicationStatement (local id + "-MS").
 func (m *mapper) plan0(a *medAuth, local string, issues []*medIssue, prior string) bool {
-	auth, ms, comp := a.a, a.ms, a.st.comp
+	auth, ms, comp := a.a, a.ms, a.comp
 	status := statusOf(auth)
 	if prior != "" {
 		status = "completed"
@@ -249,7 +253,7 @@ func (m *mapper) plan0(a *medAuth, local string, issues []*medIssue, prior strin
 			r["statusReason"] = c
 		}
 	}
-	if !m.emit("MedicationRequest", local, r, "") {
+	if !m.emit("MedicationRequest", local, r, "", a.conf) {
 		return false
 	}
 	if prior == "" {
@@ -299,7 +303,7 @@ func (m *mapper) plan0(a *medAuth, local string, issues []*medIssue, prior strin
 	if len(msLocal) > 46 {
 		msLocal = msLocal[:46]
 	}
-	m.emit("MedicationStatement", msLocal, s, "")
+	m.emit("MedicationStatement", msLocal, s, "", a.conf)
 	return true
 }
 
@@ -307,7 +311,7 @@ func (m *mapper) plan0(a *medAuth, local string, issues []*medIssue, prior strin
 func (m *mapper) order(p *medIssue, plan string) {
 	id := p.p.id()
 	local := localID(id)
-	comp := p.st.comp
+	comp := p.comp
 	status := statusOf(p.p)
 	if status == "unknown" {
 		status = "completed"
@@ -348,7 +352,7 @@ func (m *mapper) order(p *medIssue, plan string) {
 	if len(dr) > 0 {
 		r["dispenseRequest"] = dr
 	}
-	if m.emit("MedicationRequest", local, r, "") {
+	if m.emit("MedicationRequest", local, r, "", p.conf) {
 		m.refs[id] = "MedicationRequest/" + m.fullID(local)
 	}
 }

@@ -285,7 +285,8 @@ func (s *Source) build(ctx context.Context, b binding, nhs fhir.NHSNumber, pds [
 		Warnings:  m.Warnings,
 	}
 	s.log.Info("gp2gp extract mapped", "file", redact(filepath.Base(b.path)), "bytes", len(data),
-		"resources", len(m.Resources), "withheld", m.Withheld, "took", s.opt.Now().Sub(start))
+		"resources", len(m.Resources), "confidential", m.Confidential,
+		"uncoded", m.Uncoded, "attachments", m.Attachments, "took", s.opt.Now().Sub(start))
 	return rec, nil
 }
 

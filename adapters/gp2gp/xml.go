@@ -151,7 +151,7 @@ func parseXML(b []byte, maxBytes int64) (*node, error) {
 			if nodes++; nodes > maxNodes {
 				return nil, fmt.Errorf("%w: more than %d elements", ErrLimits, maxNodes)
 			}
-			n := &node{Name: t.Name.Local, Space: t.Name.Space}
+			n := &node{Name: canonicalName(t.Name.Local), Space: t.Name.Space}
 			for _, a := range t.Attr {
 				if len(a.Value) > maxAttrBytes {
 					return nil, fmt.Errorf("%w: attribute %s longer than %d bytes", ErrLimits, a.Name.Local, maxAttrBytes)
@@ -195,6 +195,25 @@ func parseXML(b []byte, maxBytes int64) (*node, error) {
 		return nil, fmt.Errorf("%w: truncated document", ErrMalformed)
 	}
 	return root, nil
+}
+
+// canonicalNames spells the statement elements as the message model does,
+// whatever case a supplier used, so every rule matches them.
+var canonicalNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range []string{"ObservationStatement", "CompoundStatement", "LinkSet", "MedicationStatement",
+		"RequestStatement", "PlanStatement", "NarrativeStatement", "RegistrationStatement", "EhrEmpty",
+		"ehrComposition", "ehrFolder", "ehrSupplyAuthorise", "ehrSupplyPrescribe", "ehrSupplyDiscontinue"} {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+func canonicalName(local string) string {
+	if c, ok := canonicalNames[strings.ToLower(local)]; ok {
+		return c
+	}
+	return local
 }
 
 // hasDoctype reports whether b declares a DOCTYPE or an entity anywhere; the

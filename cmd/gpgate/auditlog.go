@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/url"
+	"strconv"
 
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/fhir"
@@ -22,15 +23,19 @@ func (a auditLogAPI) SearchAuditEvents(ctx context.Context, v url.Values, strict
 	if f.Count == 0 && !f.TotalOnly {
 		f.Count = fhir.DefaultCount
 	}
-	entries, total, err := a.st.Query(ctx, f)
+	pg, err := a.st.QueryPage(ctx, f)
 	if err != nil {
 		return nil, err
 	}
-	page := make([]*fhir.Resource, 0, len(entries))
-	for _, e := range entries {
+	page := make([]*fhir.Resource, 0, len(pg.Entries))
+	for _, e := range pg.Entries {
 		page = append(page, resourceOf(e))
 	}
-	return &fhir.Page{Resources: page, Total: total, Query: &fhir.Query{Type: "AuditEvent", Count: f.Count, Offset: f.Offset, Ignored: f.Ignored}}, nil
+	q := &fhir.Query{Type: "AuditEvent", Count: f.Count, Offset: f.Offset, Ignored: f.Ignored, Cursored: true}
+	if pg.Next != 0 {
+		q.Next = strconv.FormatUint(pg.Next, 10)
+	}
+	return &fhir.Page{Resources: page, Total: pg.Total, Query: q}, nil
 }
 
 func (a auditLogAPI) ReadAuditEvent(ctx context.Context, id string) (*fhir.Resource, error) {

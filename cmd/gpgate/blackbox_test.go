@@ -134,9 +134,23 @@ func startOn(t testing.TB, ctx context.Context, o serveOpts) (*testServer, chan 
 	o.listen = "127.0.0.1:0"
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
+	done := make(chan struct{})
 	go func() {
 		errc <- serve(ctx, o, slog.New(slog.NewJSONHandler(io.Discard, nil)), func(u string) { ready <- u })
+		close(done)
 	}()
+	if ctx.Done() != nil {
+		// The caller stops the server by cancelling ctx; its temporary
+		// directories are removed only once the server has let go of them
+		// (the audit log writes its last signed head as it closes).
+		t.Cleanup(func() {
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("server did not stop within 30 s of its context ending")
+			}
+		})
+	}
 	select {
 	case u := <-ready:
 		return &testServer{base: u, dir: o.data}, errc

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +25,8 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/access"
 	"github.com/gpgate/gpgate/fhir/rest"
+	"github.com/gpgate/gpgate/viewer"
+	"github.com/gpgate/gpgate/viewer/users/boltstore"
 )
 
 const recordsFile = "records.db"
@@ -37,7 +39,21 @@ type serveOpts struct {
 	logFmt    string
 	practices string
 	cors      string
+	// The audit anchor: the key that signs checkpoints and the file the
+	// newest signed head is exported to, both outside the data directory.
+	auditKey, auditHead string
+	auditTrusted        stringList
+	auditOverride       bool
+	// sensitiveCodes are a region's further code sets (its export of NHS
+	// Digital's GP summary exclusion refsets), added to the shipped ones.
+	sensitiveCodes stringList
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o serveOpts
@@ -49,6 +65,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.cors, "cors-origins", "", "browser origins allowed to call the API cross-origin, comma-separated (e.g. https://app.example.org), or * (default: none)")
+	fs.StringVar(&o.auditKey, "audit-key", "", "file of the key that signs audit checkpoints, created 0600 on first use; never in the data directory (default DATA.audit-key beside it)")
+	fs.StringVar(&o.auditHead, "audit-head", "", "file the newest signed audit head is exported to (default DATA.audit-head); ship copies off the host")
+	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
+	fs.Var(&o.sensitiveCodes, "sensitive-codes", "CSV file of further sensitive codes, named <category>.<system>.csv in the format of consent/codesets (repeatable); added to the shipped sets")
+	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -74,7 +95,25 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	// No durable audit, no data: the server does not start without its log.
-	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log})
+	if o.auditKey == "" {
+		o.auditKey = auditKeyDefault(o.data)
+	}
+	if o.auditHead == "" {
+		o.auditHead = auditHeadDefault(o.data)
+	}
+	var trusted []ed25519.PublicKey
+	for _, f := range o.auditTrusted {
+		k, err := audit.LoadPublicKey(f)
+		if err != nil {
+			return fmt.Errorf("--audit-trusted-key %s: %w", f, err)
+		}
+		trusted = append(trusted, k)
+	}
+	// The log verifies its chain from the last signed checkpoint, and
+	// against the exported head, before it serves: a rewritten or truncated
+	// log refuses to open.
+	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log, KeyFile: o.auditKey, HeadFile: o.auditHead,
+		HeadSink: audit.LogHeadSink{Logger: log}, TrustedKeys: trusted, AcceptUnverified: o.auditOverride})
 	if err != nil {
 		return lockedErr(err, o.data, auditFile)
 	}
@@ -100,6 +139,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	defer st.Close()
+	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
+	if err != nil {
+		return fmt.Errorf("--sensitive-codes: %w", err)
+	}
 	pats := patients{reg}
 	policy, err := consent.NewService(consent.ServiceOptions{Agreements: st.consent, Consents: st.consent,
 		PracticeOf: pats.PracticeOf, ResolveNHS: pats.Resolve, Logger: log})
@@ -113,7 +156,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Records:    reg,
 		Scopes:     smart.Authorizer{},
 		Policy:     policy,
-		Redactor:   consent.NewRedactor(consent.DefaultExclusions(), 0),
+		Redactor:   consent.NewRedactor(exclusions, 0),
 		Auditor:    auditLog,
 		Consents:   policy,
 		AuditLog:   auditLogAPI{auditLog},
@@ -123,12 +166,27 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if err != nil {
 		return err
 	}
-	trailCtx, stopTrail := context.WithCancel(ctx)
-	trailDone := make(chan struct{})
-	go practiceTrail{log: auditLog, reg: reg, lg: log, every: 200 * time.Millisecond}.run(trailCtx, trailDone)
-	// Deferred calls run last-in first-out: the trail finishes its last
-	// pass before the audit log and the stores close.
-	defer func() { stopTrail(); <-trailDone }()
+	// The practice trail: each granted access is told to the practice
+	// system, from gpgate's own durable log, off the request path.
+	trail, err := auditLog.Forward(audit.ForwardOptions{Name: "practice-trail", Match: audit.PatientAccessGranted, To: practiceTrail{reg}, Logger: log})
+	if err != nil {
+		return err
+	}
+	// Deferred calls run last-in first-out: the trail catches up before the
+	// audit log and the stores close.
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := trail.Drain(dctx); err != nil {
+			log.Warn("practice trail not drained at shutdown; it resumes from its cursor on the next start", "err", err)
+		}
+	}()
+	// The Shared Record Viewer: clinicians without an integrated EPR, on the
+	// same core (local accounts in the state file).
+	users, err := boltstore.New(st.db)
+	if err != nil {
+		return err
+	}
 	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
 	if err != nil {
 		return err
@@ -140,6 +198,11 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true, CORS: len(origins) > 0}
 	capability := conformance.CapabilityStatement(capOpts)
+	view, err := viewer.New(viewer.Config{Core: viewerCore{core}, Users: users, Log: log,
+		InsecureCookies: loopbackBase(base), SystemScopes: viewerScopes})
+	if err != nil {
+		return err
+	}
 	e, err := rest.New(rest.Config{
 		BaseURL:     base,
 		Core:        core,
@@ -153,6 +216,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
 			e.POST(smart.PathToken, echo.WrapHandler(authz.TokenHandler()))
 			e.POST(smart.PathIntrospect, echo.WrapHandler(authz.IntrospectHandler()))
+			e.Any(viewer.Base+"/*", echo.WrapHandler(view))
+			toViewer := func(c echo.Context) error { return c.Redirect(http.StatusFound, viewer.Base+"/") }
+			e.GET(viewer.Base, toViewer)
+			e.GET("/", toViewer)
 		},
 	})
 	if err != nil {

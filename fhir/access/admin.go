@@ -138,15 +138,18 @@ func (c *Core) PatientContext(ctx context.Context, p *fhir.Principal, consentRef
 // the choices. It needs what a Patient search needs (demographics) and is
 // audited as one; an unknown patient is refused like a patient at a
 // practice without an agreement.
-func (c *Core) Sharing(ctx context.Context, p *fhir.Principal, nhs fhir.NHSNumber) (fhir.Decision, bool, error) {
-	req := &fhir.Request{Interaction: "search-type", Type: "Patient", NHS: nhs, Areas: fhir.AreaDemographics}
+func (c *Core) Sharing(ctx context.Context, p *fhir.Principal, patientID string) (fhir.Decision, bool, error) {
+	if !fhir.ValidID(patientID) {
+		return fhir.Decision{}, false, fhir.Errorf(fhir.CodeInvalidParameter, "the id is not a valid FHIR logical id").At("id")
+	}
+	req := &fhir.Request{Interaction: "search-type", Type: "Patient", PatientID: patientID, Areas: fhir.AreaDemographics}
 	if _, _, err := c.open(ctx, p, req); err != nil {
 		return fhir.Decision{}, false, err
 	}
 	if c.cfg.Consents == nil {
 		return fhir.Decision{}, false, notImplemented("consent to view")
 	}
-	d, bg, err := c.cfg.Consents.Sharing(ctx, p, nhs)
+	d, bg, err := c.cfg.Consents.Sharing(ctx, p, req.NHS)
 	if err != nil {
 		return fhir.Decision{}, false, c.fail(ctx, p, req, err)
 	}

@@ -112,7 +112,7 @@ func (c *Core) page(ctx context.Context, p *fhir.Principal, req *fhir.Request, d
 	if err := c.grant(ctx, p, &audited, dec, len(pg)+len(inc)); err != nil {
 		return nil, err
 	}
-	return &fhir.Page{Resources: pg, Included: inc, Total: len(matches), Query: q, Warnings: rec.Warnings}, nil
+	return &fhir.Page{Resources: pg, Included: inc, Total: len(matches), Query: q, Warnings: rec.Warnings, Areas: req.Areas, Summary: dec.Summary & req.Areas}, nil
 }
 
 // Everything answers Patient/{id}/$everything: every resource of the record
@@ -136,7 +136,7 @@ func (c *Core) Everything(ctx context.Context, p *fhir.Principal, e *fhir.Everyt
 	if err := c.grant(ctx, p, req, dec, len(pg)); err != nil {
 		return nil, err
 	}
-	return &fhir.Page{Resources: pg, Total: len(matches), Query: e.Query, Warnings: rec.Warnings}, nil
+	return &fhir.Page{Resources: pg, Total: len(matches), Query: e.Query, Warnings: rec.Warnings, Areas: req.Areas, Summary: dec.Summary & req.Areas}, nil
 }
 
 // StructuredRecord answers $getstructuredrecord: Patient, practice and

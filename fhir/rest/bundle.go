@@ -85,7 +85,7 @@ func (s *Server) writeBundle(c echo.Context, b *fhir.Bundle) error {
 // links builds self/first/previous/next/last as GETs of path. The links
 // carry only the parameters that were honoured.
 func (s *Server) links(path string, orig url.Values, q *fhir.Query, total int) []fhir.Link {
-	ignored := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true}
+	ignored := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true, "_cursor": true}
 	for _, name := range q.Ignored {
 		ignored[name] = true
 	}
@@ -111,6 +111,19 @@ func (s *Server) links(path string, orig url.Values, q *fhir.Query, total int) [
 	}
 	links := []fhir.Link{{Relation: "self", URL: at(q.Offset)}}
 	if q.Count == 0 || q.CountOnly() {
+		return links
+	}
+	if q.Cursored {
+		// Newest first, paged by cursor: a next page that stays put while
+		// entries arrive; no previous or last.
+		links[0].URL = base + string(prefix) + "_count=" + strconv.Itoa(q.Count)
+		if cur := orig.Get("_cursor"); cur != "" {
+			links[0].URL += "&_cursor=" + url.QueryEscape(cur)
+		}
+		links = append(links, fhir.Link{Relation: "first", URL: base + string(prefix) + "_count=" + strconv.Itoa(q.Count)})
+		if q.Next != "" {
+			links = append(links, fhir.Link{Relation: "next", URL: base + string(prefix) + "_count=" + strconv.Itoa(q.Count) + "&_cursor=" + url.QueryEscape(q.Next)})
+		}
 		return links
 	}
 	lastOff := 0

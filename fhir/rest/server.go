@@ -103,8 +103,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	// Middleware order lives here and only here:
 	// request id -> recover -> gzip -> access log -> CORS -> body limit ->
-	// timeout context -> negotiation. gzip is outside the access log, which
-	// renders errors, so errors are compressed like answers.
+	// timeout context, then on the FHIR routes: negotiation (FHIR JSON
+	// only) -> authentication. Mounted routes (the token endpoint, the
+	// viewer) negotiate their own media types. gzip is outside the access
+	// log, which renders errors, so errors are compressed like answers.
 	e.Use(s.requestID)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err, "stack", string(stack))
@@ -123,24 +125,26 @@ func New(cfg Config) (*echo.Echo, error) {
 	}
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.deadline)
-	e.Use(s.negotiate)
 
-	e.GET("/metadata", s.metadata)
+	e.GET("/metadata", s.metadata, s.negotiate)
 	for path, body := range cfg.Static {
 		b := body
-		e.GET(path, func(c echo.Context) error { return s.writeJSON(c, http.StatusOK, b) })
+		e.GET(path, func(c echo.Context) error { return s.writeJSON(c, http.StatusOK, b) }, s.negotiate)
 	}
 	if cfg.Mount != nil {
 		cfg.Mount(e)
 	}
 	for _, r := range Routes {
-		e.Add(r.Method, r.Path, r.handler(s), s.authenticate)
+		e.Add(r.Method, r.Path, r.handler(s), s.negotiate, s.authenticate)
 	}
 	// Interactions FHIR defines that gpgate does not serve answer
 	// NOT_IMPLEMENTED naming the interaction; writes answer
 	// METHOD_NOT_ALLOWED naming it (gpgate is view only). Neither needs a
 	// token: neither touches a record.
-	e.Match([]string{http.MethodGet, http.MethodPost}, "/", s.unsupported("search-system"))
+	if !hasRoute(e, http.MethodGet, "/") { // a mounted face (the viewer) may own the root
+		e.GET("/", s.unsupported("search-system"))
+	}
+	e.POST("/", s.unsupported("search-system"))
 	e.Match([]string{http.MethodGet, http.MethodPost}, "/_search", s.unsupported("search-system"))
 	e.GET("/_history", s.unsupported("history-system"))
 	e.GET("/:type/_history", s.unsupported("history-type"))
@@ -154,6 +158,15 @@ func New(cfg Config) (*echo.Echo, error) {
 	e.Match([]string{http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete}, "/Patient/$getstructuredrecord", s.methodNotAllowed)
 	e.Match([]string{http.MethodPut, http.MethodPatch}, "/Consent/:id", s.write)
 	return e, nil
+}
+
+func hasRoute(e *echo.Echo, method, path string) bool {
+	for _, r := range e.Routes() {
+		if r.Method == method && r.Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // asGet runs a GET handler for a HEAD request.

@@ -237,7 +237,7 @@ func TestRegionContent(t *testing.T) {
 	}
 	for _, typ := range []string{"Patient", "Organization", "Practitioner", "Condition", "AllergyIntolerance", "Medication",
 		"MedicationRequest", "MedicationStatement", "Flag", "Procedure", "DiagnosticReport", "Observation", "Specimen",
-		"Encounter", "ServiceRequest"} {
+		"Encounter", "ServiceRequest", "Immunization"} {
 		if types[typ] == 0 {
 			t.Errorf("region has no %s", typ)
 		}
@@ -268,6 +268,9 @@ func TestNotables(t *testing.T) {
 		{NotableLargest, func(n Notable, rec *fhir.Record) string {
 			if n.Resources < 2000 || n.Resources != s.MaxResources {
 				return fmt.Sprintf("%d resources, region max %d", n.Resources, s.MaxResources)
+			}
+			if count(rec, "Immunization") == 0 {
+				return "no Immunization (every type must be readable from the largest record)"
 			}
 			return ""
 		}},
@@ -336,6 +339,99 @@ func TestNotables(t *testing.T) {
 	if s.Patients != 200 || len(s.Practices) != 3 || s.Practices[0].Patients+s.Practices[1].Patients+s.Practices[2].Patients != 200 {
 		t.Fatalf("summary %+v", s)
 	}
+}
+
+// TestImmunisations checks the immunisations of the region: UK Core
+// Immunization, a SNOMED CT procedure from the catalogue, a dm+d product or
+// UNK, given between birth and death (or now), and flu only to those the
+// programme offers it to.
+func TestImmunisations(t *testing.T) {
+	recs, _ := loadRegion(t)
+	procedures := map[string]bool{}
+	for _, d := range childhood {
+		procedures[d.v.procedure.sct] = true
+	}
+	for _, c := range append(append(vFiveInOne, covidDoses...), covidLater, vFlu.procedure, vShingles.procedure) {
+		procedures[c.sct] = true
+	}
+	n, children, adults := 0, 0, 0
+	for _, rec := range recs {
+		var pat struct {
+			BirthDate string `json:"birthDate"`
+			Deceased  string `json:"deceasedDateTime"`
+		}
+		if err := json.Unmarshal(rec.Patient().JSON, &pat); err != nil {
+			t.Fatal(err)
+		}
+		birth, _ := time.Parse("2006-01-02", pat.BirthDate)
+		end := DefaultNow
+		if pat.Deceased != "" {
+			end, _ = time.Parse(time.RFC3339, pat.Deceased)
+		}
+		for _, r := range rec.Resources {
+			if r.Type != "Immunization" {
+				continue
+			}
+			n++
+			where := rec.PatientID + " " + r.Reference()
+			var im struct {
+				Extension []struct {
+					URL   string `json:"url"`
+					Value struct {
+						Coding []fhir.Coding `json:"coding"`
+					} `json:"valueCodeableConcept"`
+				} `json:"extension"`
+				Status      string `json:"status"`
+				VaccineCode struct {
+					Coding []fhir.Coding `json:"coding"`
+				} `json:"vaccineCode"`
+				Occurrence string `json:"occurrenceDateTime"`
+				Protocol   []struct {
+					Dose int `json:"doseNumberPositiveInt"`
+				} `json:"protocolApplied"`
+			}
+			if err := json.Unmarshal(r.JSON, &im); err != nil {
+				t.Fatal(err)
+			}
+			at, err := time.Parse(time.RFC3339, im.Occurrence)
+			if err != nil || at.Before(birth) || at.After(end) {
+				t.Errorf("%s: given %s, born %s, record ends %s", where, im.Occurrence, pat.BirthDate, end)
+			}
+			if len(im.Extension) != 1 || im.Extension[0].URL != extVaccinationProcedure || len(im.Extension[0].Value.Coding) != 1 ||
+				im.Extension[0].Value.Coding[0].System != fhir.SNOMED || !procedures[im.Extension[0].Value.Coding[0].Code] {
+				t.Errorf("%s: vaccination procedure %+v", where, im.Extension)
+				continue
+			}
+			vc := im.VaccineCode.Coding
+			switch {
+			case len(vc) == 1 && vc[0].System == systemNullFlavor && vc[0].Code == "UNK":
+			case len(vc) == 2 && vc[0].System == fhir.DMD && vc[1].System == fhir.SNOMED && vc[0].Code == vc[1].Code:
+			default:
+				t.Errorf("%s: vaccineCode %+v", where, vc)
+			}
+			if im.Status != "completed" || r.Ix.Area != fhir.AreaImmunisations || !fhir.HasCoding(r.Ix.Code, "", "") {
+				t.Errorf("%s: status %s, area %v, indexed codes %v", where, im.Status, r.Ix.Area, r.Ix.Code)
+			}
+			for _, p := range im.Protocol {
+				if p.Dose < 1 {
+					t.Errorf("%s: dose %d", where, p.Dose)
+				}
+			}
+			age := at.Sub(birth).Hours() / 24 / 365.25
+			if im.Extension[0].Value.Coding[0].Code == vFlu.procedure.sct && age < 18 {
+				t.Errorf("%s: adult flu vaccine at %.1f", where, age)
+			}
+			if age < 16 {
+				children++
+			} else {
+				adults++
+			}
+		}
+	}
+	if children == 0 || adults == 0 || n < len(recs) {
+		t.Errorf("%d immunisations in %d records (%d children's, %d adults')", n, len(recs), children, adults)
+	}
+	t.Logf("%d immunisations: %d in childhood, %d adult", n, children, adults)
 }
 
 func TestNHSNumbers(t *testing.T) {

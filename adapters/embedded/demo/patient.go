@@ -284,6 +284,7 @@ func (g *pgen) build() {
 	g.flags()
 	g.contraception()
 	g.sharingConsent()
+	g.immunisations()
 }
 
 // Record-sharing consent as GP systems code it (Read v2 9Nd.. / 93C..,

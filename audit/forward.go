@@ -1,0 +1,436 @@
+package audit
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/gpgate/gpgate/fhir"
+)
+
+// Deliverer receives forwarded entries: the practice system's own audit
+// trail, a SIEM, a national audit service. Deliver must be idempotent or
+// tolerate duplicates: delivery is at least once (an entry delivered just
+// before a crash, whose cursor advance was lost, is delivered again).
+type Deliverer interface {
+	Deliver(ctx context.Context, e Entry) error
+}
+
+// DelivererFunc adapts a function to Deliverer.
+type DelivererFunc func(ctx context.Context, e Entry) error
+
+// Deliver calls f.
+func (f DelivererFunc) Deliver(ctx context.Context, e Entry) error { return f(ctx, e) }
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// Permanent marks a delivery error that no retry can fix (the receiver
+// refuses this entry for good). The forwarder then logs it, counts it in
+// ForwarderStats.Skipped and moves on, so one entry cannot hold up the rest;
+// every other error is retried, with backoff, for ever.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// PatientAccessGranted is the practice trail's ForwardOptions.Match: a
+// granted read or search of one patient's record.
+func PatientAccessGranted(e *Entry) bool {
+	return e.Outcome == fhir.OutcomeGranted && e.NHS != "" && (e.Action == "PatientRead" || e.Action == "PatientQuery")
+}
+
+// ForwardOptions configures a Forwarder.
+type ForwardOptions struct {
+	// Name names the durable cursor (stored in the log's database as
+	// "cursor/<Name>"): letters, digits, '.', '_', '-', at most 64.
+	Name string
+	// To receives the entries.
+	To Deliverer
+	// Match selects the entries to deliver; nil delivers every entry.
+	Match func(*Entry) bool
+	// Batch is the most entries delivered in one pass; defaults to 256.
+	Batch int
+	// CursorEvery is the least time between cursor writes (each one small
+	// transaction, on the forwarder's goroutine), counted from the start;
+	// defaults to one second.
+	// The cursor is also written before a retry wait and on Close. A crash
+	// redelivers at most what was delivered since the last write.
+	CursorEvery time.Duration
+	// Timeout bounds one Deliver call; defaults to 30 seconds.
+	Timeout time.Duration
+	// MinBackoff and MaxBackoff bound the retry wait, which doubles per
+	// failure with jitter; default 100ms and one minute.
+	MinBackoff, MaxBackoff time.Duration
+	// Logger; defaults to the Store's. Entries are never logged, only
+	// sequence numbers.
+	Logger *slog.Logger
+}
+
+// ForwarderStats are a Forwarder's counters.
+type ForwarderStats struct {
+	Delivered    uint64 // successful Deliver calls
+	Failures     uint64 // failed Deliver calls (each retried)
+	Skipped      uint64 // entries given up on (Permanent errors)
+	CursorWrites uint64 // cursor transactions
+	Cursor       uint64 // the durable cursor: every matching entry up to it was delivered
+	Position     uint64 // delivered or passed over, not yet necessarily durable
+}
+
+// Forwarder delivers committed entries to a Deliverer from a durable named
+// cursor: it wakes on each commit (no polling), scans the entries after the
+// cursor, delivers the matching ones in log order, and advances the cursor
+// in small transactions of its own — never in the writer's, so Record's
+// commits and fsyncs are unchanged. A failed delivery is retried with
+// exponential backoff and jitter; the entry is never dropped and Record
+// never waits for it.
+type Forwarder struct {
+	s      *Store
+	opt    ForwardOptions
+	log    *slog.Logger
+	key    []byte
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+
+	// owned by the run goroutine
+	pos, saved uint64
+	lastSave   time.Time
+
+	progMu   sync.Mutex
+	progress chan struct{} // closed and replaced when the position moves
+
+	delivered, failures, skipped, writes atomic.Uint64
+	cursor, position                     atomic.Uint64
+}
+
+var cursorName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+const cursorPrefix = "cursor/"
+
+// Forward starts a Forwarder. Close it (or the Store) to stop it; it
+// resumes from its cursor when started again under the same name.
+func (s *Store) Forward(opt ForwardOptions) (*Forwarder, error) {
+	if !cursorName.MatchString(opt.Name) {
+		return nil, fmt.Errorf("audit: forwarder name %q: want 1-64 letters, digits, '.', '_' or '-'", opt.Name)
+	}
+	if opt.To == nil {
+		return nil, errors.New("audit: forwarder without a Deliverer")
+	}
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
+	s.mu.RLock()
+	closed := s.closed
+	s.mu.RUnlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	if opt.Batch <= 0 {
+		opt.Batch = 256
+	}
+	if opt.CursorEvery <= 0 {
+		opt.CursorEvery = time.Second
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = 30 * time.Second
+	}
+	if opt.MinBackoff <= 0 {
+		opt.MinBackoff = 100 * time.Millisecond
+	}
+	if opt.MaxBackoff < opt.MinBackoff {
+		opt.MaxBackoff = max(opt.MinBackoff, time.Minute)
+	}
+	f := &Forwarder{s: s, opt: opt, log: opt.Logger, key: []byte(cursorPrefix + opt.Name), done: make(chan struct{}), progress: make(chan struct{})}
+	if f.log == nil {
+		f.log = s.log
+	}
+	f.log = f.log.With("forwarder", opt.Name)
+	var head uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if v := tx.Bucket(bucketMeta).Get(f.key); len(v) == 8 {
+			f.pos = binary.BigEndian.Uint64(v)
+		}
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
+			head = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: read cursor: %w", err)
+	}
+	f.saved, f.lastSave = f.pos, time.Now()
+	if f.pos > head {
+		f.log.Warn("audit forwarder cursor is beyond the log's end (log cut back?): delivering from the end", "cursor", f.pos, "head", head)
+		f.pos = head
+	}
+	f.cursor.Store(f.saved)
+	f.position.Store(f.pos)
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+
+	s.mu.RLock() // Close holds mu while it marks the store closed
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.subMu.Lock()
+	for g := range s.fwds {
+		if g.opt.Name == opt.Name {
+			s.subMu.Unlock()
+			return nil, fmt.Errorf("audit: a forwarder named %q is already running", opt.Name)
+		}
+	}
+	s.fwds[f] = struct{}{}
+	s.subMu.Unlock()
+	wake, unsub := s.subscribe()
+	go f.run(wake, unsub)
+	return f, nil
+}
+
+// Close stops the forwarder: a delivery in progress is cancelled (and
+// redelivered next time), the cursor is written. It returns once the
+// goroutine has stopped.
+func (f *Forwarder) Close() error {
+	f.once.Do(func() {
+		f.cancel()
+		<-f.done
+		f.s.subMu.Lock()
+		delete(f.s.fwds, f)
+		f.s.subMu.Unlock()
+	})
+	return nil
+}
+
+// Stats returns the forwarder's counters.
+func (f *Forwarder) Stats() ForwarderStats {
+	return ForwarderStats{Delivered: f.delivered.Load(), Failures: f.failures.Load(), Skipped: f.skipped.Load(),
+		CursorWrites: f.writes.Load(), Cursor: f.cursor.Load(), Position: f.position.Load()}
+}
+
+// Cursor returns the durable cursor of the forwarder named name (0 when it
+// has never run).
+func (s *Store) Cursor(name string) (uint64, error) {
+	var seq uint64
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bucketMeta); b != nil {
+			if v := b.Get([]byte(cursorPrefix + name)); len(v) == 8 {
+				seq = binary.BigEndian.Uint64(v)
+			}
+		}
+		return nil
+	})
+	return seq, err
+}
+
+// scanLimit bounds the entries one pass reads when few match.
+const scanLimit = 4096
+
+func (f *Forwarder) run(wake <-chan struct{}, unsub func()) {
+	defer close(f.done)
+	defer unsub()
+	defer f.persist()
+	save := time.NewTimer(time.Hour)
+	save.Stop()
+	saveArmed := false
+	failures := 0
+	for {
+		entries, to, more, err := f.collect()
+		if err != nil {
+			f.log.Error("audit forwarder cannot read the log", "after", f.pos, "err", err)
+			if !f.sleep(f.backoff(failures)) {
+				return
+			}
+			failures++
+			continue
+		}
+		failures = 0
+		for _, e := range entries {
+			if !f.deliver(e) {
+				return
+			}
+			f.setPos(e.Seq)
+		}
+		f.setPos(to)
+		if f.pos != f.saved && !saveArmed {
+			if wait := f.opt.CursorEvery - time.Since(f.lastSave); wait <= 0 {
+				f.persist()
+			} else {
+				save.Reset(wait)
+				saveArmed = true
+			}
+		}
+		if more {
+			if f.ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-wake:
+		case <-save.C:
+			saveArmed = false
+			f.persist()
+		}
+	}
+}
+
+func (f *Forwarder) setPos(seq uint64) {
+	if seq > f.pos {
+		f.pos = seq
+		f.position.Store(seq)
+		f.progMu.Lock()
+		close(f.progress)
+		f.progress = make(chan struct{})
+		f.progMu.Unlock()
+	}
+}
+
+// Drain waits until the forwarder has delivered (or passed over) every
+// entry committed when Drain was called: for a graceful shutdown (SIGTERM),
+// before Close writes the cursor. It returns ctx.Err() if ctx ends first,
+// or ErrClosed if the forwarder stops.
+func (f *Forwarder) Drain(ctx context.Context) error {
+	target := f.s.st.head.Load()
+	for {
+		f.progMu.Lock()
+		ch := f.progress
+		f.progMu.Unlock()
+		if f.position.Load() >= target {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-f.done:
+			if f.position.Load() >= target {
+				return nil
+			}
+			return ErrClosed
+		case <-ch:
+		}
+	}
+}
+
+// collect reads, in one short read transaction, up to Batch matching
+// entries after the position (at most scanLimit entries looked at). to is
+// the last sequence number looked at; more says the log goes on.
+func (f *Forwarder) collect() (out []Entry, to uint64, more bool, err error) {
+	to = f.pos
+	err = f.s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketLog).Cursor()
+		n := 0
+		k, v := c.Seek(seqKey(f.pos + 1))
+		for ; k != nil; k, v = c.Next() {
+			if len(out) >= f.opt.Batch || n >= scanLimit {
+				more = true
+				return nil
+			}
+			n++
+			if len(k) != 8 {
+				return errors.New("malformed log key")
+			}
+			e, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			e.Seq = binary.BigEndian.Uint64(k)
+			to = e.Seq
+			if f.opt.Match == nil || f.opt.Match(&e) {
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, f.pos, false, err
+	}
+	return out, to, more, nil
+}
+
+// deliver delivers e, retrying until it succeeds, is refused for good, or
+// the forwarder stops (false).
+func (f *Forwarder) deliver(e Entry) bool {
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(f.ctx, f.opt.Timeout)
+		err := f.opt.To.Deliver(ctx, e)
+		cancel()
+		if err == nil {
+			f.delivered.Add(1)
+			return true
+		}
+		if f.ctx.Err() != nil {
+			return false
+		}
+		if pe := (permanentError{}); errors.As(err, &pe) {
+			f.skipped.Add(1)
+			f.log.Error("audit forwarder gave up on an entry (permanent error)", "seq", e.Seq, "err", pe.err)
+			return true
+		}
+		f.failures.Add(1)
+		if attempt == 0 {
+			f.persist() // keep what was delivered before a long outage
+		}
+		wait := f.backoff(attempt)
+		f.log.Warn("audit forwarder delivery failed; retrying", "seq", e.Seq, "attempt", attempt+1, "retry_in", wait.String(), "err", err)
+		if !f.sleep(wait) {
+			return false
+		}
+	}
+}
+
+// backoff is MinBackoff doubled per attempt, capped at MaxBackoff, with
+// "equal jitter": a uniform wait between half of that and all of it.
+func (f *Forwarder) backoff(attempt int) time.Duration {
+	d := f.opt.MinBackoff
+	for i := 0; i < attempt && d < f.opt.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, f.opt.MaxBackoff)
+	half := d / 2
+	return half + time.Duration(rand.Int64N(int64(d-half)+1))
+}
+
+func (f *Forwarder) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-f.ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// persist writes the cursor when it moved: one small transaction.
+func (f *Forwarder) persist() {
+	if f.pos == f.saved {
+		return
+	}
+	pos := f.pos
+	err := f.s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(f.key, seqKey(pos))
+	})
+	if err != nil {
+		f.log.Error("audit forwarder cannot save its cursor", "cursor", pos, "err", err)
+		return
+	}
+	f.saved, f.lastSave = pos, time.Now()
+	f.cursor.Store(pos)
+	f.writes.Add(1)
+}

@@ -1,0 +1,276 @@
+package consent
+
+// Per-type fixtures for the coded-only tests: a resource of each type gpgate
+// serves, carrying free text in every element an adapter might fill.
+//
+// Marking convention (read by the independent check in coded_test.go, never
+// by the redactor):
+//   - a string that is free text contains "free:";
+//   - a coded string that must go because the element holding it goes
+//     (a component whose code was text only, an unknown extension's code)
+//     contains "gone";
+//   - every other string is coded or structural and must come out unchanged.
+//
+// commonJunk is added to every fixture: narrative, an unknown element, an
+// unknown extension, a primitive extension, a contained resource and
+// Meta.source.
+
+var commonJunk = map[string]any{
+	"text":           map[string]any{"status": "generated", "div": `<div xmlns="http://www.w3.org/1999/xhtml">free: narrative</div>`},
+	"unknownElement": "free: an element R4 does not have",
+	"_language":      map[string]any{"extension": []any{map[string]any{"url": "http://hl7.org/fhir/StructureDefinition/data-absent-reason", "valueString": "free: primitive extension"}}},
+	"contained":      []any{map[string]any{"resourceType": "Basic", "id": "gone-c1", "code": map[string]any{"text": "free: contained"}}},
+}
+
+var commonExtensions = []any{
+	map[string]any{"url": "https://example.org/fhir/StructureDefinition/unknown", "valueString": "free: unknown extension"},
+	map[string]any{"url": "https://example.org/fhir/StructureDefinition/unknown-coded", "valueCodeableConcept": map[string]any{"coding": []any{map[string]any{"system": "http://gone.example", "code": "gone-1"}}}},
+}
+
+const pRef = `{"reference":"Patient/p1","display":"free: Jane Smith"}`
+const drRef = `{"reference":"Practitioner/d1","display":"free: Dr Who"}`
+
+// typeFixtures: resource type -> fixture JSON (before commonJunk).
+var typeFixtures = map[string]string{
+	"Patient": `{"resourceType":"Patient","id":"p1",
+	 "meta":{"profile":["https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"],"source":"free: meta source"},
+	 "identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9000000009",
+	   "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NHSNumberVerificationStatus",
+	     "valueCodeableConcept":{"coding":[{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-NHSNumberVerificationStatusEngland","code":"01","display":"Number present and verified"}],"text":"free: verified by phone"}}]}],
+	 "name":[{"id":"gone-n1","use":"official","family":"Smith","given":["Jane","Ann"],"prefix":["Mrs"],"text":"free: Mrs Jane Smith"}],
+	 "telecom":[{"system":"phone","value":"01632960587","use":"home",
+	   "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-OtherContactSystem","valueCoding":{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-OtherContactSystem","code":"textphone"}}]}],
+	 "gender":"female","birthDate":"1950-02-03","deceasedDateTime":"2020-01-01T10:00:00Z",
+	 "address":[{"use":"home","line":["1 Trevelyan Square"],"city":"Leeds","postalCode":"LS1 6AE","text":"free: round the back",
+	   "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AddressKey","extension":[
+	     {"url":"type","valueCoding":{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-AddressKeyType","code":"PAF"}},
+	     {"url":"value","valueString":"12345678"},
+	     {"url":"note","valueString":"free: sub-extension not in the definition"}]}]}],
+	 "maritalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-MaritalStatus","code":"M"}],"text":"free: married twice"},
+	 "photo":[{"title":"free: photo","url":"http://gone.example/photo.jpg"}],
+	 "contact":[{"relationship":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0131","code":"N"}],"text":"free: the neighbour"}],
+	   "name":{"family":"Jones","text":"free: Bob Jones"},"telecom":[{"system":"phone","value":"01632960111"}]},
+	   {"relationship":[{"text":"free: a friend"}]}],
+	 "communication":[{"language":{"coding":[{"system":"urn:ietf:bcp:47","code":"en"}],"text":"free: English"},"preferred":true},
+	   {"language":{"text":"free: some Welsh"},"preferred":false}],
+	 "generalPractitioner":[{"reference":"Organization/o1","display":"free: Moorland Surgery"}],
+	 "managingOrganization":{"reference":"Organization/o1","display":"free: Moorland Surgery"},
+	 "extension":[
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ContactPreference","extension":[
+	     {"url":"PreferredContactMethod","valueCodeableConcept":{"coding":[{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-PreferredContactMethod","code":"1"}]}},
+	     {"url":"PreferredContactTimes","valueString":"free: not after 7pm"}]},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-NominatedPharmacy","valueReference":{"identifier":{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"Y12345"},"display":"free: the chemist"}},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ProblemSignificance","valueCode":"gone-not-on-a-patient"},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-EthnicCategory","valueString":"free: wrong value type"}]}`,
+
+	"Organization": `{"resourceType":"Organization","id":"o1",
+	 "identifier":[{"system":"https://fhir.nhs.uk/Id/ods-organization-code","value":"Y99001","assigner":{"display":"free: NHS Digital"}}],
+	 "active":true,"name":"Moorland Surgery","alias":["free: the health centre"],
+	 "type":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/organization-type","code":"prov"}],"text":"free: GP practice"}],
+	 "telecom":[{"system":"phone","value":"01632960000","use":"work"}],
+	 "address":[{"line":["1 High Street"],"city":"Otley","postalCode":"LS21 1AA","text":"free: by the church"}],
+	 "contact":[{"name":{"family":"free: Manager"},"telecom":[{"value":"gone-01632"}]}]}`,
+
+	"Practitioner": `{"resourceType":"Practitioner","id":"d1",
+	 "identifier":[{"system":"https://fhir.nhs.uk/Id/sds-user-id","value":"999900000102"}],
+	 "name":[{"use":"official","family":"Who","given":["John"],"prefix":["Dr"],"text":"free: Dr John Who"}],
+	 "gender":"male",
+	 "qualification":[{"code":{"coding":[{"system":"http://snomed.info/sct","code":"309343006","display":"Physician"}],"text":"free: GP trainer"},"issuer":{"reference":"Organization/o1","display":"free: GMC"}},
+	   {"code":{"text":"free: a diploma"},"identifier":[{"value":"gone-q2"}]}],
+	 "communication":[{"coding":[{"system":"urn:ietf:bcp:47","code":"en"}],"text":"free: English"}]}`,
+
+	// PractitionerRole.code is left out: fhir.NewResource reads "code" as one
+	// CodeableConcept, so a PractitionerRole with codes cannot be indexed.
+	"PractitionerRole": `{"resourceType":"PractitionerRole","id":"r1","active":true,
+	 "practitioner":{"reference":"Practitioner/d1","display":"free: Dr Who"},"organization":{"reference":"Organization/o1"},
+	 "specialty":[{"coding":[{"system":"http://snomed.info/sct","code":"394814009","display":"General practice"}],"text":"free: partner"},{"text":"free: minor surgery"}],
+	 "availabilityExceptions":"free: not on bank holidays",
+	 "notAvailable":[{"description":"free: on leave"}]}`,
+
+	"Condition": `{"resourceType":"Condition","id":"c1",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ProblemSignificance","valueCode":"major"},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ActualProblem","valueReference":{"reference":"Observation/x1","display":"free: the BP reading"}}],
+	 "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active"}]},
+	 "verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-ver-status","code":"confirmed"}]},
+	 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-category","code":"problem-list-item"}]},{"text":"free: worries"}],
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003","display":"Hypertensive disorder"},{"display":"free: display without a code"}],"text":"free: high BP, patient anxious"},
+	 "bodySite":[{"text":"free: left side"}],
+	 "subject":` + pRef + `,"encounter":{"reference":"Encounter/e1","display":"free: surgery visit"},
+	 "onsetDateTime":"2015-04-01","onsetString":"free: since the divorce",
+	 "recordedDate":"2015-04-02T10:00:00Z","recorder":` + drRef + `,
+	 "stage":[{"summary":{"coding":[{"system":"http://snomed.info/sct","code":"786005"}],"text":"free: stage 2ish"}},
+	   {"type":{"coding":[{"system":"http://gone.example","code":"gone-stage-type"}]},"summary":{"text":"free: stage by text"}}],
+	 "evidence":[{"code":[{"coding":[{"system":"http://snomed.info/sct","code":"271649006"}],"text":"free: high reading"}],"detail":[{"reference":"#gone-c1"}]}],
+	 "note":[{"authorString":"free: Dr A","text":"free: lives alone"}]}`,
+
+	"MedicationStatement": `{"resourceType":"MedicationStatement","id":"ms1","status":"active",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationStatementLastIssueDate","valueDateTime":"2025-01-02"}],
+	 "category":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/medication-statement-category","code":"community"}]},
+	 "medicationCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"318137001"}],"text":"free: the blue ones"},
+	 "subject":` + pRef + `,"effectivePeriod":{"start":"2025-01-02"},"dateAsserted":"2025-01-02T10:00:00Z",
+	 "informationSource":` + drRef + `,
+	 "reasonCode":[{"text":"free: for her nerves"}],
+	 "derivedFrom":[{"reference":"MedicationRequest/mr1","display":"free: last issue"}],
+	 "dosage":[{"sequence":1,"text":"one tablet daily","patientInstruction":"free: take with food",
+	   "additionalInstruction":[{"coding":[{"system":"http://snomed.info/sct","code":"311504000"}],"text":"free: with or after food"},{"text":"free: avoid grapefruit"}],
+	   "timing":{"repeat":{"frequency":1,"period":1,"periodUnit":"d"},"code":{"text":"free: once a day"}},
+	   "route":{"coding":[{"system":"http://snomed.info/sct","code":"26643006"}],"text":"free: by mouth"},
+	   "doseAndRate":[{"doseQuantity":{"value":1,"unit":"tablet","system":"http://snomed.info/sct","code":"428673006"}}]}],
+	 "note":[{"text":"free: stopped by the hospital?"}]}`,
+
+	"MedicationRequest": `{"resourceType":"MedicationRequest","id":"mr1","status":"active","intent":"order",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationRepeatInformation","extension":[
+	     {"url":"numberOfPrescriptionsIssued","valueUnsignedInt":3},{"url":"reasonForChange","valueString":"free: not in the definition"}]},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-PrescriptionType","valueCodeableConcept":{"coding":[{"system":"https://fhir.nhs.uk/CodeSystem/prescription-type","code":"0101"}],"text":"free: FP10"}}],
+	 "statusReason":{"text":"free: patient asked"},
+	 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/medicationrequest-category","code":"community"}]}],
+	 "medicationReference":{"reference":"Medication/m1","display":"free: Amlodipine"},
+	 "subject":` + pRef + `,"authoredOn":"2025-01-02T10:00:00Z","requester":` + drRef + `,
+	 "courseOfTherapyType":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/medicationrequest-course-of-therapy","code":"continuous"}]},
+	 "dosageInstruction":[{"text":"one tablet twice a day","patientInstruction":"free: more if bad",
+	   "asNeededCodeableConcept":{"text":"free: when anxious"},
+	   "maxDosePerPeriod":{"numerator":{"value":4},"denominator":{"value":1,"unit":"day","system":"http://unitsofmeasure.org","code":"d"}}}],
+	 "dispenseRequest":{"numberOfRepeatsAllowed":5,
+	   "quantity":{"value":56,"unit":"tablet","extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationQuantityText","valueString":"56 tablets"}]},
+	   "expectedSupplyDuration":{"value":28,"unit":"day","system":"http://unitsofmeasure.org","code":"d"},
+	   "performer":{"display":"free: Boots on the high street"}},
+	 "substitution":{"allowedBoolean":false,"reason":{"text":"free: brand preferred"}},
+	 "note":[{"text":"free: pt prefers liquid"}]}`,
+
+	"Medication": `{"resourceType":"Medication","id":"m1",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-MedicationTradeFamily","valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"9889001000001103"}],"text":"free: brand"}}],
+	 "code":{"coding":[{"system":"https://dmd.nhs.uk","code":"319283006","display":"Amlodipine 5mg tablets"}],"text":"free: amlod. 5"},
+	 "form":{"text":"free: small white tablet"},
+	 "ingredient":[{"itemCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"386864001"}],"text":"free: the active bit"},"strength":{"numerator":{"value":5,"unit":"mg"},"denominator":{"value":1,"unit":"tablet"}}},
+	   {"itemCodeableConcept":{"text":"free: some excipient"},"isActive":false}],
+	 "batch":{"lotNumber":"B1234","expirationDate":"2027-01-01"}}`,
+
+	"AllergyIntolerance": `{"resourceType":"AllergyIntolerance","id":"a1",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-AllergyIntoleranceEnd","extension":[
+	   {"url":"endDate","valueDateTime":"2020-01-01"},{"url":"reasonEnded","valueString":"free: outgrew it"}]}],
+	 "clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active"}]},
+	 "verificationStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-verification","code":"confirmed"}]},
+	 "type":"allergy","category":["medication"],"criticality":"low",
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"91936005","display":"Allergy to penicillin"}],"text":"free: penicillin - rash as a child"},
+	 "patient":` + pRef + `,"onsetDateTime":"1977-02-17","onsetString":"free: as a child",
+	 "recordedDate":"2006-08-10T12:00:00Z","recorder":` + drRef + `,
+	 "reaction":[{"substance":{"text":"free: amoxil"},
+	   "manifestation":[{"coding":[{"system":"http://snomed.info/sct","code":"271807003"}],"text":"free: itchy rash"}],
+	   "description":"free: came up in hives","severity":"mild",
+	   "exposureRoute":{"coding":[{"system":"http://snomed.info/sct","code":"26643006"}]},
+	   "note":[{"text":"free: mum says"}]},
+	  {"manifestation":[{"text":"free: felt odd"}],"severity":"gone"}],
+	 "note":[{"text":"free: check with mum"}]}`,
+
+	"Flag": `{"resourceType":"Flag","id":"f1","status":"active",
+	 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/flag-category","code":"safety"}],"text":"free: safety"}],
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"129839007"}],"text":"free: falls risk - stairs"},
+	 "subject":` + pRef + `,"period":{"start":"2024-11-29T13:20:00Z"},"author":` + drRef + `}`,
+
+	"Procedure": `{"resourceType":"Procedure","id":"pr1","status":"completed",
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"80146002"}],"text":"free: appendix out"},
+	 "subject":` + pRef + `,"performedDateTime":"2010-01-01","performedString":"free: in the summer",
+	 "recorder":` + drRef + `,
+	 "performer":[{"actor":` + drRef + `,"function":{"text":"free: lead surgeon"}},{"actor":{"display":"free: Mr Cutter"},"onBehalfOf":{"reference":"Organization/gone-o2"}}],
+	 "reasonCode":[{"coding":[{"system":"http://snomed.info/sct","code":"74400008"}]}],
+	 "bodySite":[{"coding":[{"system":"http://snomed.info/sct","code":"66754008"}],"text":"free: RIF"}],
+	 "outcome":{"text":"free: went well"},
+	 "focalDevice":[{"action":{"coding":[{"system":"http://gone.example","code":"gone-implanted"}]},"manipulated":{"display":"free: a mesh"}}],
+	 "followUp":[{"text":"free: see in 6 weeks"}],
+	 "note":[{"text":"free: difficult"}]}`,
+
+	"Observation": `{"resourceType":"Observation","id":"ob1","status":"final",
+	 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"1000661000000107","display":"Serum sodium level"}],"text":"free: Na"},
+	 "subject":` + pRef + `,"effectiveDateTime":"2025-11-28T17:30:00Z","issued":"2025-11-30T07:30:00Z",
+	 "performer":[` + drRef + `],
+	 "valueQuantity":{"value":135,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"},
+	 "valueString":"free: slightly low, repeat",
+	 "comment":"free: haemolysed (STU3 comment)",
+	 "interpretation":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation","code":"N"}],"text":"free: fine"}],
+	 "method":{"text":"free: by the lab"},
+	 "specimen":{"reference":"Specimen/s1","display":"free: serum"},
+	 "referenceRange":[{"low":{"value":133,"unit":"mmol/L"},"high":{"value":146,"unit":"mmol/L"},"text":"free: 133-146"},{"text":"free: adult range"},
+	   {"appliesTo":[{"coding":[{"system":"http://gone.example","code":"gone-adult"}]}],"text":"free: for adults"}],
+	 "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8480-6"}],"text":"Systolic blood pressure"},"valueQuantity":{"value":128,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"}},
+	   {"code":{"coding":[{"system":"http://loinc.org","code":"8462-4"}],"text":"free: Diastolic"},"valueQuantity":{"value":85,"unit":"mmHg","system":"http://unitsofmeasure.org","code":"mm[Hg]"},
+	    "interpretation":[{"text":"free: ok"}]},
+	   {"code":{"text":"free: a component without a code"},"valueQuantity":{"value":3,"unit":"gone-unit"}},
+	   {"code":{"coding":[{"system":"http://snomed.info/sct","code":"250808004"}]},"valueString":"free: trace"}],
+	 "note":[{"text":"free: lab comment"}]}`,
+
+	"DiagnosticReport": `{"resourceType":"DiagnosticReport","id":"dr1","status":"final",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-DiagnosticReportNote","valueAnnotation":{"text":"free: report note"}}],
+	 "category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0074","code":"LAB"}]}],
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"1000971000000107"}],"text":"free: U&E"},
+	 "subject":` + pRef + `,"effectiveDateTime":"2025-11-28T17:30:00Z","issued":"2025-11-30T07:30:00Z",
+	 "performer":[{"reference":"Organization/o2","display":"free: the path lab"}],
+	 "specimen":[{"reference":"Specimen/s1"}],"result":[{"reference":"Observation/ob1","display":"free: sodium"}],
+	 "media":[{"comment":"free: see image","link":{"reference":"Media/m1","display":"free: x-ray"}},{"comment":"free: second image","link":{"display":"free: the other x-ray"}}],
+	 "conclusion":"free: all normal, reassure",
+	 "conclusionCode":[{"coding":[{"system":"http://snomed.info/sct","code":"281900007"}],"text":"free: normal"}],
+	 "presentedForm":[{"contentType":"gone/pdf","title":"free: report.pdf"}]}`,
+
+	"Specimen": `{"resourceType":"Specimen","id":"s1","status":"available",
+	 "type":{"coding":[{"system":"http://snomed.info/sct","code":"119364003"}],"text":"free: blood"},
+	 "subject":` + pRef + `,"receivedTime":"2025-11-28T20:30:00Z",
+	 "collection":{"collectedDateTime":"2025-11-28T17:30:00Z","collector":` + drRef + `,
+	   "bodySite":{"coding":[{"system":"http://snomed.info/sct","code":"368208006"}],"text":"free: left arm"},"method":{"text":"free: difficult draw"}},
+	 "processing":[{"description":"free: spun twice","procedure":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0373","code":"ACID"}]}}],
+	 "container":[{"description":"free: gold top","type":{"coding":[{"system":"http://snomed.info/sct","code":"706053007"}]}}],
+	 "note":[{"text":"free: lipaemic"}]}`,
+
+	"Immunization": `{"resourceType":"Immunization","id":"i1","status":"completed",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-VaccinationProcedure","valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"1324681000000101"}],"text":"free: first covid jab"}},
+	   {"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ParentPresent","valueBoolean":true}],
+	 "vaccineCode":{"coding":[{"system":"http://snomed.info/sct","code":"39114911000001105"}],"text":"free: the Pfizer one"},
+	 "patient":` + pRef + `,"occurrenceDateTime":"2021-01-15T10:00:00Z","recorded":"2021-01-15T10:05:00Z","primarySource":true,
+	 "lotNumber":"EJ1685","site":{"coding":[{"system":"http://snomed.info/sct","code":"368208006"}],"text":"free: left deltoid"},
+	 "performer":[{"actor":` + drRef + `},{"actor":{"display":"free: the practice nurse"}}],
+	 "education":[{"documentType":"free: leaflet","reference":"http://gone.example/leaflet"}],
+	 "reaction":[{"date":"2021-01-16","detail":{"reference":"Observation/ob9","display":"free: sore arm"},"reported":true}],
+	 "protocolApplied":[{"series":"free: primary course","targetDisease":[{"coding":[{"system":"http://snomed.info/sct","code":"840539006"}]}],"doseNumberPositiveInt":1},
+	   {"doseNumberString":"free: booster","targetDisease":[{"coding":[{"system":"http://gone.example","code":"gone-disease"}]}]}],
+	 "note":[{"text":"free: fainted"}]}`,
+
+	"Encounter": `{"resourceType":"Encounter","id":"e1","status":"finished",
+	 "class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB","display":"ambulatory"},
+	 "type":[{"coding":[{"system":"http://snomed.info/sct","code":"185349003"}],"text":"free: quick chat"}],
+	 "subject":` + pRef + `,
+	 "participant":[{"type":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"PPRF"}]}],"individual":` + drRef + `}],
+	 "period":{"start":"2024-06-01T10:00:00Z","end":"2024-06-01T10:10:00Z"},
+	 "reasonCode":[{"text":"free: feeling low"}],
+	 "diagnosis":[{"condition":{"reference":"Condition/c1","display":"free: hypertension"},"rank":1},
+	   {"condition":{"display":"free: stress"},"use":{"coding":[{"system":"http://gone.example","code":"gone-use"}]}}],
+	 "hospitalization":{"dischargeDisposition":{"text":"free: home with family"}},
+	 "location":[{"location":{"reference":"Location/l1","display":"free: room 3"},"status":"completed"}],
+	 "serviceProvider":{"reference":"Organization/o1","display":"free: Moorland"}}`,
+
+	"ServiceRequest": `{"resourceType":"ServiceRequest","id":"sr1","status":"completed","intent":"order",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-SourceOfServiceRequest","valueCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"309014002"}]}}],
+	 "category":[{"coding":[{"system":"http://snomed.info/sct","code":"3457005"}],"text":"free: referral"}],
+	 "priority":"routine",
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"183835003"}],"text":"free: cardiology please"},
+	 "subject":` + pRef + `,"authoredOn":"2025-04-28T10:30:00Z","requester":` + drRef + `,
+	 "performer":[{"reference":"Organization/o3","display":"free: St Elsewhere"}],
+	 "reasonCode":[{"text":"free: chest pain on stairs"}],
+	 "patientInstruction":"free: bring your letters",
+	 "note":[{"text":"free: urgent really"}]}`,
+
+	"List": `{"resourceType":"List","id":"l1","status":"current","mode":"snapshot","title":"free: problems",
+	 "extension":[{"url":"https://fhir.hl7.org.uk/StructureDefinition/Extension-UKCore-ListWarningCode","valueCodeableConcept":{"coding":[{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-ListWarningCode","code":"confidential-items"}],"text":"free: something hidden"}}],
+	 "code":{"coding":[{"system":"http://snomed.info/sct","code":"717711000000103"}],"text":"free: Problems"},
+	 "subject":` + pRef + `,"date":"2026-01-01T10:00:00Z",
+	 "entry":[{"item":{"reference":"Condition/c1","display":"free: hypertension"}},{"item":{"display":"free: a text-only entry"},"flag":{"coding":[{"system":"http://gone.example","code":"gone-flag"}]}}],
+	 "note":[{"text":"free: reviewed"}]}`,
+
+	"Consent": `{"resourceType":"Consent","id":"cn1","status":"active",
+	 "extension":[{"url":"https://gpgate.example/fhir/StructureDefinition/Extension-GPGate-BreakGlassReason","valueString":"free: unconscious in A&E"}],
+	 "scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"patient-privacy"}],"text":"free: privacy"},
+	 "category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],
+	 "patient":` + pRef + `,"dateTime":"2026-01-01T10:00:00Z",
+	 "policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]},
+	 "provision":{"period":{"start":"2026-01-01T10:00:00Z","end":"2026-01-02T10:00:00Z"},
+	   "actor":[{"role":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ParticipationType","code":"IRCP"}]},"reference":{"reference":"Organization/o9","display":"free: the trust"}}],
+	   "provision":[{"type":"deny","code":[{"text":"free: not the psych notes"}],"class":[{"system":"http://hl7.org/fhir/resource-types","code":"Observation"}]}]}}`,
+}
