@@ -253,3 +253,15 @@ func FuzzSubsetApply(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkSubsetApply(b *testing.B) {
+	r, err := NewResource([]byte(subsetCondition))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub := Subset{Summary: SummaryTrue}
+	b.ReportAllocs()
+	for b.Loop() {
+		sub.Apply(r)
+	}
+}
