@@ -66,13 +66,15 @@ func (b *Bundle) WriteJSON(w io.Writer, buf []byte) error {
 	}
 	buf = b.appendHead(buf[:0])
 	for i := range b.Entries {
-		buf = b.appendEntry(buf, i)
-		if len(buf) >= chunk {
+		// Flush before an entry that would not fit, so the buffer given is
+		// the only one (an entry larger than it grows it, once).
+		if len(buf) > 0 && len(buf)+b.entrySize(i) > chunk {
 			if _, err := w.Write(buf); err != nil {
 				return err
 			}
 			buf = buf[:0]
 		}
+		buf = b.appendEntry(buf, i)
 	}
 	buf = b.appendTail(buf)
 	_, err := w.Write(buf)
@@ -115,6 +117,12 @@ func (b *Bundle) appendHead(dst []byte) []byte {
 		dst = append(dst, `,"entry":[`...)
 	}
 	return dst
+}
+
+// entrySize bounds the bytes appendEntry appends for entry i.
+func (b *Bundle) entrySize(i int) int {
+	r := b.Entries[i].Resource
+	return 64 + len(b.Base) + len(r.Type) + len(r.ID) + len(r.JSON) + len(b.Entries[i].Mode)
 }
 
 func (b *Bundle) appendEntry(dst []byte, i int) []byte {

@@ -242,29 +242,112 @@ type prop struct {
 	value json.RawMessage
 }
 
-// objectProps splits a JSON object into its properties, in order.
+// objectProps splits a JSON object into its properties, in order, by a
+// scan of the bytes (no decoding of the values: this runs per resource on
+// the request path).
 func objectProps(js []byte) ([]prop, error) {
-	dec := json.NewDecoder(bytes.NewReader(js))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+	i := skipSpace(js, 0)
+	if i >= len(js) || js[i] != '{' {
 		return nil, errNotObject
 	}
+	i = skipSpace(js, i+1)
 	var out []prop
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
+	if i < len(js) && js[i] == '}' {
+		return out, nil
+	}
+	for {
+		if i >= len(js) || js[i] != '"' {
+			return nil, errNotObject
 		}
-		name, ok := t.(string)
+		end, ok := scanString(js, i)
 		if !ok {
 			return nil, errNotObject
 		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
+		var name string
+		if bytes.IndexByte(js[i:end], '\\') < 0 {
+			name = string(js[i+1 : end-1])
+		} else if err := json.Unmarshal(js[i:end], &name); err != nil {
 			return nil, err
 		}
-		out = append(out, prop{name, v})
+		i = skipSpace(js, end)
+		if i >= len(js) || js[i] != ':' {
+			return nil, errNotObject
+		}
+		i = skipSpace(js, i+1)
+		vend, ok := scanValue(js, i)
+		if !ok {
+			return nil, errNotObject
+		}
+		out = append(out, prop{name, js[i:vend]})
+		i = skipSpace(js, vend)
+		if i >= len(js) {
+			return nil, errNotObject
+		}
+		switch js[i] {
+		case ',':
+			i = skipSpace(js, i+1)
+		case '}':
+			return out, nil
+		default:
+			return nil, errNotObject
+		}
 	}
-	return out, nil
+}
+
+func skipSpace(js []byte, i int) int {
+	for i < len(js) && (js[i] == ' ' || js[i] == '\t' || js[i] == '\n' || js[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the index after the string starting at js[i] ('"').
+func scanString(js []byte, i int) (int, bool) {
+	for j := i + 1; j < len(js); j++ {
+		switch js[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, true
+		}
+	}
+	return 0, false
+}
+
+// scanValue returns the index after the JSON value starting at js[i].
+func scanValue(js []byte, i int) (int, bool) {
+	if i >= len(js) {
+		return 0, false
+	}
+	switch js[i] {
+	case '"':
+		return scanString(js, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(js); j++ {
+			switch js[j] {
+			case '"':
+				end, ok := scanString(js, j)
+				if !ok {
+					return 0, false
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1, true
+				}
+			}
+		}
+		return 0, false
+	}
+	j := i
+	for j < len(js) && js[j] != ',' && js[j] != '}' && js[j] != ']' && js[j] != ' ' && js[j] != '\t' && js[j] != '\n' && js[j] != '\r' {
+		j++
+	}
+	return j, j > i
 }
 
 type subsetError string

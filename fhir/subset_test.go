@@ -265,3 +265,35 @@ func BenchmarkSubsetApply(b *testing.B) {
 		sub.Apply(r)
 	}
 }
+
+// objectProps splits what encoding/json reads, member for member.
+func FuzzObjectProps(f *testing.F) {
+	f.Add([]byte(subsetCondition))
+	f.Add([]byte(`{ "a" : [1, {"b": "}]\""}], "c\"d": null ,"e":-1.5e3, "f":{}}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"a":"x\\"}`))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		props, err := objectProps(raw)
+		var want map[string]json.RawMessage
+		werr := json.Unmarshal(raw, &want)
+		if err != nil || werr != nil {
+			if err == nil && werr != nil && json.Valid(raw) {
+				t.Fatalf("accepted what is not an object: %q", raw)
+			}
+			return
+		}
+		if len(props) < len(want) {
+			t.Fatalf("%d members, encoding/json %d", len(props), len(want))
+		}
+		for _, p := range props {
+			w, ok := want[p.name]
+			if !ok {
+				t.Fatalf("member %q unknown to encoding/json", p.name)
+			}
+			if !json.Valid(p.value) {
+				t.Fatalf("member %q: %q is not a JSON value", p.name, p.value)
+			}
+			_ = w
+		}
+	})
+}
