@@ -68,9 +68,10 @@ validate-broken:
 	GO="$(GO)" bash conformance/validate.sh --break
 
 # Shared Record Viewer: its Go tests, then end-to-end tests in Debian's headless Chromium
-# (playwright-core and axe-core from npm, pinned in viewer/e2e) against the viewer demo server,
-# or against a running server when VIEWER_FIXTURE names its fixture. Screenshots:
-# viewer/e2e/artifacts/. Needs `apt-get install chromium` and node + npm. docs/viewer.md
+# (playwright-core and axe-core from npm, pinned in viewer/e2e) against a real `gpgate serve` on a
+# small demo region plus the shared GP2GP extracts (E2E_SERVER=fake: the viewer over its fake core;
+# VIEWER_FIXTURE=F: a running server). Screenshots and logs: viewer/e2e/artifacts/. Needs
+# `apt-get install chromium` and node + npm. docs/viewer.md
 .PHONY: test-viewer
 test-viewer:
 	$(GO) test -count=1 ./viewer/...

@@ -11,7 +11,8 @@
 // RetryTransport for idempotent reads, and the Snapshots cache so paging
 // through one answer reads the practice once; and the IDMap through which
 // a Patient id first seen by NHS number resolves later (adapters/idmap is
-// the durable one).
+// the durable one, behind a WriteBehind so that no request waits on its
+// writes; Locate writes nothing, Record remembers).
 package adapters
 
 import (
@@ -74,6 +75,7 @@ type Registry struct {
 	practices map[string]*Practice
 	byNHS     map[fhir.NHSNumber]string // NHS number -> practice ODS
 	byID      map[string]fhir.NHSNumber // Patient logical id -> NHS number
+	located   map[string]fhir.NHSNumber // Patient id -> NHS number placed by the Locator (memory only)
 	locator   Locator
 	ids       IDMap
 	log       *slog.Logger
@@ -103,6 +105,7 @@ func NewRegistryWith(o RegistryOptions) *Registry {
 		practices: map[string]*Practice{},
 		byNHS:     map[fhir.NHSNumber]string{},
 		byID:      map[string]fhir.NHSNumber{},
+		located:   map[string]fhir.NHSNumber{},
 		locator:   o.Locator,
 		ids:       o.IDMap,
 		log:       o.Logger,
@@ -190,11 +193,19 @@ func notRegistered() error {
 	return fhir.Errorf(fhir.CodePatientNotFound, "no patient with that NHS number is registered at a connected practice")
 }
 
+// maxLocated bounds the in-memory placements kept for Resolve.
+const maxLocated = 100_000
+
 // Locate returns the practice that holds the patient's record: the patient
 // index first, then the Locator (PDS). A patient registered at a practice
 // gpgate has no source for is PATIENT_NOT_FOUND, exactly as an unknown one.
-// A patient placed through the Locator has its Patient id remembered in the
-// id map, so a later read by id resolves without enumeration.
+//
+// Locate runs before the sharing decision, so it writes nothing durable: a
+// patient placed through the Locator is remembered in memory only (a read
+// by id in this process resolves), and goes into the id map when its record
+// is fetched (Record), which the record-access core does only once the
+// agreement permits. A refusal therefore costs the same, and writes the
+// same (nothing), whether or not the patient exists.
 func (r *Registry) Locate(ctx context.Context, nhs fhir.NHSNumber) (*Practice, error) {
 	r.mu.RLock()
 	ods, ok := r.byNHS[nhs]
@@ -218,10 +229,12 @@ func (r *Registry) Locate(ctx context.Context, nhs fhir.NHSNumber) (*Practice, e
 		r.log.Info("patient registered at a practice with no source", "practice", ods)
 		return nil, notRegistered()
 	}
-	if err := r.remember(ctx, nhs); err != nil {
-		// The answer is still right; only a later read by id may miss.
-		r.log.Warn("id map write failed", "err", err)
+	r.mu.Lock()
+	if len(r.located) >= maxLocated {
+		clear(r.located) // the id map keeps those whose records were fetched
 	}
+	r.located[fhir.PatientID(nhs)] = nhs
+	r.mu.Unlock()
 	return p, nil
 }
 
@@ -250,6 +263,9 @@ func (r *Registry) Remember(ctx context.Context, nhs fhir.NHSNumber) error {
 func (r *Registry) Resolve(ctx context.Context, patientID string) (fhir.NHSNumber, error) {
 	r.mu.RLock()
 	n, ok := r.byID[patientID]
+	if !ok {
+		n, ok = r.located[patientID]
+	}
 	r.mu.RUnlock()
 	if ok {
 		return n, nil
@@ -264,7 +280,9 @@ func (r *Registry) Resolve(ctx context.Context, patientID string) (fhir.NHSNumbe
 	return n, nil
 }
 
-// Record fetches the record from the patient's practice.
+// Record fetches the record from the patient's practice. A patient placed
+// by the Locator whose record was fetched goes into the id map (through a
+// WriteBehind in serve, so the write is off the request path).
 func (r *Registry) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error) {
 	p, err := r.Locate(ctx, nhs)
 	if err != nil {
@@ -276,6 +294,15 @@ func (r *Registry) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Ar
 	}
 	if rec.Practice == "" {
 		rec.Practice = p.ODS
+	}
+	r.mu.RLock()
+	_, indexed := r.byNHS[nhs]
+	r.mu.RUnlock()
+	if !indexed {
+		if err := r.remember(ctx, nhs); err != nil {
+			// The answer is still right; only a later read by id may miss.
+			r.log.Warn("id map write failed", "err", err)
+		}
 	}
 	return rec, nil
 }

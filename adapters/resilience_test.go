@@ -155,6 +155,45 @@ func TestSnapshotHitTTLAndKey(t *testing.T) {
 	})
 }
 
+// TestSnapshotPartialAnswerShortLived: a record with an area left out is
+// held for paging (PartialTTL), then the practice is asked again.
+func TestSnapshotPartialAnswerShortLived(t *testing.T) {
+	clk := &clock{t: time.Unix(1e9, 0)}
+	src := &fakeSource{fn: func(_ context.Context, nhs fhir.NHSNumber, _ fhir.Areas) (*fhir.Record, error) {
+		rec := okRecord(nhs, "v1", 10)
+		if nhs == nhsB {
+			rec.Warnings = []fhir.Issue{{Severity: "warning", Code: fhir.WarnAreaUnavailable}}
+		}
+		return rec, nil
+	}}
+	snaps := NewSnapshots(SnapshotOptions{TTL: 30 * time.Second, PartialTTL: 5 * time.Second, Now: clk.Now})
+	s := snaps.Wrap("P1", src)
+	ctx := context.Background()
+	steps := []struct {
+		name      string
+		advance   time.Duration
+		nhs       fhir.NHSNumber
+		wantCalls int64
+	}{
+		{"complete record fetched", 0, nhsA, 1},
+		{"partial record fetched", 0, nhsB, 2},
+		{"partial: next page a hit", 4 * time.Second, nhsB, 2},
+		{"partial: past PartialTTL refetched", 2 * time.Second, nhsB, 3},
+		{"complete: still a hit", 0, nhsA, 3},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			clk.Add(st.advance)
+			if _, err := s.Record(ctx, st.nhs, fhir.AreaProblems); err != nil {
+				t.Fatal(err)
+			}
+			if c := src.calls.Load(); c != st.wantCalls {
+				t.Fatalf("calls = %d, want %d", c, st.wantCalls)
+			}
+		})
+	}
+}
+
 func TestSnapshotBytesBound(t *testing.T) {
 	clk := &clock{t: time.Unix(1e9, 0)}
 	src := &fakeSource{fn: answer("v1", 300, 100)} // 400 bytes a record

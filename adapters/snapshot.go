@@ -40,8 +40,13 @@ func versionerOf(src Source) Versioner {
 type SnapshotOptions struct {
 	MaxBytes int64         // bound on the sum of cached resources' JSON sizes (default 64 MiB)
 	TTL      time.Duration // how long a snapshot answers (default 30s)
-	Now      func() time.Time
-	Logger   *slog.Logger
+	// PartialTTL is how long a partial answer (a record with an area left
+	// out: a WarnAreaUnavailable warning) answers: long enough to page
+	// through it, short enough that the next look tries the practice again
+	// (default 5s, at most TTL).
+	PartialTTL time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
 }
 
 // Snapshots keeps short-lived snapshots of records fetched from live
@@ -99,6 +104,10 @@ func NewSnapshots(o SnapshotOptions) *Snapshots {
 	if o.TTL <= 0 {
 		o.TTL = 30 * time.Second
 	}
+	if o.PartialTTL <= 0 {
+		o.PartialTTL = 5 * time.Second
+	}
+	o.PartialTTL = min(o.PartialTTL, o.TTL)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -197,7 +206,11 @@ func (s *Snapshots) put(k snapKey, rec *fhir.Record, recordLevel bool) {
 	for s.bytes+size > s.opt.MaxBytes && s.lru.Len() > 0 {
 		s.remove(s.lru.Back())
 	}
-	e := &snapEntry{key: k, rec: rec, size: size, expires: s.opt.Now().Add(s.opt.TTL)}
+	ttl := s.opt.TTL
+	if partial(rec) {
+		ttl = s.opt.PartialTTL
+	}
+	e := &snapEntry{key: k, rec: rec, size: size, expires: s.opt.Now().Add(ttl)}
 	el := s.lru.PushFront(e)
 	s.entries[k] = el
 	pk := patKey{k.ods, k.nhs}
@@ -206,6 +219,16 @@ func (s *Snapshots) put(k snapKey, rec *fhir.Record, recordLevel bool) {
 	}
 	s.patients[pk][k.areas] = el
 	s.bytes += size
+}
+
+// partial reports whether a source left an area out of the record.
+func partial(r *fhir.Record) bool {
+	for _, w := range r.Warnings {
+		if w.Code == fhir.WarnAreaUnavailable {
+			return true
+		}
+	}
+	return false
 }
 
 // share returns a copy of the Record whose slices the caller may change

@@ -3,7 +3,9 @@
 # offline R4 / UK Core validator in ../shared/tools/fhir-validate (see docs/conformance.md).
 #
 #   conformance/validate.sh            demo region (VALIDATE_PATIENTS, default 200) + the shared
-#                                      GP2GP extracts through the gp2gp adapter; zero errors required
+#                                      GP2GP extracts through the gp2gp adapter + the shared GP Connect
+#                                      structured records read live through the demo's GP Connect
+#                                      practice (emulator over mutual TLS); zero errors required
 #   conformance/validate.sh --break    the same over a deliberately broken PDS Patient (an extension
 #                                      with neither value nor extensions: ext-1); succeeds only if caught
 set -euo pipefail
@@ -30,12 +32,22 @@ start=$(date +%s)
 bin=$work/gpgate
 $GO build -o "$bin" ./cmd/gpgate
 data=$work/data
-"$bin" demo --data "$data" --patients "$PATIENTS" --fast >/dev/null 2>"$work/demo.log"
-echo "validate: demo region of $PATIENTS patients generated ($(( $(date +%s) - start )) s)"
+# The demo sets up its live GP Connect practice (Y98001: mutual TLS to the provider emulator serve starts
+# in process, over the shared EMIS structured records; PDS places its patients) when the records are there.
+gpc=$shared/testdata/gpconnect-stu3
+gpc_nhs=""
+if [ $BREAK = 0 ] && [ -d "$gpc" ]; then
+  gpc_flag=(--gpconnect "$gpc")
+  gpc_nhs=$(ls "$gpc"/*.json | xargs -n1 basename | cut -d_ -f1 | sort -u | paste -sd, -)
+else
+  gpc_flag=(--gpconnect none)
+fi
+"$bin" demo --data "$data" --patients "$PATIENTS" --fast "${gpc_flag[@]}" >/dev/null 2>"$work/demo.log"
+echo "validate: demo region of $PATIENTS patients generated ($(( $(date +%s) - start )) s)${gpc_nhs:+; GP Connect practice over $(ls "$gpc"/*.json | wc -l) recorded files}"
 
-# The shared GP2GP extracts as a gp2gp practice (as cmd/gpgate/gp2gp_test.go wires them).
+# The shared GP2GP extracts as a gp2gp practice (as cmd/gpgate/gp2gp_test.go wires them), added to
+# DATA/practices.json (which serve reads) beside the demo's GP Connect practice.
 gp2gp_nhs=""
-practices_flag=()
 if [ -d "$shared/testdata/gp2gp/extracts" ]; then
   ex=$work/extracts; mkdir -p "$ex"
   pds=$shared/testdata/pds
@@ -53,15 +65,14 @@ if [ -d "$shared/testdata/gp2gp/extracts" ]; then
     for f in "${!bind[@]}"; do printf '%s  "%s": "%s"' "$sep" "$shared/testdata/gp2gp/extracts/$f" "${bind[$f]}"; sep=$',\n'; gp2gp_nhs+="${gp2gp_nhs:+,}${bind[$f]}"; done
     echo; echo "}"
   } > "$ex/manifest.json"
-  printf '{"practices":[{"ods":"A20047","name":"Extract Practice","kind":"gp2gp","dir":"%s","pds":"%s"}]}\n' "$ex" "$pds" > "$work/practices.json"
-  practices_flag=(--practices "$work/practices.json")
+  "$bin" practices add --data "$data" --ods A20047 --name "Extract Practice" --kind gp2gp --dir "$ex" --pds "$pds" >/dev/null
   # The demo EPR (RXX01) needs a sharing agreement with the extract practice.
   "$bin" agreements add --data "$data" --provider A20047 --consumers RXX01 --areas all >/dev/null
 else
   echo "validate: ../shared/testdata/gp2gp is absent: demo region only"
 fi
 
-"$bin" serve --data "$data" --listen 127.0.0.1:0 "${practices_flag[@]}" >"$work/serve.out" 2>"$work/serve.log" &
+"$bin" serve --data "$data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do grep -q "serving FHIR R4 at" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 base=$(sed -n 's/.*serving FHIR R4 at //p' "$work/serve.out")
@@ -74,7 +85,7 @@ out=$work/out
 set +e
 "$bin" conformance --base "$base" --client demo-ehr --key "$data/demo-client.jwk" \
   --audit-client demo-auditor --audit-key "$data/demo-auditor.jwk" \
-  --discover "$PATIENTS" ${gp2gp_nhs:+--nhs "$gp2gp_nhs"} --walk --dump "$out" --report "$work/suite.json" > "$work/suite.out" 2>&1
+  --discover "$PATIENTS" --nhs "$(printf '%s' "$gp2gp_nhs,$gpc_nhs" | sed 's/^,//; s/,$//')" --walk --dump "$out" --report "$work/suite.json" > "$work/suite.out" 2>&1
 suite=$?
 set -e
 files=$(ls "$out" | wc -l)

@@ -233,7 +233,10 @@ func (s *Consents) NarrowAreas(ctx context.Context, p *fhir.Principal, consentID
 // request re-reads the consent. Revoking twice is not an error.
 func (s *Consents) RevokeConsent(ctx context.Context, p *fhir.Principal, id string) (*ViewConsent, error) {
 	c, err := s.GetConsent(ctx, id)
-	if err != nil || p == nil || c.Organisation != p.ConsumerODS || c.ClientID != p.ClientID || (p.PatientID != "" && p.PatientID != c.PatientID) {
+	// The recording system may revoke; when the caller names a clinician
+	// (a viewer session, a clinician's token), only the consent's own.
+	if err != nil || p == nil || c.Organisation != p.ConsumerODS || c.ClientID != p.ClientID || (p.PatientID != "" && p.PatientID != c.PatientID) ||
+		(p.Practitioner != "" && p.Practitioner != c.Clinician) {
 		return nil, fhir.Errorf(fhir.CodeNoRecordFound, "no Consent with that id")
 	}
 	if c.Status == StatusRevoked {

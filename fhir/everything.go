@@ -25,7 +25,7 @@ type EverythingRequest struct {
 // OperationDefinition is generated from them).
 var EverythingParams = []SectionPart{
 	{"_type", "code", "Only resources of these types (comma-separated)"},
-	{"_since", "instant", "Only resources updated (meta.lastUpdated) at or after this instant"},
+	{"_since", "instant", "Only resources updated (meta.lastUpdated) at or after this instant; resources the source does not stamp with meta.lastUpdated are left out"},
 	{"start", "date", "Only resources with care dates on or after this date (undated resources such as the Patient are always included)"},
 	{"end", "date", "Only resources with care dates on or before this date (undated resources are always included)"},
 	{"_count", "integer", "Page size (default 50, at most 1000)"},

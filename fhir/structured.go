@@ -196,7 +196,8 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 	l.Code.Coding = append(l.Code.Coding, listCoding{System: AreaCodeSystem, Code: sec.Area.Name(), Display: sec.Title})
 	for _, w := range warnings {
 		if WarningSystem(w.Code) == ListWarningCodeSystem {
-			l.Extension = append(l.Extension, listExtension{URL: ExtListWarningCode, ValueCode: string(w.Code)})
+			l.Extension = append(l.Extension, listExtension{URL: ExtListWarningCode,
+				ValueCodeableConcept: listConcept{Coding: []listCoding{{System: ListWarningCodeSystem, Code: string(w.Code)}}}})
 		}
 	}
 	for _, r := range entries {
@@ -233,9 +234,12 @@ type listJSON struct {
 type listMeta struct {
 	Profile []string `json:"profile"`
 }
+
+// listExtension is the UK Core ListWarningCode extension, whose value is a
+// CodeableConcept (Extension-UKCore-ListWarningCode).
 type listExtension struct {
-	URL       string `json:"url"`
-	ValueCode string `json:"valueCode"`
+	URL                  string      `json:"url"`
+	ValueCodeableConcept listConcept `json:"valueCodeableConcept"`
 }
 type listCoding struct {
 	System  string `json:"system"`

@@ -2,7 +2,9 @@ package fhir
 
 import (
 	"encoding/json"
+	"reflect"
 	"testing"
+	"time"
 )
 
 // TestSectionPartsParsed: every part a section declares (and the
@@ -72,4 +74,31 @@ func FuzzParseStructuredRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestListOfWarnings: list warnings travel as the UK Core ListWarningCode
+// extension, whose value is a CodeableConcept; other warnings do not.
+func TestListOfWarnings(t *testing.T) {
+	sec := SectionOf("includeAllergies")
+	if sec == nil {
+		t.Fatal("no includeAllergies section")
+	}
+	warnings := []Issue{{Severity: "warning", Code: WarnDataInTransit}, {Severity: "warning", Code: WarnAreaUnavailable}}
+	l := sec.ListOf("p1", nil, time.Unix(0, 0), true, warnings)
+	var got struct {
+		Extension []map[string]any `json:"extension"`
+	}
+	if err := json.Unmarshal(l.JSON, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Extension) != 1 {
+		t.Fatalf("extensions %v, want the one list warning", got.Extension)
+	}
+	want := map[string]any{"coding": []any{map[string]any{"system": ListWarningCodeSystem, "code": string(WarnDataInTransit)}}}
+	if !reflect.DeepEqual(got.Extension[0]["valueCodeableConcept"], want) || got.Extension[0]["url"] != ExtListWarningCode {
+		t.Errorf("extension %v", got.Extension[0])
+	}
+	if _, err := Parse(l.JSON); err != nil {
+		t.Errorf("not valid R4: %v", err)
+	}
 }

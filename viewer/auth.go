@@ -123,6 +123,7 @@ func (v *Viewer) checkPassword(r *http.Request, name, pw string) (*users.User, b
 }
 
 func (v *Viewer) signOut(w http.ResponseWriter, r *http.Request, s *session) {
+	_ = v.dropConsent(r, s) // logged
 	v.sessions.delete(s)
 	v.cookie.clear(w, v.cookie.session)
 	v.log.Info("viewer sign-out", "org", s.Account.Org)

@@ -26,6 +26,9 @@ type Core interface {
 	// PatientContext returns the principal a patient-context token bound to
 	// the consent would carry (patient, consent, narrowed scopes).
 	PatientContext(ctx context.Context, p *fhir.Principal, consentID string) (*fhir.Principal, error)
+	// RevokeConsent ends a consent to view the viewer recorded: every later
+	// PatientContext or Everything bound to it is refused at once.
+	RevokeConsent(ctx context.Context, p *fhir.Principal, consentID string) error
 	// Everything returns the patient's record as the decision allows it:
 	// redacted resources, warnings (confidential-items, AREA_UNAVAILABLE)
 	// and the areas permitted.

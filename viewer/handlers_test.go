@@ -1,6 +1,7 @@
 package viewer_test
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"net/http"
@@ -247,6 +248,67 @@ func TestConsentEnds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEndAccess: ending access (the button, finding another patient,
+// signing out) revokes the consent in the core, so it stops working at
+// once wherever it is held; a revocation the core refuses says so.
+func TestEndAccess(t *testing.T) {
+	cases := []struct {
+		name string
+		end  func(b *browser) resp
+		loc  string
+	}{
+		{"end access", func(b *browser) resp { return b.post("/viewer/end", url.Values{}) }, "/viewer/find?m=ended"},
+		{"another patient", func(b *browser) resp { return b.find(spaced(b.h.patients["limited"])) }, "/viewer/patient"},
+		{"sign out", func(b *browser) resp { return b.post("/viewer/signout", url.Values{}) }, "/viewer/signin?m=signedout"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			h := newHarness(t)
+			b := h.signedIn()
+			b.open("full")
+			b.get("/viewer/record/summary")
+			id := lastConsent(h)
+			if r := c.end(b); r.status != http.StatusSeeOther || r.loc != c.loc {
+				t.Fatalf("%d %s\n%s", r.status, r.loc, r.body)
+			}
+			rv := h.calls("RevokeConsent")
+			if len(rv) != 1 || rv[0].Err != "" || rv[0].Principal.ClientID != viewer.ClientID || rv[0].Principal.Practitioner != clinician {
+				t.Fatalf("revocations %+v", rv)
+			}
+			// the consent no longer opens the record, whoever holds it
+			p := h.calls("Everything")[0].Principal
+			if _, err := h.core.PatientContext(context.Background(), &p, id); err == nil {
+				t.Fatal("revoked consent still grants a patient context")
+			}
+			if c.loc == "/viewer/find?m=ended" {
+				if r := b.get(c.loc); !strings.Contains(r.body, "Access ended") {
+					t.Fatalf("no message:\n%s", r.body)
+				}
+			}
+			if r := b.get("/viewer/record/summary"); r.status != http.StatusSeeOther {
+				t.Fatalf("record after ending access: %d", r.status)
+			}
+		})
+	}
+	t.Run("revocation refused", func(t *testing.T) {
+		h := newHarness(t, func(_ *viewer.Config, c *viewertest.Core) {
+			c.Fail = map[string]error{"RevokeConsent": fhir.Errorf(fhir.CodeAccessDenied, "scope")}
+		})
+		b := h.signedIn()
+		b.open("full")
+		b.get("/viewer/record/summary")
+		if r := b.post("/viewer/end", url.Values{}); r.loc != "/viewer/find?m=left" {
+			t.Fatalf("%d %s", r.status, r.loc)
+		}
+		if r := b.get("/viewer/find?m=left"); !strings.Contains(r.body, "could not be withdrawn") {
+			t.Fatalf("no warning:\n%s", r.body)
+		}
+		if r := b.get("/viewer/record/summary"); r.status != http.StatusSeeOther {
+			t.Fatalf("record after leaving: %d", r.status)
+		}
+	})
 }
 
 // lastConsent digs the consent id out of the last Everything call.

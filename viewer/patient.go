@@ -52,12 +52,53 @@ var (
 		Body: "This patient has recorded that their GP record must not be shared outside their practice, so it cannot be shown here. Ask the patient, or contact their GP practice."}
 	msgNoBreakGlass = &message{Kind: "error", Heading: "Emergency access is not available",
 		Body: "Your organisation's sharing agreement with this patient's GP practice does not allow emergency (break-glass) access. The record can be viewed only with the patient's consent."}
+	msgAccessEnded = &message{Kind: "info", Heading: "Access ended",
+		Body: "You no longer have access to that patient's GP record: the consent to view has been withdrawn. Find the patient again and record consent if you need to view it."}
+	msgAccessLeft = &message{Kind: "warning", Heading: "You have left the record",
+		Body: "The record is closed in this viewer, but the consent to view could not be withdrawn just now. It can be used by no one but you, in this viewer, and it ends within 24 hours."}
 	msgConsentEnded = &message{Kind: "warning", Heading: "This record can no longer be shown",
 		Body: "The consent to view has ended, the patient's sharing preference has changed, or your organisation's agreement no longer covers this record. Find the patient again to continue."}
 )
 
 func (v *Viewer) findPage(w http.ResponseWriter, r *http.Request, s *session) {
-	v.render(w, r, http.StatusOK, "find", &page{Title: "Find a patient", Session: s, Find: &findData{}})
+	p := &page{Title: "Find a patient", Session: s, Find: &findData{}}
+	switch r.URL.Query().Get("m") {
+	case "ended":
+		p.Message = msgAccessEnded
+	case "left":
+		p.Message = msgAccessLeft
+	}
+	v.render(w, r, http.StatusOK, "find", p)
+}
+
+// endAccess ends the session's access to the record it is viewing: the
+// consent to view is revoked in the core, so it stops working at once
+// wherever it is held, and the session forgets the patient.
+func (v *Viewer) endAccess(w http.ResponseWriter, r *http.Request, s *session) {
+	if err := v.dropConsent(r, s); err != nil {
+		http.Redirect(w, r, Base+"/find?m=left", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, Base+"/find?m=ended", http.StatusSeeOther)
+}
+
+// dropConsent forgets the session's patient and revokes the consent to view
+// the session holds, if any: a consent recorded in the viewer lives no
+// longer than the clinician's use of it (ended, another patient found,
+// signed out). A revocation that fails leaves the consent to end at the
+// end of its period; no one but this clinician in this viewer can use it.
+func (v *Viewer) dropConsent(r *http.Request, s *session) error {
+	_, x := s.state()
+	s.setFound(nil)
+	if x == nil {
+		return nil
+	}
+	if err := v.cfg.Core.RevokeConsent(r.Context(), v.principal(s), x.ConsentID); err != nil {
+		v.log.Warn("viewer consent not revoked", "code", string(fhir.AsError(err).Code), "org", s.Account.Org)
+		return err
+	}
+	v.log.Info("viewer consent revoked", "org", s.Account.Org)
+	return nil
 }
 
 // find looks a patient up by NHS number with the system-equivalent
@@ -83,6 +124,7 @@ func (v *Viewer) find(w http.ResponseWriter, r *http.Request, s *session) {
 		v.fail(w, r, s, fhir.Internal(errors.New("core returned no Patient")))
 		return
 	}
+	_ = v.dropConsent(r, s) // a new patient ends the access to the previous one (logged)
 	s.setFound(&found{PatientID: d.Patient.ID, NHS: nhs, Demo: buildDemographics(d, v.now(), v.loc)})
 	http.Redirect(w, r, Base+"/patient", http.StatusSeeOther)
 }

@@ -55,7 +55,8 @@ type Config struct {
 	// IdleTimeout (default 15 min) and MaxSession (default 8 h) end sessions.
 	IdleTimeout, MaxSession time.Duration
 	// SystemScopes are the scopes of the principal before consent, the
-	// equivalent of a system token (default: find a patient, record consent).
+	// equivalent of a system token (default: find a patient, record and
+	// revoke consent).
 	SystemScopes []string
 	// ClientIP names the address a request came from, for rate limits
 	// (default: the host of RemoteAddr). Set it when behind a proxy.
@@ -70,8 +71,9 @@ type Config struct {
 	PageSize       int            // rows per page of long lists (default 50)
 }
 
-// DefaultSystemScopes are the scopes a viewer session holds before consent.
-var DefaultSystemScopes = []string{"system/Patient.rs", "system/Consent.c"}
+// DefaultSystemScopes are the scopes a viewer session holds before consent:
+// find a patient, record a consent to view and revoke it (end access).
+var DefaultSystemScopes = []string{"system/Patient.rs", "system/Consent.c", "system/Consent.d"}
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -182,6 +184,7 @@ func (v *Viewer) routes() {
 	m.HandleFunc("POST "+Base+"/find", v.authed(v.find))
 	m.HandleFunc("GET "+Base+"/patient", v.authed(v.patientPage))
 	m.HandleFunc("POST "+Base+"/consent", v.authed(v.consent))
+	m.HandleFunc("POST "+Base+"/end", v.authed(v.endAccess))
 	m.HandleFunc("GET "+Base+"/record/{view}", v.authed(v.record))
 	m.HandleFunc("GET "+Base+"/print", v.authed(v.print))
 	m.HandleFunc(Base+"/", v.notFound)

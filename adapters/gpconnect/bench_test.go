@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gpgate/gpgate/adapters/gpconnect"
 	"github.com/gpgate/gpgate/fhir"
@@ -46,6 +47,22 @@ func BenchmarkFetchEmulator(b *testing.B) {
 	p := newPKI(b)
 	_, srv := provider(b, p, dir)
 	c := client(b, p, srv.URL, p.caFile)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Record(ctx, nhs, fhir.AllAreas); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFetchEmulatorFanOut: the same fetch fanned out in the default
+// section groups (four calls in parallel, answers merged, converted once).
+func BenchmarkFetchEmulatorFanOut(b *testing.B) {
+	dir, nhs := folder(b)
+	p := newPKI(b)
+	_, srv := provider(b, p, dir)
+	c := fanOutClient(b, p, srv.URL+"/B82617/STU3/1/gpconnect/structured/fhir", time.Minute)
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gpgate/gpgate/fhir"
@@ -45,8 +46,18 @@ type Config struct {
 	// DiaryEntries asks for diary entries (includeDiaryEntries) with the
 	// events area; providers before Access Record Structured 1.5 refuse it.
 	DiaryEntries bool
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// Groups fans a fetch out (see FanOut): one structured-record call per
+	// group of the sections asked, in parallel, each within AreaTimeout; a
+	// group that fails or runs out of time is left out of the answer with
+	// a warning. With fewer than two groups (nil: the default) the record
+	// is one call and fails as a whole.
+	Groups []Sections
+	// AreaTimeout bounds each group's call when Groups fans out (default
+	// Timeout). Keep it under the practice's deadline so that a slow group
+	// is left out rather than the whole answer.
+	AreaTimeout time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
 	// Transport overrides the HTTP transport (tests); TLS settings above
 	// are then ignored.
 	Transport http.RoundTripper
@@ -82,6 +93,9 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.AreaTimeout <= 0 || cfg.AreaTimeout > cfg.Timeout {
+		cfg.AreaTimeout = cfg.Timeout
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBytes
@@ -143,29 +157,59 @@ func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 }
 
 // Record fetches the patient's structured record for the areas and
-// converts it. The answer must be for the patient asked for; another
-// patient's record is refused (an internal error whose cause is
+// converts it: one call, or one per group of sections when Config.Groups
+// fans out (see FanOut). The answer must be for the patient asked for;
+// another patient's record is refused (an internal error whose cause is
 // ErrWrongPatient) and logged without identifiers.
 func (c *Client) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) (*fhir.Record, error) {
 	start := c.cfg.Now()
-	body, err := c.fetch(ctx, nhs, areas)
-	if err != nil {
-		c.log.Warn("gpconnect fetch failed", "err", redact(errText(err)), "took", c.cfg.Now().Sub(start))
-		return nil, err
-	}
-	b, err := Parse(body)
-	if err != nil {
-		var fe *fhir.Error
-		if errors.As(err, &fe) { // an OperationOutcome with HTTP 200
-			return nil, err
+	secs := SectionsFor(areas, c.cfg.DiaryEntries)
+	groups := c.split(secs)
+	parts := make([]part, len(groups))
+	if len(groups) == 1 {
+		parts[0] = c.fetchPart(ctx, nhs, groups[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, g := range groups {
+			wg.Go(func() {
+				gctx, cancel := context.WithTimeout(ctx, c.cfg.AreaTimeout)
+				defer cancel()
+				parts[i] = c.fetchPart(gctx, nhs, g)
+			})
 		}
-		c.log.Warn("gpconnect answer is not a structured record", "bytes", len(body), "err", redact(err.Error()))
-		return nil, &fhir.Error{Code: fhir.CodeTimeout, Diagnostics: "the practice system answered with something that is not a record",
-			Cause: fmt.Errorf("%w: %w", ErrUnavailable, err)}
+		wg.Wait()
 	}
-	if own := b.PatientNHS(); own != string(nhs) {
-		c.log.Error("gpconnect answer refused: the record is for another patient")
-		return nil, &fhir.Error{Code: fhir.CodeInternal, Diagnostics: "the practice system answered with another patient's record", Cause: ErrWrongPatient}
+	var (
+		good     []*Bundle
+		bodies   [][]byte
+		failed   Sections
+		firstErr error
+	)
+	for i := range parts {
+		p := &parts[i]
+		if p.err == nil {
+			good = append(good, p.b)
+			bodies = append(bodies, p.body)
+			continue
+		}
+		// An answer about the patient (not found, dissent, another
+		// patient's record) is the answer, whatever the other groups said.
+		if patientLevel(p.err) || len(groups) == 1 {
+			c.log.Warn("gpconnect fetch failed", "sections", p.s.String(), "err", redact(errText(p.err)), "took", c.cfg.Now().Sub(start))
+			return nil, p.err
+		}
+		c.log.Warn("gpconnect sections left out", "sections", p.s.String(), "err", redact(errText(p.err)), "took", c.cfg.Now().Sub(start))
+		failed |= p.s
+		if firstErr == nil {
+			firstErr = p.err
+		}
+	}
+	if len(good) == 0 {
+		return nil, firstErr
+	}
+	b := good[0]
+	if len(good) > 1 {
+		b = mergeBundles(good)
 	}
 	res, err := b.Convert(Options{NHS: nhs, Practice: c.cfg.ODS})
 	if err != nil {
@@ -174,15 +218,52 @@ func (c *Client) Record(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Area
 	for _, is := range b.issues {
 		c.log.Info("gpconnect provider warning", "outcome", redact(outcomeCodes(is)))
 	}
-	c.log.Info("gpconnect record fetched", "bytes", len(body), "resources", len(res.Resources), "dropped", res.Dropped,
+	n := 0
+	for _, body := range bodies {
+		n += len(body)
+	}
+	c.log.Info("gpconnect record fetched", "bytes", n, "calls", len(groups), "resources", len(res.Resources), "dropped", res.Dropped,
 		"took", c.cfg.Now().Sub(start))
-	rec := &fhir.Record{NHS: nhs, PatientID: fhir.PatientID(nhs), Practice: c.cfg.ODS, Version: version(body),
+	rec := &fhir.Record{NHS: nhs, PatientID: fhir.PatientID(nhs), Practice: c.cfg.ODS, Version: version(bytes.Join(bodies, []byte{0})),
 		Resources: res.Resources, Warnings: res.Warnings}
+	rec.Warnings = append(rec.Warnings, unavailableWarnings(areas, failed, c.cfg.DiaryEntries)...)
 	return filter(rec, areas), nil
 }
 
+// part is one structured-record call: the sections asked and what came back.
+type part struct {
+	s    Sections
+	body []byte
+	b    *Bundle
+	err  error
+}
+
+// fetchPart performs one call and checks that its answer is a structured
+// record for the patient asked for.
+func (c *Client) fetchPart(ctx context.Context, nhs fhir.NHSNumber, s Sections) part {
+	body, err := c.fetch(ctx, nhs, s)
+	if err != nil {
+		return part{s: s, err: err}
+	}
+	b, err := Parse(body)
+	if err != nil {
+		var fe *fhir.Error
+		if errors.As(err, &fe) { // an OperationOutcome with HTTP 200
+			return part{s: s, err: err}
+		}
+		c.log.Warn("gpconnect answer is not a structured record", "bytes", len(body), "err", redact(err.Error()))
+		return part{s: s, err: &fhir.Error{Code: fhir.CodeTimeout, Diagnostics: "the practice system answered with something that is not a record",
+			Cause: fmt.Errorf("%w: %w", ErrUnavailable, err)}}
+	}
+	if own := b.PatientNHS(); own != string(nhs) {
+		c.log.Error("gpconnect answer refused: the record is for another patient")
+		return part{s: s, err: &fhir.Error{Code: fhir.CodeInternal, Diagnostics: "the practice system answered with another patient's record", Cause: ErrWrongPatient}}
+	}
+	return part{s: s, body: body, b: b}
+}
+
 // fetch performs the operation and returns a 200 body.
-func (c *Client) fetch(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas) ([]byte, error) {
+func (c *Client) fetch(ctx context.Context, nhs fhir.NHSNumber, sections Sections) ([]byte, error) {
 	req := RequesterFrom(ctx)
 	if req == nil {
 		req = c.cfg.Requester
@@ -193,7 +274,7 @@ func (c *Client) fetch(ctx context.Context, nhs fhir.NHSNumber, areas fhir.Areas
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	params := BuildParameters(nhs, SectionsFor(areas, c.cfg.DiaryEntries))
+	params := BuildParameters(nhs, sections)
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL+"/Patient/$gpc.getstructuredrecord", bytes.NewReader(params))
 	if err != nil {
 		return nil, fhir.Internal(err)

@@ -25,6 +25,16 @@
 // consultations and referrals (events), uncategorised data (examination:
 // blood pressure); diary entries only when Config.DiaryEntries.
 //
+// With Config.Groups (FanOut is the default grouping) a fetch fans out:
+// one call per group of the sections asked, in parallel, each within
+// Config.AreaTimeout. The answers are merged as STU3 and converted once, so
+// when every group answers the record is exactly a single call's (tested
+// over every shared record); a group that fails or runs out of time is
+// left out and each area it holds carries a WarnAreaUnavailable warning
+// (a partial answer, clearly marked, not a failure of the whole record).
+// An answer about the patient, or another patient's record, from any group
+// is the answer for the whole fetch; every group failing is a failure.
+//
 // The answer must be a structured record for the NHS number asked for; a
 // record for another patient (any other NHS number in its Patient, a
 // placeholder included) is refused with an internal error whose cause is

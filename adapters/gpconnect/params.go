@@ -64,6 +64,16 @@ func (s Sections) Name() string {
 // section. A request needs at least one section, so demographics alone
 // asks for allergies (the smallest section) and keeps only the Patient.
 func SectionsFor(areas fhir.Areas, diary bool) Sections {
+	s := sectionsOf(areas, diary)
+	if s == 0 {
+		s = SectionAllergies
+	}
+	return s
+}
+
+// sectionsOf is SectionsFor without the fallback: no section for areas
+// GP Connect has none for.
+func sectionsOf(areas fhir.Areas, diary bool) Sections {
 	var s Sections
 	if areas.Any(fhir.AreaAllergies) {
 		s |= SectionAllergies
@@ -88,9 +98,6 @@ func SectionsFor(areas fhir.Areas, diary bool) Sections {
 		if diary {
 			s |= SectionDiaryEntries
 		}
-	}
-	if s == 0 {
-		s = SectionAllergies
 	}
 	return s
 }

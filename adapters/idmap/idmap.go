@@ -72,6 +72,28 @@ func (s *Store) Put(ctx context.Context, id string, nhs fhir.NHSNumber) error {
 	})
 }
 
+// PutBatch records many entries in one transaction (one fsync); it is
+// what adapters.WriteBehind calls. An invalid entry fails the whole batch.
+func (s *Store) PutBatch(ctx context.Context, entries map[string]fhir.NHSNumber) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for id, nhs := range entries {
+		if id == "" || !fhir.ValidNHSNumber(string(nhs)) {
+			return fmt.Errorf("idmap: an id and a valid NHS number are required")
+		}
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket)
+		for id, nhs := range entries {
+			if err := b.Put([]byte(id), []byte(nhs)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Get returns the NHS number id stands for, or "" when it is unknown.
 func (s *Store) Get(ctx context.Context, id string) (fhir.NHSNumber, error) {
 	if err := ctx.Err(); err != nil {

@@ -72,3 +72,38 @@ func TestRegistryResolvesThroughStore(t *testing.T) {
 		t.Fatalf("after: %q, %v", got, err)
 	}
 }
+
+var _ adapters.BatchPutter = (*Store)(nil)
+
+func TestPutBatch(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "ids.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	a, b := fhir.NHSNumber("9000000009"), fhir.NHSNumber("9000000025")
+	tests := []struct {
+		name    string
+		batch   map[string]fhir.NHSNumber
+		wantErr bool
+	}{
+		{"valid entries", map[string]fhir.NHSNumber{fhir.PatientID(a): a, fhir.PatientID(b): b}, false},
+		{"one invalid entry fails the batch", map[string]fhir.NHSNumber{"p1": a, "p2": "9000000000"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := s.PutBatch(ctx, tc.batch); (err != nil) != tc.wantErr {
+				t.Fatalf("PutBatch: %v", err)
+			}
+		})
+	}
+	for _, n := range []fhir.NHSNumber{a, b} {
+		if got, _ := s.Get(ctx, fhir.PatientID(n)); got != n {
+			t.Fatalf("%s: got %q", n, got)
+		}
+	}
+	if got, _ := s.Get(ctx, "p1"); got != "" {
+		t.Fatal("a failed batch was partly written")
+	}
+}

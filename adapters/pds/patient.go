@@ -159,20 +159,8 @@ func current(start, end string, now time.Time) bool {
 	return true
 }
 
-// validODS accepts an ODS organisation code: 3 to 10 upper-case letters and
-// digits.
-func validODS(s string) bool {
-	if len(s) < 3 || len(s) > 10 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}
+// validODS accepts an ODS organisation code (fhir.ValidODS).
+func validODS(s string) bool { return fhir.ValidODS(s) }
 
 // withhold removes the location-sensitive elements of a restricted patient.
 func withhold(raw []byte, very bool) ([]byte, error) {

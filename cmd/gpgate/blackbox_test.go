@@ -216,6 +216,9 @@ func TestMain(m *testing.M) {
 	if shared != nil {
 		os.RemoveAll(shared.dir)
 	}
+	if live != nil {
+		os.RemoveAll(filepath.Dir(live.dir)) // the live tests' folder (data, recorded links)
+	}
 	os.Exit(code)
 }
 

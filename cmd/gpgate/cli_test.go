@@ -6,15 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
-	"github.com/gpgate/gpgate/consent"
-	"github.com/gpgate/gpgate/fhir"
 )
 
 func TestHelpVerb(t *testing.T) {
@@ -68,40 +63,5 @@ func TestDataDirLocked(t *testing.T) {
 	if code := run(context.Background(), []string{"agreements", "list", "--data", dir}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "another gpgate is serving "+dir+" (gpgate.db is locked)") || !strings.Contains(errb.String(), "/admin/agreements") {
 		t.Fatalf("agreements list on a locked directory: %d %s", code, errb.String())
-	}
-}
-
-type noRecords struct{}
-
-func (noRecords) Record(context.Context, fhir.NHSNumber, fhir.Areas) (*fhir.Record, error) {
-	return nil, nil
-}
-
-type fakeAgreements map[string][]consent.Agreement
-
-func (f fakeAgreements) ForProvider(_ context.Context, practice string) ([]consent.Agreement, error) {
-	return f[practice], nil
-}
-
-// A practice no active agreement shares is named in a warning at start.
-func TestWarnUnshared(t *testing.T) {
-	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
-	reg := adapters.NewRegistry()
-	for _, ods := range []string{"A1", "A2", "A3", "A4", "A5"} {
-		if err := reg.Register(context.Background(), adapters.Practice{ODS: ods, Source: noRecords{}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ag := fakeAgreements{
-		"A1": {{Provider: "A1", Status: consent.StatusActive}},
-		"A2": {{Provider: "A2", Status: consent.StatusSuspended}},
-		"A3": {{Provider: "A3", Status: consent.StatusActive, End: now.Add(-time.Hour)}},
-		"A4": {{Provider: "A4", Status: consent.StatusActive, Start: now.Add(-time.Hour), End: now.Add(time.Hour)}},
-	}
-	var logs bytes.Buffer
-	got := warnUnshared(context.Background(), reg, ag, now, slog.New(slog.NewTextHandler(&logs, nil)))
-	sort.Strings(got)
-	if strings.Join(got, ",") != "A2,A3,A5" || !strings.Contains(logs.String(), "practices=A2,A3,A5") || !strings.Contains(logs.String(), "level=WARN") {
-		t.Fatalf("unshared %v, log %s", got, logs.String())
 	}
 }

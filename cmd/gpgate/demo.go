@@ -27,6 +27,7 @@ type demoOpts struct {
 	patients  int
 	force     bool
 	fast      bool
+	gpconnect string
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -38,6 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.patients, "patients", 1000, "number of patients (scales to 100000)")
 	fs.BoolVar(&o.force, "force", false, "regenerate even if the data directory already has a region")
 	fs.BoolVar(&o.fast, "fast", false, "skip the jsonformat R4 round trip per resource (~10x faster; for very large regions)")
+	fs.StringVar(&o.gpconnect, "gpconnect", "auto", "recorded GP Connect structured records for the demo's live GP Connect practice\n(auto: ../shared/testdata/gpconnect-stu3 when present; none: no such practice)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -48,13 +50,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	gpc, err := demoGPConnect(ctx, o.data, o.gpconnect, stderr)
+	if err != nil {
+		return err
+	}
 	if err := demoClient(ctx, o.data); err != nil {
 		return err
 	}
-	if err := demoAgreements(ctx, o.data, sum); err != nil {
+	var extra []string
+	if gpc.ODS != "" {
+		extra = append(extra, gpc.ODS)
+	}
+	if err := demoAgreements(ctx, o.data, sum, extra...); err != nil {
 		return err
 	}
 	printSummary(stdout, sum, o.data)
+	printGPConnect(stdout, gpc, o.data)
 	fmt.Fprintln(stdout, "\nDemo clients (SMART Backend Services; `gpgate token --client ID --key FILE --scope ...`):")
 	for _, c := range demoClients {
 		fmt.Fprintf(stdout, "  %-13s organisation %s, key %s, scopes %q\n", c.id, c.ods, filepath.Join(o.data, c.key), c.scopes)
@@ -202,8 +213,9 @@ func printSummary(w io.Writer, s *demo.Summary, data string) {
 }
 
 // demoAgreements stores the demo sharing agreements for every practice of
-// the region, unless they are there already.
-func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
+// the region (and the extra practices: the GP Connect one), unless they are
+// there already.
+func demoAgreements(ctx context.Context, data string, sum *demo.Summary, extra ...string) error {
 	st, err := openState(data)
 	if err != nil {
 		return err
@@ -213,6 +225,7 @@ func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
 	for _, p := range sum.Practices {
 		ods = append(ods, p.ODS)
 	}
+	ods = append(ods, extra...)
 	for _, a := range consent.DemoAgreements(ods, time.Now()) {
 		if _, err := st.consent.Get(ctx, a.ID); err == nil {
 			continue
@@ -222,4 +235,22 @@ func demoAgreements(ctx context.Context, data string, sum *demo.Summary) error {
 		}
 	}
 	return nil
+}
+
+// printGPConnect tells what the demo's GP Connect practice serves.
+func printGPConnect(w io.Writer, g *demoGPC, data string) {
+	if g.ODS == "" {
+		return
+	}
+	fmt.Fprintf(w, "\nGP Connect practice %s: read live at every request over mutual TLS (certificates in %s) from the\n"+
+		"provider emulator `gpgate serve` starts on a loopback port, over %s;\n"+
+		"its patients are found through the recorded PDS in %s. %d patients:",
+		g.ODS, filepath.Join(data, demoPKIDir), g.Recorded, filepath.Join(data, demoPDSDir), len(g.Patients))
+	for i, n := range g.Patients {
+		if i%6 == 0 {
+			fmt.Fprint(w, "\n ")
+		}
+		fmt.Fprintf(w, " %s", n)
+	}
+	fmt.Fprintln(w)
 }

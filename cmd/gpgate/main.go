@@ -38,6 +38,7 @@ func init() {
 		"consent":           {"record a clinician's consent to view (or a break-glass) and print its id", runConsent},
 		"conformance":       {"run the black-box conformance suite against a deployment", runConformance},
 		"provider-emulator": {"serve a GP Connect provider emulator over recorded structured records", runProviderEmulator},
+		"practices":         {"configure practices (GP Connect, FHIR API, GP2GP folders, PDS) and probe them", runPractices},
 		"users":             {"manage the Shared Record Viewer's local clinician accounts", runUsers},
 	}
 }

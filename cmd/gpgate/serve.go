@@ -18,6 +18,7 @@ import (
 
 	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
+	"github.com/gpgate/gpgate/adapters/idmap"
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/conformance"
 	"github.com/gpgate/gpgate/consent"
@@ -29,7 +30,39 @@ import (
 	"github.com/gpgate/gpgate/viewer/users/boltstore"
 )
 
-const recordsFile = "records.db"
+const (
+	recordsFile = "records.db"
+	idmapFile   = "idmap.db" // Patient ids placed by PDS (adapters/idmap)
+)
+
+// testHooks lets the black-box tests observe what serve wires (identity in
+// production).
+var testHooks = struct {
+	idmap       func(adapters.IDMap) adapters.IDMap
+	writeBehind func(*adapters.WriteBehind)
+}{idmap: func(m adapters.IDMap) adapters.IDMap { return m }, writeBehind: func(*adapters.WriteBehind) {}}
+
+// warnUnshared logs each registered practice that no active agreement
+// shares: no consumer can read its records until one is added.
+func warnUnshared(ctx context.Context, st *state, reg *adapters.Registry, log *slog.Logger) {
+	ags, err := st.consent.List(ctx)
+	if err != nil {
+		log.Warn("agreements could not be listed", "err", err)
+		return
+	}
+	shared := map[string]bool{}
+	for _, a := range ags {
+		if a.Status == consent.StatusActive {
+			shared[a.Provider] = true
+		}
+	}
+	for _, p := range reg.Practices() {
+		if !shared[p.ODS] {
+			log.Warn("practice has no active sharing agreement: no consumer can read its records (gpgate agreements add --provider ...)",
+				"practice", p.ODS, "kind", p.Kind)
+		}
+	}
+}
 
 type serveOpts struct {
 	data      string
@@ -61,7 +94,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory (embedded store, keys, audit log)")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8080", "address to listen on (host:port; port 0 picks a free port)")
 	fs.StringVar(&o.baseURL, "base-url", "", "public base URL (default http://<listen address>)")
-	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices (e.g. kind gp2gp over a folder of extracts); see README")
+	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices and the PDS locator (default DATA/practices.json when it exists); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
 	fs.StringVar(&o.cors, "cors-origins", "", "browser origins allowed to call the API cross-origin, comma-separated (e.g. https://app.example.org), or * (default: none)")
@@ -80,6 +113,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // serve runs the server until ctx ends. ready is called with the base URL once
 // the listener is open (tests use it to learn the port).
 func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url string)) error {
+	cfgPath := practicesPath(o.practices, o.data)
 	var store *embedded.Store
 	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err == nil {
 		st, err := embedded.Open(filepath.Join(o.data, recordsFile))
@@ -88,8 +122,18 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		}
 		defer st.Close()
 		store = st
-	} else if o.practices == "" {
-		return fmt.Errorf("no embedded store in %s and no --practices file (run `gpgate demo --data %s` first)", o.data, o.data)
+	} else if cfgPath == "" {
+		return fmt.Errorf("no embedded store in %s and no practices file (run `gpgate demo --data %s` first, or give --practices)", o.data, o.data)
+	}
+	var cfg *practicesConfig
+	if cfgPath != "" {
+		c, err := readPracticesConfig(cfgPath)
+		if err != nil {
+			return err
+		}
+		c.resolve(filepath.Dir(cfgPath))
+		cfg = c
+		log.Info("practices file", "path", cfgPath, "practices", len(c.Practices))
 	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return err
@@ -119,26 +163,64 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}
 	defer auditLog.Close()
 
-	reg := adapters.NewRegistry()
-	practices, live, err := registerPractices(ctx, reg, store, o.practices, log)
-	if err != nil {
-		return err
-	}
-	go reindexLoop(ctx, reg, live, 2*time.Second, log)
-
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		return err
 	}
+	defer ln.Close()
 	base := o.baseURL
 	if base == "" {
 		base = "http://" + ln.Addr().String()
 	}
+
+	// Live practices: one snapshot cache for all; PDS finds their patients;
+	// the id map remembers the patient ids PDS placed, written behind the
+	// request path.
+	snapOpts := adapters.SnapshotOptions{Logger: log}
+	regOpts := adapters.RegistryOptions{Logger: log}
+	if cfg != nil && cfg.Snapshots != nil {
+		snapOpts.TTL, snapOpts.MaxBytes = time.Duration(cfg.Snapshots.TTL), cfg.Snapshots.MaxBytes
+		snapOpts.PartialTTL = time.Duration(cfg.Snapshots.PartialTTL)
+	}
+	if cfg != nil && cfg.PDS != nil {
+		loc, err := pdsLocator(cfg.PDS, log)
+		if err != nil {
+			return fmt.Errorf("pds: %w", err)
+		}
+		ids, err := idmap.Open(filepath.Join(o.data, idmapFile))
+		if err != nil {
+			return err
+		}
+		defer ids.Close()
+		wb := adapters.NewWriteBehind(testHooks.idmap(ids), adapters.WriteBehindOptions{Logger: log})
+		testHooks.writeBehind(wb)
+		defer wb.Close() // runs before ids.Close: the last entries are written
+		regOpts.Locator, regOpts.IDMap = loc, wb
+	}
+	reg := adapters.NewRegistryWith(regOpts)
+	env := newSourceEnv(log, adapters.NewSnapshots(snapOpts), base)
+	defer env.close()
+	regd, err := registerPractices(ctx, reg, store, cfg, env)
+	if err != nil {
+		return err
+	}
+	go reindexLoop(ctx, reg, regd.reindex, 2*time.Second, log)
+	practices := regd.count
+	budget := 10 * time.Second // the core's bound on a fetch: past every practice's own deadline
+	if cfg != nil {
+		for _, p := range cfg.Practices {
+			if p.live() && p.deadline()+2*time.Second > budget {
+				budget = p.deadline() + 2*time.Second
+			}
+		}
+	}
+
 	st, err := openState(o.data)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	warnUnshared(ctx, st, reg, log)
 	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
 	if err != nil {
 		return fmt.Errorf("--sensitive-codes: %w", err)
@@ -152,16 +234,17 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// The record-access core: every face goes through it, and it cannot be
 	// built without its guards.
 	core, err := access.New(access.Config{
-		Patients:   pats,
-		Records:    reg,
-		Scopes:     smart.Authorizer{},
-		Policy:     policy,
-		Redactor:   consent.NewRedactor(exclusions, 0),
-		Auditor:    auditLog,
-		Consents:   policy,
-		AuditLog:   auditLogAPI{auditLog},
-		Agreements: policy,
-		Logger:     log,
+		Patients:     pats,
+		Records:      reg,
+		Scopes:       smart.Authorizer{},
+		Policy:       policy,
+		Redactor:     consent.NewRedactor(exclusions, 0),
+		Auditor:      auditLog,
+		Consents:     policy,
+		AuditLog:     auditLogAPI{auditLog},
+		Agreements:   policy,
+		SourceBudget: budget,
+		Logger:       log,
 	})
 	if err != nil {
 		return err
@@ -194,7 +277,6 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	defer authz.Close()
 	uris := authz.OAuthURIs()
 	origins := corsOrigins(o.cors)
-	warnUnshared(ctx, reg, st.consent, time.Now(), log)
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
 		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true, CORS: len(origins) > 0}
 	capability := conformance.CapabilityStatement(capOpts)
@@ -226,7 +308,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		return err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 120 * time.Second}
-	log.Info("gpgate listening", "url", base, "practices", practices, "version", version)
+	log.Info("gpgate listening", "url", base, "practices", practices, "live_practices", len(regd.live), "version", version)
 	if ready != nil {
 		ready(base)
 	}

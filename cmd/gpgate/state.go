@@ -22,12 +22,16 @@ type state struct {
 	consent *consent.BoltStore
 }
 
-func openState(data string) (*state, error) {
+func openState(data string) (*state, error) { return openStateWithin(data, 3*time.Second) }
+
+// openStateWithin opens the state file, waiting at most wait for a running
+// server's lock.
+func openStateWithin(data string, wait time.Duration) (*state, error) {
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
 	path := filepath.Join(data, stateFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 3 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait})
 	if err != nil {
 		if lerr := lockedErr(err, data, stateFile); lerr != err {
 			return nil, fmt.Errorf("%w (while it runs, agreements are managed through its admin API: /admin/agreements)", lerr)

@@ -17,8 +17,10 @@ type viewerCore struct{ core *access.Core }
 
 // viewerScopes are what a viewer session holds before consent: what a
 // system token of a consumer EPR holds to find a patient (demographics:
-// patient, practice, usual GP) and record a consent to view.
-var viewerScopes = []string{"system/Patient.rs", "system/Organization.rs", "system/Practitioner.rs", "system/Consent.c"}
+// patient, practice, usual GP), record a consent to view and revoke it
+// (the clinician's "end access"; the core lets only the recording client
+// revoke).
+var viewerScopes = []string{"system/Patient.rs", "system/Organization.rs", "system/Practitioner.rs", "system/Consent.c", "system/Consent.d"}
 
 func (v viewerCore) FindPatient(ctx context.Context, p *fhir.Principal, nhs fhir.NHSNumber) (*viewer.Demographics, error) {
 	pg, err := v.core.FindPatient(ctx, p, &fhir.Query{Type: "Patient", NHS: nhs, Count: 1})
@@ -84,6 +86,13 @@ func (v viewerCore) PatientContext(ctx context.Context, p *fhir.Principal, conse
 		pp.PurposeOfUse = fhir.PurposeEmergency
 	}
 	return &pp, nil
+}
+
+// RevokeConsent revokes a consent to view the viewer recorded (only the
+// recording client of the organisation may: the viewer's own).
+func (v viewerCore) RevokeConsent(ctx context.Context, p *fhir.Principal, consentID string) error {
+	_, err := v.core.RevokeConsent(ctx, p, consentID)
+	return err
 }
 
 func (v viewerCore) Everything(ctx context.Context, p *fhir.Principal, patientID string) (*viewer.Result, error) {

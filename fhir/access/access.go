@@ -181,7 +181,9 @@ func (c *Core) open(ctx context.Context, p *fhir.Principal, req *fhir.Request) (
 	if locErr != nil {
 		return nil, od, c.fail(ctx, p, req, locErr)
 	}
-	fctx, cancel := context.WithTimeout(ctx, c.cfg.SourceBudget)
+	// The fetch carries the caller: a live source names the requesting
+	// clinician and organisation to the practice (GP Connect's JWT).
+	fctx, cancel := context.WithTimeout(fhir.WithPrincipal(ctx, p), c.cfg.SourceBudget)
 	defer cancel()
 	// The decision on the record reads all of it (the patient's coded
 	// consent to share may sit in any area); redaction then keeps what the

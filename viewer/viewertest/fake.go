@@ -269,6 +269,30 @@ func (c *Core) RecordConsent(ctx context.Context, p *fhir.Principal, req viewer.
 	return id, nil
 }
 
+// RevokeConsent ends a consent to view; only the client and organisation
+// that recorded it may (anyone else: NO_RECORD_FOUND, as for no consent).
+func (c *Core) RevokeConsent(ctx context.Context, p *fhir.Principal, consentID string) (err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer func() { c.log("RevokeConsent", p, "", viewer.ConsentRequest{}, err) }()
+	if err := c.failure("RevokeConsent"); err != nil {
+		return err
+	}
+	if err := checkPrincipal(p); err != nil {
+		return err
+	}
+	if !hasScope(p, "system/Consent.d") {
+		return fhir.Errorf(fhir.CodeAccessDenied, "scope")
+	}
+	x, ok := c.consents[consentID]
+	if !ok || x.consumer != p.ConsumerODS || x.client != p.ClientID {
+		return fhir.Errorf(fhir.CodeNoRecordFound, "no Consent with that id")
+	}
+	x.revoked = true
+	c.consents[consentID] = x
+	return nil
+}
+
 func (c *Core) PatientContext(ctx context.Context, p *fhir.Principal, consentID string) (pp *fhir.Principal, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -51,6 +51,10 @@ type Fault struct {
 	Garbage      bool          // answer 200 with a body that is not JSON
 	OtherPatient bool          // answer with another patient's record
 	Dead         bool          // close the connection without answering
+	// Sections, when not zero, limits the fault to requests that ask for
+	// any of these sections (a slow medication section, say); others are
+	// answered normally.
+	Sections gpconnect.Sections
 }
 
 // Emulator is the provider. It is safe for concurrent use.
@@ -60,6 +64,35 @@ type Emulator struct {
 	log      *slog.Logger
 	fault    atomic.Pointer[Fault]
 	requests atomic.Int64
+	lastReq  atomic.Pointer[Requester]
+}
+
+// Requester is who the last request's JWT named: the requesting
+// organisation's ODS code and the practitioner's SDS user id.
+type Requester struct {
+	OrgODS, SDSUserID string
+}
+
+// LastRequester returns who the last structured-record request named
+// (zero before any, or when its JWT could not be read).
+func (e *Emulator) LastRequester() Requester {
+	if r := e.lastReq.Load(); r != nil {
+		return *r
+	}
+	return Requester{}
+}
+
+func (e *Emulator) noteRequester(r *http.Request) {
+	var out Requester
+	if tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+		if t, err := jwt.ParseInsecure([]byte(tok)); err == nil {
+			claims := t.PrivateClaims()
+			org, _ := claims["requesting_organization"].(obj)
+			pr, _ := claims["requesting_practitioner"].(obj)
+			out = Requester{OrgODS: identifiers(org)[fhir.ODSSystem], SDSUserID: identifiers(pr)[gpconnect.SDSUserSystem]}
+		}
+	}
+	e.lastReq.Store(&out)
 }
 
 type obj = map[string]any
@@ -108,7 +141,17 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.requests.Add(1)
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil {
+		writeOutcome(w, http.StatusBadRequest, "BAD_REQUEST", "invalid", "the request body could not be read")
+		return
+	}
+	req, perr := gpconnect.ParseParameters(body)
 	f := *e.fault.Load()
+	if f.Sections != 0 && (perr != nil || req.Sections&f.Sections == 0) {
+		f = Fault{}
+	}
+	e.noteRequester(r)
 	if f.Dead {
 		panic(http.ErrAbortHandler) // net/http closes the connection without an answer
 	}
@@ -125,14 +168,8 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, status, code, "invalid", msg)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	if err != nil {
-		writeOutcome(w, http.StatusBadRequest, "BAD_REQUEST", "invalid", "the request body could not be read")
-		return
-	}
-	req, err := gpconnect.ParseParameters(body)
-	if err != nil {
-		fe := fhir.AsError(err)
+	if perr != nil {
+		fe := fhir.AsError(perr)
 		writeOutcome(w, fe.Status(), string(fe.Code), "invalid", fe.Diagnostics)
 		return
 	}

@@ -37,8 +37,9 @@ type Fixture struct {
 	URL      string            `json:"url"`
 	Users    map[string]Login  `json:"users"`
 	Patients map[string]string `json:"patients"`
-	// NotShared lists the record views the "limited" patient's agreement
-	// does not share (in full).
+	// NotShared lists the record views the "limited" user's agreement
+	// does not share (in full) for the "limited" patient (or, without one,
+	// the "full" patient).
 	NotShared []string `json:"notShared"`
 	Canaries  []string `json:"canaries"`
 }
@@ -47,9 +48,16 @@ type Fixture struct {
 type Login struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	SDSID    string `json:"sdsId"`
+	Org      string `json:"org"`
 }
 
-const consumer = "RXX01"
+// The organisations of the fixture's users.
+const (
+	consumer        = "RXX01" // full agreements with break-glass
+	limitedOrg      = "RXX03" // shares less with the limited patient's practice
+	noBreakGlassOrg = "RXX04" // everything, without break-glass
+)
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on (loopback)")
@@ -75,10 +83,17 @@ func run(listen, fixturePath string, n int, honest bool, idle time.Duration, log
 	}
 	now := time.Now().UTC().Truncate(24 * time.Hour)
 	limited := fhir.AreaDemographics | fhir.AreaSummary | fhir.AreaExamination | fhir.AreaRisks
+	// As the real server's e2e region: the clinician's organisation shares
+	// everything with break-glass (Y99001, Y99002: the dissenting patient's,
+	// Y99004) and nothing with Y99003; RXX03 shares less with Y99002 (the
+	// "limited" patient's practice); RXX04 shares everything without
+	// break-glass.
 	core := &viewertest.Core{Leak: !honest, Agreements: []viewertest.Agreement{
 		{Consumer: consumer, Practice: "Y99001", Areas: fhir.AllAreas, BreakGlass: true},
-		{Consumer: consumer, Practice: "Y99002", Areas: limited, BreakGlass: false},
+		{Consumer: consumer, Practice: "Y99002", Areas: fhir.AllAreas, BreakGlass: true},
 		{Consumer: consumer, Practice: "Y99004", Areas: fhir.AllAreas, BreakGlass: true},
+		{Consumer: limitedOrg, Practice: "Y99002", Areas: limited, BreakGlass: false},
+		{Consumer: noBreakGlassOrg, Practice: "Y99001", Areas: fhir.AllAreas, BreakGlass: false},
 	}}
 	fx := Fixture{Users: map[string]Login{}, Patients: map[string]string{},
 		Canaries: []string{viewertest.FreeTextCanary, viewertest.NotSharedCanary}}
@@ -122,10 +137,20 @@ func run(listen, fixturePath string, n int, honest bool, idle time.Duration, log
 	}
 	us := &viewertest.Users{}
 	pw := "correct horse battery staple"
-	if err := us.Add(users.User{Username: "clinician", Name: "Dr Alex Clinician", Org: consumer, Role: "Doctor", SDSID: "555000000001"}, pw, users.DefaultParams, now); err != nil {
-		return err
+	for _, u := range []struct {
+		key string
+		u   users.User
+	}{
+		{"clinician", users.User{Username: "clinician", Name: "Dr Alex Clinician", Org: consumer, Role: "Doctor", SDSID: "555000000001"}},
+		{"limited", users.User{Username: "paramedic", Name: "Sam Paramedic", Org: limitedOrg, Role: "Paramedic", SDSID: "555000000003"}},
+		{"noBreakGlass", users.User{Username: "ooh", Name: "Dr Jo Outofhours", Org: noBreakGlassOrg, Role: "Doctor", SDSID: "555000000004"}},
+		{"locked", users.User{Username: "locum", Name: "Dr Lee Locum", Org: consumer, Role: "Doctor", SDSID: "555000000009"}},
+	} {
+		if err := us.Add(u.u, pw, users.DefaultParams, now); err != nil {
+			return err
+		}
+		fx.Users[u.key] = Login{Username: u.u.Username, Password: pw, SDSID: u.u.SDSID, Org: u.u.Org}
 	}
-	fx.Users["clinician"] = Login{"clinician", pw}
 	v, err := viewer.New(viewer.Config{Core: core, Users: us, Log: log, InsecureCookies: true, IdleTimeout: idle})
 	if err != nil {
 		return err
