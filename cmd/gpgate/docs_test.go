@@ -47,17 +47,18 @@ type fence struct {
 	text string
 	line int
 	// skip is the reason an HTML comment `<!-- readme-test: skip ... -->`
-	// just before the block gives, if any.
-	skip string
+	// just before the block gives, if any; needs the path (from the
+	// repository) a `<!-- readme-test: needs PATH -->` comment names.
+	skip, needs string
 }
 
-var skipComment = regexp.MustCompile(`^<!--\s*readme-test:\s*skip\b(.*?)-->\s*$`)
+var testComment = regexp.MustCompile(`^<!--\s*readme-test:\s*(skip|needs)\b(.*?)-->\s*$`)
 
 func fences(md string) []fence {
 	var out []fence
 	var cur *fence
 	var body []string
-	lastComment := ""
+	lastComment, lastNeeds := "", ""
 	sc := bufio.NewScanner(strings.NewReader(md))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	n := 0
@@ -66,24 +67,26 @@ func fences(md string) []fence {
 		line := sc.Text()
 		if cur == nil {
 			if info, ok := strings.CutPrefix(line, "```"); ok {
-				cur = &fence{info: strings.TrimSpace(info), line: n, skip: lastComment}
+				cur = &fence{info: strings.TrimSpace(info), line: n, skip: lastComment, needs: lastNeeds}
 				body = nil
 				continue
 			}
-			if m := skipComment.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
-				lastComment = strings.TrimSpace(m[1])
-				if lastComment == "" {
+			if m := testComment.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				arg := strings.TrimSpace(m[2])
+				if m[1] == "needs" {
+					lastNeeds = arg
+				} else if lastComment = arg; arg == "" {
 					lastComment = "skipped"
 				}
 			} else if strings.TrimSpace(line) != "" {
-				lastComment = ""
+				lastComment, lastNeeds = "", ""
 			}
 			continue
 		}
 		if strings.TrimSpace(line) == "```" {
 			cur.text = strings.Join(body, "\n")
 			out = append(out, *cur)
-			cur, lastComment = nil, ""
+			cur, lastComment, lastNeeds = nil, "", ""
 			continue
 		}
 		body = append(body, line)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 var (
@@ -105,9 +107,10 @@ func curlSteps(block string, first int) []curlStep {
 	return out
 }
 
-// The README's shell examples, run as a user would run them against a
-// demo server: bin/gpgate is the real binary, gpgate-data the region the
-// server serves, and every curl must answer what its comment says.
+// The README's shell examples, run as a user runs them: `make run` makes
+// the region (bin/gpgate demo, here --fast) and serves it (bin/gpgate
+// serve); each block then runs in bash from the directory holding bin/ and
+// gpgate-data/, and every curl must answer what its comment says.
 func TestREADMEExamples(t *testing.T) {
 	for _, tool := range []string{"curl", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -116,7 +119,6 @@ func TestREADMEExamples(t *testing.T) {
 	}
 	readme := repoFile(t, "README.md")
 	checkErrorTable(t, "README.md", readme)
-	s := startServer(t)
 	bin := gpgateBinary(t)
 	work := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(work, "bin"), 0o755); err != nil {
@@ -125,9 +127,18 @@ func TestREADMEExamples(t *testing.T) {
 	if err := os.Symlink(bin, filepath.Join(work, "bin", "gpgate")); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(s.dir, filepath.Join(work, "gpgate-data")); err != nil {
-		t.Fatal(err)
+	gpc := "none"
+	if p, err := filepath.Abs(filepath.Join("..", "..", "..", "shared", "testdata", "gpconnect-stu3")); err == nil {
+		if _, err := os.Stat(p); err == nil {
+			gpc = p
+		}
 	}
+	demo := exec.Command(filepath.Join("bin", "gpgate"), "demo", "--data", "gpgate-data", "--fast", "--gpconnect", gpc)
+	demo.Dir = work
+	if out, err := demo.CombinedOutput(); err != nil {
+		t.Fatalf("gpgate demo: %v\n%s", err, truncateBody(out))
+	}
+	base := serveBinary(t, work)
 	ran := 0
 	for _, f := range fences(readme) {
 		if f.info != "sh" && f.info != "bash" {
@@ -137,9 +148,16 @@ func TestREADMEExamples(t *testing.T) {
 			t.Logf("README.md:%d: not run: %s", f.line, f.skip)
 			continue
 		}
+		if f.needs != "" {
+			if _, err := os.Stat(filepath.Join("..", "..", f.needs)); err != nil {
+				t.Logf("README.md:%d: not run: it needs %s, which is absent", f.line, f.needs)
+				continue
+			}
+		}
 		if strings.Contains(f.text, "jq ") {
 			if _, err := exec.LookPath("jq"); err != nil {
-				t.Skipf("README.md:%d uses jq, which is not installed", f.line)
+				t.Logf("README.md:%d: not run: it uses jq, which is not installed", f.line)
+				continue
 			}
 		}
 		ran++
@@ -157,13 +175,16 @@ curl() {
   printf '%s %s\n' "$code" "$out" >> "$CURL_LOG"
   cat "$out"
 }
-` + strings.ReplaceAll(f.text, "http://127.0.0.1:8080", s.base) + "\n"
+` + strings.ReplaceAll(f.text, "http://127.0.0.1:8080", base) + "\n"
 			cmd := exec.Command("bash", "-c", script)
 			cmd.Dir = work
 			cmd.Env = append(os.Environ(), "CURL_LOG="+log, "CURL_DIR="+work)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
-				t.Fatalf("the block fails: %v\n%s", err, truncateBody(out))
+				if len(out) > 1500 {
+					out = append([]byte("…"), out[len(out)-1500:]...) // the failing end
+				}
+				t.Fatalf("the block fails: %v\n%s", err, out)
 			}
 			b, _ := os.ReadFile(log)
 			calls := strings.Split(strings.TrimSpace(string(b)), "\n")
@@ -190,6 +211,58 @@ curl() {
 	if ran == 0 {
 		t.Fatal("no runnable shell block in README.md")
 	}
+}
+
+// serveBinary runs bin/gpgate serve in dir on a free port until the test
+// ends, and returns the URL it prints.
+func serveBinary(t *testing.T, dir string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join("bin", "gpgate"), "serve", "--data", "gpgate-data", "--listen", "127.0.0.1:0", "--log-format", "text")
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	cmd.Stderr = &lockedWriter{w: &logs}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "gpgate serving FHIR R4 at "); ok {
+				urls <- strings.TrimSpace(u)
+			}
+		}
+		close(urls)
+	}()
+	select {
+	case u, ok := <-urls:
+		if !ok {
+			t.Fatalf("gpgate serve exited: %s", logs.String())
+		}
+		return u
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("gpgate serve printed no URL: %s", logs.String())
+	}
+	return ""
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
 
 func TestCurlSteps(t *testing.T) {
