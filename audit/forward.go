@@ -90,6 +90,41 @@ type ForwarderStats struct {
 	Position     uint64 // delivered or passed over, not yet necessarily durable
 }
 
+// Feed is the log a Forwarder reads: committed entries in log order,
+// durable named cursors, a wake-up after commits, and a lease that makes
+// one forwarder of a name deliver at a time. The bbolt Store is one (its
+// lease is its file lock: one process); audit/pgaudit is another (its lease
+// is a PostgreSQL advisory lock: one node of the cluster delivers, and
+// another takes over from the durable cursor when that node dies).
+type Feed interface {
+	// ReadAfter returns up to limit committed entries after seq, oldest
+	// first; more says the log goes on beyond them.
+	ReadAfter(ctx context.Context, after uint64, limit int) (entries []Entry, more bool, err error)
+	// Head is the newest committed entry's sequence number.
+	Head(ctx context.Context) (uint64, error)
+	LoadCursor(ctx context.Context, name string) (uint64, error)
+	SaveCursor(ctx context.Context, name string, seq uint64) error
+	// Subscribe returns a channel that receives (without blocking the
+	// writer) after commits, and its cancel function.
+	Subscribe() (<-chan struct{}, func())
+	// TryLease asks to be the one forwarder delivering for name. ok false:
+	// another holds it (the forwarder stands by and asks again every
+	// LeaseRetry). lost is closed if the lease is lost (the forwarder
+	// stops delivering and asks again); release gives it up.
+	TryLease(ctx context.Context, name string) (lost <-chan struct{}, release func(), ok bool, err error)
+}
+
+// LeaseRetry is how often a standing-by forwarder asks for its lease: the
+// longest a dead node's deliveries wait for another node to take over.
+var LeaseRetry = time.Second
+
+// forwarder states
+const (
+	fwStarting int32 = iota
+	fwLeased
+	fwStandby
+)
+
 // Forwarder delivers committed entries to a Deliverer from a durable named
 // cursor: it wakes on each commit (no polling), scans the entries after the
 // cursor, delivers the matching ones in log order, and advances the cursor
@@ -98,14 +133,15 @@ type ForwarderStats struct {
 // exponential backoff and jitter; the entry is never dropped and Record
 // never waits for it.
 type Forwarder struct {
-	s      *Store
-	opt    ForwardOptions
-	log    *slog.Logger
-	key    []byte
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	feed    Feed
+	opt     ForwardOptions
+	log     *slog.Logger
+	ctx     context.Context
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+	onClose func()
+	state   atomic.Int32 // fwStarting, fwLeased (delivers) or fwStandby (another delivers)
 
 	// owned by the run goroutine
 	pos, saved uint64
@@ -122,23 +158,58 @@ var cursorName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
 const cursorPrefix = "cursor/"
 
-// Forward starts a Forwarder. Close it (or the Store) to stop it; it
-// resumes from its cursor when started again under the same name.
+// Forward starts a Forwarder on the Store. Close it (or the Store) to stop
+// it; it resumes from its cursor when started again under the same name.
 func (s *Store) Forward(opt ForwardOptions) (*Forwarder, error) {
+	if s.readOnly {
+		return nil, ErrReadOnly
+	}
+	if opt.Logger == nil {
+		opt.Logger = s.log
+	}
+	s.mu.RLock() // Close holds mu while it marks the store closed
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	f, err := newForwarder(storeFeed{s}, opt)
+	if err != nil {
+		return nil, err
+	}
+	s.subMu.Lock()
+	for g := range s.fwds {
+		if g.opt.Name == opt.Name {
+			s.subMu.Unlock()
+			return nil, fmt.Errorf("audit: a forwarder named %q is already running", opt.Name)
+		}
+	}
+	s.fwds[f] = struct{}{}
+	s.subMu.Unlock()
+	f.onClose = func() {
+		s.subMu.Lock()
+		delete(s.fwds, f)
+		s.subMu.Unlock()
+	}
+	f.start()
+	return f, nil
+}
+
+// NewForwarder starts a Forwarder on any Feed. Close it to stop it.
+func NewForwarder(feed Feed, opt ForwardOptions) (*Forwarder, error) {
+	f, err := newForwarder(feed, opt)
+	if err != nil {
+		return nil, err
+	}
+	f.start()
+	return f, nil
+}
+
+func newForwarder(feed Feed, opt ForwardOptions) (*Forwarder, error) {
 	if !cursorName.MatchString(opt.Name) {
 		return nil, fmt.Errorf("audit: forwarder name %q: want 1-64 letters, digits, '.', '_' or '-'", opt.Name)
 	}
 	if opt.To == nil {
 		return nil, errors.New("audit: forwarder without a Deliverer")
-	}
-	if s.readOnly {
-		return nil, ErrReadOnly
-	}
-	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
-		return nil, ErrClosed
 	}
 	if opt.Batch <= 0 {
 		opt.Batch = 256
@@ -155,50 +226,41 @@ func (s *Store) Forward(opt ForwardOptions) (*Forwarder, error) {
 	if opt.MaxBackoff < opt.MinBackoff {
 		opt.MaxBackoff = max(opt.MinBackoff, time.Minute)
 	}
-	f := &Forwarder{s: s, opt: opt, log: opt.Logger, key: []byte(cursorPrefix + opt.Name), done: make(chan struct{}), progress: make(chan struct{})}
+	f := &Forwarder{feed: feed, opt: opt, log: opt.Logger, done: make(chan struct{}), progress: make(chan struct{})}
 	if f.log == nil {
-		f.log = s.log
+		f.log = slog.Default()
 	}
 	f.log = f.log.With("forwarder", opt.Name)
-	var head uint64
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketMeta).Get(f.key); len(v) == 8 {
-			f.pos = binary.BigEndian.Uint64(v)
-		}
-		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
-			head = binary.BigEndian.Uint64(k)
-		}
-		return nil
-	})
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	return f, nil
+}
+
+func (f *Forwarder) start() {
+	wake, unsub := f.feed.Subscribe()
+	go f.run(wake, unsub)
+}
+
+// load reads the durable cursor (after the lease is taken: another node
+// may have moved it).
+func (f *Forwarder) load() error {
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	pos, err := f.feed.LoadCursor(ctx, f.opt.Name)
 	if err != nil {
-		return nil, fmt.Errorf("audit: read cursor: %w", err)
+		return fmt.Errorf("audit: read cursor: %w", err)
 	}
-	f.saved, f.lastSave = f.pos, time.Now()
+	head, err := f.feed.Head(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: read head: %w", err)
+	}
+	f.pos, f.saved, f.lastSave = pos, pos, time.Now()
 	if f.pos > head {
 		f.log.Warn("audit forwarder cursor is beyond the log's end (log cut back?): delivering from the end", "cursor", f.pos, "head", head)
 		f.pos = head
 	}
 	f.cursor.Store(f.saved)
 	f.position.Store(f.pos)
-	f.ctx, f.cancel = context.WithCancel(context.Background())
-
-	s.mu.RLock() // Close holds mu while it marks the store closed
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	s.subMu.Lock()
-	for g := range s.fwds {
-		if g.opt.Name == opt.Name {
-			s.subMu.Unlock()
-			return nil, fmt.Errorf("audit: a forwarder named %q is already running", opt.Name)
-		}
-	}
-	s.fwds[f] = struct{}{}
-	s.subMu.Unlock()
-	wake, unsub := s.subscribe()
-	go f.run(wake, unsub)
-	return f, nil
+	return nil
 }
 
 // Close stops the forwarder: a delivery in progress is cancelled (and
@@ -208,12 +270,15 @@ func (f *Forwarder) Close() error {
 	f.once.Do(func() {
 		f.cancel()
 		<-f.done
-		f.s.subMu.Lock()
-		delete(f.s.fwds, f)
-		f.s.subMu.Unlock()
+		if f.onClose != nil {
+			f.onClose()
+		}
 	})
 	return nil
 }
+
+// Done is closed when the forwarder has stopped (Close).
+func (f *Forwarder) Done() <-chan struct{} { return f.done }
 
 // Stats returns the forwarder's counters.
 func (f *Forwarder) Stats() ForwarderStats {
@@ -242,12 +307,54 @@ const scanLimit = 4096
 func (f *Forwarder) run(wake <-chan struct{}, unsub func()) {
 	defer close(f.done)
 	defer unsub()
-	defer f.persist()
+	for attempt := 0; f.ctx.Err() == nil; attempt++ {
+		lost, release, ok, err := f.feed.TryLease(f.ctx, f.opt.Name)
+		if err != nil {
+			if f.ctx.Err() != nil {
+				return
+			}
+			f.log.Warn("audit forwarder cannot ask for its lease; retrying", "err", err)
+			f.sleep(f.backoff(min(attempt, 10)))
+			continue
+		}
+		if !ok {
+			if f.state.Swap(fwStandby) != fwStandby {
+				f.wakeDrains()
+			}
+			f.sleep(LeaseRetry)
+			continue
+		}
+		if err := f.load(); err != nil {
+			release()
+			f.log.Error("audit forwarder cannot start", "err", err)
+			f.sleep(f.backoff(min(attempt, 10)))
+			continue
+		}
+		attempt = 0
+		f.state.Store(fwLeased)
+		f.wakeDrains()
+		f.deliverLoop(wake, lost)
+		f.persist()
+		f.state.Store(fwStandby)
+		f.wakeDrains()
+		release()
+	}
+}
+
+// deliverLoop delivers while the lease holds and the forwarder runs.
+func (f *Forwarder) deliverLoop(wake <-chan struct{}, lost <-chan struct{}) {
 	save := time.NewTimer(time.Hour)
 	save.Stop()
+	defer save.Stop()
 	saveArmed := false
 	failures := 0
 	for {
+		select {
+		case <-lost:
+			f.log.Warn("audit forwarder lost its lease: another node delivers until it is taken again")
+			return
+		default:
+		}
 		entries, to, more, err := f.collect()
 		if err != nil {
 			f.log.Error("audit forwarder cannot read the log", "after", f.pos, "err", err)
@@ -282,12 +389,20 @@ func (f *Forwarder) run(wake <-chan struct{}, unsub func()) {
 		select {
 		case <-f.ctx.Done():
 			return
+		case <-lost:
 		case <-wake:
 		case <-save.C:
 			saveArmed = false
 			f.persist()
 		}
 	}
+}
+
+func (f *Forwarder) wakeDrains() {
+	f.progMu.Lock()
+	close(f.progress)
+	f.progress = make(chan struct{})
+	f.progMu.Unlock()
 }
 
 func (f *Forwarder) setPos(seq uint64) {
@@ -305,14 +420,25 @@ func (f *Forwarder) setPos(seq uint64) {
 // entry committed when Drain was called: for a graceful shutdown (SIGTERM),
 // before Close writes the cursor. It returns ctx.Err() if ctx ends first,
 // or ErrClosed if the forwarder stops.
+//
+// A forwarder that does not hold its lease (another node delivers for
+// its name) has nothing to drain: Drain returns nil at once.
 func (f *Forwarder) Drain(ctx context.Context) error {
-	target := f.s.st.head.Load()
+	target, err := f.feed.Head(ctx)
+	if err != nil {
+		return err
+	}
 	for {
 		f.progMu.Lock()
 		ch := f.progress
 		f.progMu.Unlock()
-		if f.position.Load() >= target {
+		switch f.state.Load() {
+		case fwStandby:
 			return nil
+		case fwLeased:
+			if f.position.Load() >= target {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -327,38 +453,30 @@ func (f *Forwarder) Drain(ctx context.Context) error {
 	}
 }
 
-// collect reads, in one short read transaction, up to Batch matching
-// entries after the position (at most scanLimit entries looked at). to is
-// the last sequence number looked at; more says the log goes on.
+// collect reads up to Batch matching entries after the position (at most
+// scanLimit entries looked at). to is the last sequence number looked at;
+// more says the log goes on.
 func (f *Forwarder) collect() (out []Entry, to uint64, more bool, err error) {
 	to = f.pos
-	err = f.s.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketLog).Cursor()
-		n := 0
-		k, v := c.Seek(seqKey(f.pos + 1))
-		for ; k != nil; k, v = c.Next() {
-			if len(out) >= f.opt.Batch || n >= scanLimit {
-				more = true
-				return nil
-			}
-			n++
-			if len(k) != 8 {
-				return errors.New("malformed log key")
-			}
-			e, err := decodeRecord(v)
-			if err != nil {
-				return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
-			}
-			e.Seq = binary.BigEndian.Uint64(k)
-			to = e.Seq
-			if f.opt.Match == nil || f.opt.Match(&e) {
-				out = append(out, e)
-			}
-		}
-		return nil
-	})
+	limit := scanLimit
+	if f.opt.Match == nil {
+		limit = f.opt.Batch
+	}
+	ctx, cancel := context.WithTimeout(f.ctx, 30*time.Second)
+	defer cancel()
+	entries, more, err := f.feed.ReadAfter(ctx, f.pos, limit)
 	if err != nil {
 		return nil, f.pos, false, err
+	}
+	for i := range entries {
+		e := &entries[i]
+		if len(out) >= f.opt.Batch {
+			return out, to, true, nil
+		}
+		to = e.Seq
+		if f.opt.Match == nil || f.opt.Match(e) {
+			out = append(out, *e)
+		}
 	}
 	return out, to, more, nil
 }
@@ -423,14 +541,68 @@ func (f *Forwarder) persist() {
 		return
 	}
 	pos := f.pos
-	err := f.s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(f.key, seqKey(pos))
-	})
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.feed.SaveCursor(ctx, f.opt.Name, pos); err != nil {
 		f.log.Error("audit forwarder cannot save its cursor", "cursor", pos, "err", err)
 		return
 	}
 	f.saved, f.lastSave = pos, time.Now()
 	f.cursor.Store(pos)
 	f.writes.Add(1)
+}
+
+// storeFeed is the bbolt Store as a Feed.
+type storeFeed struct{ s *Store }
+
+func (sf storeFeed) ReadAfter(ctx context.Context, after uint64, limit int) (out []Entry, more bool, err error) {
+	err = sf.s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketLog).Cursor()
+		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+			if len(out) >= limit {
+				more = true
+				return nil
+			}
+			if len(k) != 8 {
+				return errors.New("malformed log key")
+			}
+			e, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			e.Seq = binary.BigEndian.Uint64(k)
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+func (sf storeFeed) Head(ctx context.Context) (uint64, error) {
+	var head uint64
+	err := sf.s.db.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
+			head = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	return head, err
+}
+
+func (sf storeFeed) LoadCursor(ctx context.Context, name string) (uint64, error) {
+	return sf.s.Cursor(name)
+}
+
+func (sf storeFeed) SaveCursor(ctx context.Context, name string, seq uint64) error {
+	return sf.s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put([]byte(cursorPrefix+name), seqKey(seq))
+	})
+}
+
+func (sf storeFeed) Subscribe() (<-chan struct{}, func()) { return sf.s.subscribe() }
+
+// TryLease: the bbolt file is locked by one process, which is the one
+// forwarder of each name (Forward refuses a second).
+func (sf storeFeed) TryLease(ctx context.Context, name string) (<-chan struct{}, func(), bool, error) {
+	return nil, func() {}, true, nil
 }

@@ -199,3 +199,8 @@ func (s *Service) SetAgreementStatus(ctx context.Context, id, action string) ([]
 	}
 	return AgreementJSON(a), nil
 }
+
+// InvalidateAgreements drops the cached agreements, so the next decision
+// reads them again: for a change made elsewhere (another node's, announced
+// by the store; see consent/pgstore).
+func (s *Service) InvalidateAgreements() { s.agreements.Invalidate() }

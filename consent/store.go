@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -114,7 +113,7 @@ func (s *BoltStore) Add(ctx context.Context, a Agreement) (Agreement, error) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketAgreements)
 		if b.Get([]byte(a.ID)) != nil {
-			return fhir.Errorf(fhir.CodeInvalidParameter, "an agreement with id %q exists", a.ID).At("id")
+			return DuplicateAgreementError(a.ID)
 		}
 		return b.Put([]byte(a.ID), AgreementJSON(a))
 	})
@@ -189,8 +188,8 @@ func (s *BoltStore) setStatus(id string, to Status) (Agreement, error) {
 		if a, err = decodeAgreement(v); err != nil {
 			return err
 		}
-		if !transitions[to][a.Status] {
-			return fhir.Errorf(fhir.CodeInvalidParameter, "agreement %s is %s and cannot become %s", a.ID, a.Status, to).At("status")
+		if !CanTransition(a.Status, to) {
+			return TransitionError(a, to)
 		}
 		a.Status = to
 		a.Updated = s.now().UTC().Truncate(time.Second)
@@ -250,21 +249,10 @@ func (s *BoltStore) ForProvider(ctx context.Context, practice string) ([]Agreeme
 
 // PutGroup stores (or replaces) a named consumer group of ODS codes.
 func (s *BoltStore) PutGroup(ctx context.Context, name string, members []string) error {
-	if !validGroupName(name) {
-		return fhir.Errorf(fhir.CodeInvalidParameter, "group name must be 1..64 of [A-Za-z0-9._-]").At("name")
+	ms, err := GroupMembers(name, members)
+	if err != nil {
+		return err
 	}
-	set := map[string]bool{}
-	for _, m := range members {
-		if !ValidODS(m) {
-			return fhir.Errorf(fhir.CodeInvalidParameter, "group members must be ODS codes").At("members")
-		}
-		set[m] = true
-	}
-	ms := make([]string, 0, len(set))
-	for m := range set {
-		ms = append(ms, m)
-	}
-	sort.Strings(ms)
 	b, _ := json.Marshal(ms)
 	return wrap0(s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketGroups).Put([]byte(name), b) }))
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 
@@ -33,11 +34,12 @@ scopes) while it runs.
 	}
 	sub := args[0]
 	var o struct {
-		data, id, provider, consumers, areas, purposes, start, end, status, defSharing string
-		breakGlass                                                                     bool
+		data, database, id, provider, consumers, areas, purposes, start, end, status, defSharing string
+		breakGlass                                                                               bool
 	}
 	fs := newFlags("agreements "+sub+" [flags]", "Manage Information Sharing Agreements.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage)
 	switch sub {
 	case "add":
 		fs.StringVar(&o.id, "id", "", "agreement id (default: random)")
@@ -67,7 +69,7 @@ scopes) while it runs.
 			return err
 		}
 	}
-	st, err := openState(o.data)
+	st, err := openStateAt(ctx, o.data, o.database)
 	if err != nil {
 		return err
 	}

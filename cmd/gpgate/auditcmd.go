@@ -44,7 +44,10 @@ const auditUsage = `Usage:
 
 The audit key defaults to DIR.audit-key and the exported head to
 DIR.audit-head (beside the data directory, not in it), as for serve.
-The log must not be open by a running server.
+The log must not be open by a running server. With --database URL (or
+$GPGATE_DATABASE) verify and export read a multi-node deployment's
+PostgreSQL log instead, from one snapshot, while the nodes keep serving;
+give each node's exported head with --head to check it.
 `
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,7 +56,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	sub := args[0]
-	var data, since, key, head string
+	var data, database, since, key, head string
 	var pubs []string
 	var strict bool
 	synopsis := map[string]string{
@@ -68,6 +71,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fs := newFlags("audit "+sub+" [flags]", synopsis+" The log must not be open by a running server.", stderr)
 	fs.StringVar(&data, "data", "./gpgate-data", "data directory")
+	if sub != "pubkey" {
+		fs.StringVar(&database, "database", os.Getenv(databaseEnv), "PostgreSQL URL of a multi-node deployment's audit log (instead of the data directory's; nodes may keep running)")
+	}
 	switch sub {
 	case "verify":
 		fs.StringVar(&key, "key", "", "the audit key (private or public PEM) `FILE` (default DIR.audit-key when it exists)")
@@ -102,7 +108,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stderr, "audit key id %s\n", audit.KeyID(pub))
 		return err
 	case "verify":
-		return auditVerify(ctx, data, key, pubs, head, strict, stdout)
+		return auditVerify(ctx, data, database, key, pubs, head, strict, stdout)
 	}
 	var t time.Time
 	if since != "" {
@@ -116,11 +122,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--since %q: want RFC 3339 or YYYY-MM-DD", since)
 		}
 	}
-	st, err := audit.Open(filepath.Join(data, auditFile), audit.Options{ReadOnly: true})
+	st, done, err := openAuditReadOnly(ctx, data, database)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer done()
 	n, err := st.Export(ctx, stdout, t)
 	if err != nil {
 		return err
@@ -129,7 +135,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-func auditVerify(ctx context.Context, data, key string, pubs []string, head string, strict bool, stdout io.Writer) error {
+func auditVerify(ctx context.Context, data, database, key string, pubs []string, head string, strict bool, stdout io.Writer) error {
 	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
 	if key == "" && exists(auditKeyDefault(data)) {
 		key = auditKeyDefault(data)
@@ -151,11 +157,11 @@ func auditVerify(ctx context.Context, data, key string, pubs []string, head stri
 		}
 		keys = append(keys, k)
 	}
-	st, err := audit.Open(filepath.Join(data, auditFile), audit.Options{ReadOnly: true})
+	st, done, err := openAuditReadOnly(ctx, data, database)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer done()
 	vo := audit.VerifyOptions{Keys: keys}
 	if head != "" {
 		h, err := audit.ReadHeadFile(head)

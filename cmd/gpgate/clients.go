@@ -16,8 +16,13 @@ import (
 const stateFile = "gpgate.db" // clients, signing keys (and later agreements, consents)
 
 // clientsOf opens the state file for the client registry.
-func clientsOf(data string) (*smart.BoltStore, func() error, error) {
-	st, err := openState(data)
+func clientsOf(data string) (clientStore, func() error, error) {
+	return clientsAt(context.Background(), data, "")
+}
+
+// clientsAt is clientsOf, or the PostgreSQL registry when database is set.
+func clientsAt(ctx context.Context, data, database string) (clientStore, func() error, error) {
+	st, err := openStateAt(ctx, data, database)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -45,9 +50,10 @@ stop it before any of these (list included).
 		return err
 	}
 	sub := args[0]
-	var o struct{ data, id, ods, name, jwks, jwksURL, scopes, out, alg string }
+	var o struct{ data, database, id, ods, name, jwks, jwksURL, scopes, out, alg string }
 	fs := newFlags("clients "+sub+" [flags]", "Manage registered consumer systems.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage)
 	switch sub {
 	case "keygen":
 		fs.StringVar(&o.out, "out", "", "file to write the private key to (required)")
@@ -88,7 +94,7 @@ stop it before any of these (list included).
 		fmt.Fprintln(stdout, string(pub))
 		return nil
 	}
-	st, closeState, err := clientsOf(o.data)
+	st, closeState, err := clientsAt(ctx, o.data, o.database)
 	if err != nil {
 		return err
 	}

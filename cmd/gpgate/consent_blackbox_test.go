@@ -138,17 +138,26 @@ func startConsentEnv(t *testing.T) *cbEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.addr = sbFreeAddr(t)
+	env.addr = cbAddr(t)
 	base := "http://" + env.addr
 	env.tokenURL = base + smart.PathToken
 	env.testServer = &testServer{base: base, dir: dir, summary: sum, patients: patients, knownIDs: map[string]bool{}}
 	for _, n := range patients {
 		env.knownIDs[fhir.PatientID(n)] = true
 	}
-	env.stop = sbServe(t, dir, env.addr)
+	env.stop = cbServe(t, dir, env.addr)
 	t.Cleanup(func() { env.stop() })
 	return env
 }
+
+// cbAddr and cbServe choose and serve the consent tests' address: one
+// in-process node on bbolt here; the cluster test (cluster_test.go) puts
+// three PostgreSQL nodes behind HAProxy there instead, so the same checks
+// run on both.
+var (
+	cbAddr  = sbFreeAddr
+	cbServe = sbServe
+)
 
 // choosePatients reads the region (before it is served) and picks the
 // patients the tests need; it adds a sensitive and a confidential
@@ -400,7 +409,12 @@ func everything(p demo.Notable) string {
 
 // TestConsentOverHTTP proves the consent rules of issue 4 over HTTP.
 func TestConsentOverHTTP(t *testing.T) {
-	env := startConsentEnv(t)
+	runConsentChecks(t, startConsentEnv(t))
+}
+
+// runConsentChecks are the consent black-box checks, against one node or
+// a cluster.
+func runConsentChecks(t *testing.T, env *cbEnv) {
 	t.Run("agreements", env.testAgreements)
 	t.Run("blood pressure only", env.testBPOnly)
 	t.Run("consent to share", env.testConsentToShare)
@@ -1081,7 +1095,7 @@ func (env *cbEnv) testSuspendRestart(t *testing.T) {
 		t.Fatalf("agreements suspend: %d %s %s", code, out, stderr)
 	}
 	env.addDissent(t, c)
-	env.stop = sbServe(t, env.dir, env.addr)
+	env.stop = cbServe(t, env.dir, env.addr)
 
 	env.refused(t, env.call(t, http.MethodGet, everything(p), tok, nil), 403, fhir.CodeNoOrganisationConsent, consent.RuleAgreementSuspended)
 	env.refused(t, env.call(t, http.MethodGet, patientSearch(p.NHS), env.systemToken(t, demoClientID, nil), nil), 403, fhir.CodeNoOrganisationConsent, consent.RuleAgreementSuspended)
@@ -1094,7 +1108,7 @@ func (env *cbEnv) testSuspendRestart(t *testing.T) {
 	if code, out, stderr := sbRun(t, "agreements", "activate", "--data", env.dir, "--id", agreement); code != 0 || !strings.Contains(out, "active") {
 		t.Fatalf("agreements activate: %d %s %s", code, out, stderr)
 	}
-	env.stop = sbServe(t, env.dir, env.addr)
+	env.stop = cbServe(t, env.dir, env.addr)
 	decodeBundle(t, env.call(t, http.MethodGet, everything(p), tok, nil))
 }
 

@@ -28,12 +28,14 @@ type demoOpts struct {
 	force     bool
 	fast      bool
 	gpconnect string
+	database  string
 }
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var o demoOpts
 	fs := newFlags("demo [flags]", "Generates a deterministic synthetic region (practices, patients, full GP records)\ninto the embedded store in --data, and prints notable patients to try.\nAn existing region is kept unless --force is given.", stderr)
 	fs.StringVar(&o.data, "data", "./gpgate-data", "data directory")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), "PostgreSQL URL: register the demo clients and agreements there (a multi-node deployment) instead of in the data directory")
 	fs.Uint64Var(&o.seed, "seed", 1, "random seed: the same seed gives the same region")
 	fs.IntVar(&o.practices, "practices", 3, "number of practices")
 	fs.IntVar(&o.patients, "patients", 1000, "number of patients (scales to 100000)")
@@ -54,14 +56,14 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	if err := demoClient(ctx, o.data); err != nil {
+	if err := demoClientAt(ctx, o.data, o.database); err != nil {
 		return err
 	}
 	var extra []string
 	if gpc.ODS != "" {
 		extra = append(extra, gpc.ODS)
 	}
-	if err := demoAgreements(ctx, o.data, sum, extra...); err != nil {
+	if err := demoAgreementsAt(ctx, o.data, o.database, sum, extra...); err != nil {
 		return err
 	}
 	printSummary(stdout, sum, o.data)
@@ -98,7 +100,13 @@ const demoClinicalScopes = "system/*.rs patient/*.rs system/Consent.cd"
 // demoClient registers the demo clients, each with a fresh key unless it is
 // already registered and its key file is there.
 func demoClient(ctx context.Context, data string) error {
-	st, closeState, err := clientsOf(data)
+	return demoClientAt(ctx, data, os.Getenv(databaseEnv))
+}
+
+// demoClientAt is demoClient, registering in the database when one is
+// given (the key files are still written into data).
+func demoClientAt(ctx context.Context, data, database string) error {
+	st, closeState, err := clientsAt(ctx, data, database)
 	if err != nil {
 		return err
 	}
@@ -216,7 +224,12 @@ func printSummary(w io.Writer, s *demo.Summary, data string) {
 // the region (and the extra practices: the GP Connect one), unless they are
 // there already.
 func demoAgreements(ctx context.Context, data string, sum *demo.Summary, extra ...string) error {
-	st, err := openState(data)
+	return demoAgreementsAt(ctx, data, os.Getenv(databaseEnv), sum, extra...)
+}
+
+// demoAgreementsAt is demoAgreements, into the database when one is given.
+func demoAgreementsAt(ctx context.Context, data, database string, sum *demo.Summary, extra ...string) error {
+	st, err := openStateAt(ctx, data, database)
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ func init() {
 		"provider-emulator": {"serve a GP Connect provider emulator over recorded structured records", runProviderEmulator},
 		"practices":         {"configure practices (GP Connect, FHIR API, GP2GP folders, PDS) and probe them", runPractices},
 		"users":             {"manage the Shared Record Viewer's local clinician accounts", runUsers},
+		"migrate":           {"create or upgrade gpgate's tables in a PostgreSQL database (multi-node deployments)", runMigrate},
 	}
 }
 

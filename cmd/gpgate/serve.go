@@ -18,7 +18,6 @@ import (
 
 	"github.com/gpgate/gpgate/adapters"
 	"github.com/gpgate/gpgate/adapters/embedded"
-	"github.com/gpgate/gpgate/adapters/idmap"
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/conformance"
 	"github.com/gpgate/gpgate/consent"
@@ -80,6 +79,9 @@ type serveOpts struct {
 	// sensitiveCodes are a region's further code sets (its export of NHS
 	// Digital's GP summary exclusion refsets), added to the shipped ones.
 	sensitiveCodes stringList
+	// database is the PostgreSQL URL of the state every node shares ("":
+	// bbolt files in data); node names this node in its audit entries.
+	database, node string
 }
 
 // stringList is a repeatable string flag.
@@ -103,6 +105,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
 	fs.Var(&o.sensitiveCodes, "sensitive-codes", "CSV file of further sensitive codes, named <category>.<system>.csv in the format of consent/codesets (repeatable); added to the shipped sets")
 	fs.BoolVar(&o.auditOverride, "audit-accept-unverified", false, "open an audit log that fails its start-up check (after investigating it); the override is itself audited")
+	fs.StringVar(&o.database, "database", os.Getenv(databaseEnv), databaseUsage+"; run `gpgate migrate` first")
+	fs.StringVar(&o.node, "node", "", "this node's name in the audit entries it records (default: the listen address with --database)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -153,15 +157,17 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		}
 		trusted = append(trusted, k)
 	}
-	// The log verifies its chain from the last signed checkpoint, and
-	// against the exported head, before it serves: a rewritten or truncated
-	// log refuses to open.
-	auditLog, err := audit.Open(filepath.Join(o.data, auditFile), audit.Options{Logger: log, KeyFile: o.auditKey, HeadFile: o.auditHead,
-		HeadSink: audit.LogHeadSink{Logger: log}, TrustedKeys: trusted, AcceptUnverified: o.auditOverride})
+	if o.node == "" && o.database != "" {
+		o.node = o.listen
+	}
+	// The audit log and the state: in the data directory, or shared by
+	// every node in PostgreSQL (backends.go).
+	back, err := openBackends(ctx, o, trusted, log)
 	if err != nil {
 		return lockedErr(err, o.data, auditFile)
 	}
-	defer auditLog.Close()
+	defer back.Close()
+	auditLog, st := back.audit, back.state
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
@@ -187,15 +193,14 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		if err != nil {
 			return fmt.Errorf("pds: %w", err)
 		}
-		ids, err := idmap.Open(filepath.Join(o.data, idmapFile))
-		if err != nil {
-			return err
-		}
-		defer ids.Close()
-		wb := adapters.NewWriteBehind(testHooks.idmap(ids), adapters.WriteBehindOptions{Logger: log})
+		// The durable id map is the state's (bbolt in the data directory,
+		// or PostgreSQL shared by every node).
+		wb := adapters.NewWriteBehind(testHooks.idmap(back.ids), adapters.WriteBehindOptions{Logger: log})
 		testHooks.writeBehind(wb)
-		defer wb.Close() // runs before ids.Close: the last entries are written
+		defer wb.Close() // runs before the backends close: the last entries are written
 		regOpts.Locator, regOpts.IDMap = loc, wb
+	} else {
+		regOpts.IDMap = back.ids
 	}
 	reg := adapters.NewRegistryWith(regOpts)
 	env := newSourceEnv(log, adapters.NewSnapshots(snapOpts), base)
@@ -215,11 +220,6 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		}
 	}
 
-	st, err := openState(o.data)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	warnUnshared(ctx, st, reg, log)
 	exclusions, err := consent.ExclusionsWithFiles(o.sensitiveCodes...)
 	if err != nil {
@@ -266,15 +266,17 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}()
 	// The Shared Record Viewer: clinicians without an integrated EPR, on the
 	// same core (local accounts in the state file).
-	users, err := boltstore.New(st.db)
+	users, err := boltstore.New(back.usersDB)
 	if err != nil {
 		return err
 	}
-	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog, Narrower: narrower{core}})
+	authz, err := smart.NewServer(ctx, smart.Options{Clients: st.clients, Keys: st.clients, BaseURL: base, Logger: log, Auditor: auditLog,
+		Narrower: narrower{core}, ReplayCache: back.replay})
 	if err != nil {
 		return err
 	}
 	defer authz.Close()
+	back.watch(ctx, policy, authz, log)
 	uris := authz.OAuthURIs()
 	origins := corsOrigins(o.cors)
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),

@@ -1,25 +1,46 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpgate/gpgate/consent"
+	consentpg "github.com/gpgate/gpgate/consent/pgstore"
 	"github.com/gpgate/gpgate/consent/smart"
+	smartpg "github.com/gpgate/gpgate/consent/smart/pgstore"
 )
 
-// state is gpgate's own small-state file (DIR/gpgate.db): registered
-// clients and signing keys (consent/smart), sharing agreements and consents
-// to view (consent). Each package keeps its own buckets behind its own store
-// interface; only the file is shared, opened once here.
+// clientStore is what gpgate needs of the client registry: clients and
+// gpgate's own signing keys.
+type clientStore interface {
+	smart.ClientStore
+	smart.KeyStore
+}
+
+// consentStore is what gpgate needs of the consent state: agreements and
+// consents to view.
+type consentStore interface {
+	consent.AgreementStore
+	consent.ConsentStore
+}
+
+// state is gpgate's own small state: registered clients and signing keys
+// (consent/smart), sharing agreements and consents to view (consent). By
+// default it is the state file DIR/gpgate.db, each package keeping its own
+// buckets behind its own store interface (only the file is shared, opened
+// once here). With a database (--database URL) the same interfaces are
+// PostgreSQL stores shared by every node, and pool is open.
 type state struct {
-	db      *bolt.DB
-	clients *smart.BoltStore
-	consent *consent.BoltStore
+	db      *bolt.DB      // the state file; nil with a database
+	pool    *pgxpool.Pool // nil without a database
+	clients clientStore
+	consent consentStore
 }
 
 func openState(data string) (*state, error) { return openStateWithin(data, 3*time.Second) }
@@ -39,7 +60,9 @@ func openStateWithin(data string, wait time.Duration) (*state, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	st := &state{db: db}
-	if st.clients, err = smart.NewBoltStore(db); err == nil {
+	cl, err := smart.NewBoltStore(db)
+	if err == nil {
+		st.clients = cl
 		st.consent, err = consent.NewBoltStore(db, time.Now)
 	}
 	if err != nil {
@@ -49,4 +72,25 @@ func openStateWithin(data string, wait time.Duration) (*state, error) {
 	return st, nil
 }
 
-func (s *state) Close() error { return s.db.Close() }
+// openStateAt is openState, or the PostgreSQL state when database is set
+// (migrated by `gpgate migrate`; data is then not touched).
+func openStateAt(ctx context.Context, data, database string) (*state, error) {
+	if database == "" {
+		return openState(data)
+	}
+	pool, err := openDatabase(ctx, database)
+	if err != nil {
+		return nil, err
+	}
+	return &state{pool: pool, clients: smartpg.New(pool, nil), consent: consentpg.New(pool, nil)}, nil
+}
+
+func (s *state) Close() error {
+	if s.pool != nil {
+		s.pool.Close()
+	}
+	if s.db != nil {
+		return s.db.Close()
+	}
+	return nil
+}

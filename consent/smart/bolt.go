@@ -193,5 +193,17 @@ func (s *BoltStore) SetSigningKeys(ctx context.Context, keys []SigningKey) error
 	if err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketKeys).Put(ringKey, b) })
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketKeys)
+		if v := bk.Get(ringKey); v != nil {
+			var stored []SigningKey
+			if err := json.Unmarshal(v, &stored); err != nil {
+				return err
+			}
+			if err := CheckKeysReplace(stored, keys); err != nil {
+				return err
+			}
+		}
+		return bk.Put(ringKey, b)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -227,6 +228,11 @@ func loadRing(ctx context.Context, ks KeyStore, alg string, now time.Time, retai
 	}
 	keys = append(pruneKeys(keys, now, retain), sk)
 	if err := ks.SetSigningKeys(ctx, keys); err != nil {
+		// Another node starting at the same time made the key first:
+		// use that one.
+		if r2, err2 := loadRing(ctx, ks, alg, now, retain, false); errors.Is(err, ErrSigningKeysChanged) && err2 == nil && r2.active != nil {
+			return r2, nil
+		}
 		return nil, fmt.Errorf("smart: store signing key: %w", err)
 	}
 	return buildRing(keys, now, retain)

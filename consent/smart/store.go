@@ -57,10 +57,32 @@ type SigningKey struct {
 }
 
 // KeyStore holds gpgate's signing keys. SetSigningKeys replaces the whole
-// set atomically.
+// set atomically, but refuses (ErrSigningKeysChanged) to drop a stored key
+// that is not retired and not in keys: another node made or rotated a key
+// since this one read the set, and last-writer-wins would invalidate that
+// node's tokens. The caller re-reads and uses what is stored.
 type KeyStore interface {
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
 	SetSigningKeys(ctx context.Context, keys []SigningKey) error
+}
+
+// ErrSigningKeysChanged is returned by SetSigningKeys when the stored set
+// changed since the caller read it (see KeyStore).
+var ErrSigningKeysChanged = errors.New("smart: signing keys changed concurrently")
+
+// CheckKeysReplace is the KeyStore rule every implementation applies,
+// under its write lock: nil when next may replace stored.
+func CheckKeysReplace(stored, next []SigningKey) error {
+	in := make(map[string]bool, len(next))
+	for _, k := range next {
+		in[k.KID] = true
+	}
+	for _, k := range stored {
+		if k.Retired.IsZero() && !in[k.KID] {
+			return ErrSigningKeysChanged
+		}
+	}
+	return nil
 }
 
 // ErrClientNotFound is wrapped (as Cause of a REFERENCE_NOT_FOUND
