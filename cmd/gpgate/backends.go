@@ -11,6 +11,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpgate/gpgate/adapters"
+	"github.com/gpgate/gpgate/adapters/idmap"
 	"github.com/gpgate/gpgate/adapters/idmap/pgidmap"
 	"github.com/gpgate/gpgate/audit"
 	"github.com/gpgate/gpgate/audit/pgaudit"
@@ -31,7 +32,7 @@ type backends struct {
 	audit   auditStore
 	state   *state
 	usersDB *bolt.DB
-	ids     adapters.IDMap    // nil: in memory
+	ids     adapters.IDMap    // the persistent patient id map
 	replay  smart.ReplayCache // nil: in memory, this node only
 	hub     *postgres.Hub     // nil without a database
 	closers []func()
@@ -60,6 +61,12 @@ func openBackends(ctx context.Context, o serveOpts, trusted []ed25519.PublicKey,
 		}
 		b.add(func() { b.state.Close() })
 		b.usersDB = b.state.db
+		ids, err := idmap.Open(filepath.Join(o.data, idmapFile))
+		if err != nil {
+			return nil, err
+		}
+		b.add(func() { ids.Close() })
+		b.ids = ids
 		return b, nil
 	}
 	pool, err := openDatabase(ctx, o.database)
