@@ -63,7 +63,7 @@ SOAK_CLIENTS  ?= 32
 soak: build
 	$(GO) run ./cmd/gpgate-soak --bin $(BIN) --duration $(SOAK_DURATION) --clients $(SOAK_CLIENTS)
 
-# Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, jose) against a live gpgate;
+# Third-party SMART/FHIR clients (npm: fhir-kit-client, fhirclient, @medplum/core, jose) against a live gpgate;
 # needs node and npm (see conformance/clients/ci.sh).
 .PHONY: clients-test
 clients-test:

@@ -22,7 +22,17 @@ type Options struct {
 	AuditEvent bool
 	// Consent declares POST /Consent and GET /Consent/{id} (consent to view).
 	Consent bool
+	// CORS says browsers may call the API cross-origin (serve --cors-origins).
+	CORS bool
 }
+
+// LenientParams is what the statement (rest.documentation) says about
+// parameters gpgate does not know; the README says the same.
+const LenientParams = "Unknown search parameters are ignored, leniently, as FHIR's default handling allows: " +
+	"the answer is then wider than asked, and the Bundle names each ignored parameter in an OperationOutcome entry " +
+	"(search mode outcome, code UNKNOWN_PARAMETER_IGNORED). Send `Prefer: handling=strict` to have them refused " +
+	"(400 BAD_REQUEST) instead. FHIR parameters and modifiers gpgate knows but does not serve (_has, _filter, chained " +
+	"parameters, :exact, :missing, ...) are always refused (501 NOT_IMPLEMENTED), never ignored."
 
 // auditSearchParams are the parameters GET /AuditEvent honours.
 var auditSearchParams = []searchParam{
@@ -65,15 +75,16 @@ type operation struct {
 	Definition string `json:"definition"`
 }
 type resource struct {
-	Type            string        `json:"type"`
-	Profile         string        `json:"profile,omitempty"`
-	Interaction     []interaction `json:"interaction"`
-	Versioning      string        `json:"versioning,omitempty"`
-	ReadHistory     bool          `json:"readHistory"`
-	ConditionalRead string        `json:"conditionalRead,omitempty"`
-	SearchInclude   []string      `json:"searchInclude,omitempty"`
-	SearchParam     []searchParam `json:"searchParam,omitempty"`
-	Operation       []operation   `json:"operation,omitempty"`
+	Type             string        `json:"type"`
+	Profile          string        `json:"profile,omitempty"`
+	Interaction      []interaction `json:"interaction"`
+	Versioning       string        `json:"versioning,omitempty"`
+	ReadHistory      bool          `json:"readHistory"`
+	ConditionalRead  string        `json:"conditionalRead,omitempty"`
+	SearchInclude    []string      `json:"searchInclude,omitempty"`
+	SearchRevInclude []string      `json:"searchRevInclude,omitempty"`
+	SearchParam      []searchParam `json:"searchParam,omitempty"`
+	Operation        []operation   `json:"operation,omitempty"`
 }
 type security struct {
 	Extension   []extension `json:"extension,omitempty"`
@@ -82,12 +93,13 @@ type security struct {
 	Description string      `json:"description,omitempty"`
 }
 type rest struct {
-	Mode        string        `json:"mode"`
-	Security    *security     `json:"security,omitempty"`
-	Resource    []resource    `json:"resource"`
-	Interaction []interaction `json:"interaction,omitempty"`
-	SearchParam []searchParam `json:"searchParam,omitempty"`
-	Operation   []operation   `json:"operation,omitempty"`
+	Mode          string        `json:"mode"`
+	Documentation string        `json:"documentation,omitempty"`
+	Security      *security     `json:"security,omitempty"`
+	Resource      []resource    `json:"resource"`
+	Interaction   []interaction `json:"interaction,omitempty"`
+	SearchParam   []searchParam `json:"searchParam,omitempty"`
+	Operation     []operation   `json:"operation,omitempty"`
 }
 type capabilityStatement struct {
 	ResourceType string `json:"resourceType"`
@@ -133,9 +145,10 @@ func CapabilityStatement(o Options) []byte {
 	cs.Implementation.Description = "gpgate: view-only, coded-only GP record gateway (UK Core R4)"
 	cs.Implementation.URL = o.BaseURL
 
-	r := rest{Mode: "server"}
+	r := rest{Mode: "server", Documentation: "gpgate is view only and shares coded data only. Searches are within one patient " +
+		"(patient, or the Patient/{id}/{type} compartment), by GET or POST {type}/_search; HEAD answers every GET. " + LenientParams}
 	if o.OAuthURIs != nil {
-		sec := &security{Cors: false, Description: "SMART Backend Services (client_credentials + private_key_jwt); every clinical request needs a bearer token."}
+		sec := &security{Cors: o.CORS, Description: "SMART Backend Services (client_credentials + private_key_jwt); every clinical request needs a bearer token."}
 		oauth := extension{URL: "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"}
 		keys := make([]string, 0, len(o.OAuthURIs))
 		for k := range o.OAuthURIs {
@@ -153,6 +166,8 @@ func CapabilityStatement(o Options) []byte {
 		res := resource{Type: typ, Profile: fhir.ProfileFor(typ), Interaction: []interaction{{Code: "read"}}, Versioning: "no-version", ConditionalRead: "not-supported"}
 		if defs, ok := fhir.SearchParams[typ]; ok {
 			res.Interaction = append(res.Interaction, interaction{Code: "search-type"})
+			res.SearchInclude = fhir.IncludesOf(typ)
+			res.SearchRevInclude = fhir.RevIncludesOf(typ)
 			for _, d := range append(append([]fhir.SearchParam(nil), defs...), fhir.CommonParams...) {
 				res.SearchParam = append(res.SearchParam, searchParam{Name: d.Name, Definition: d.Definition, Type: string(d.Type), Documentation: d.Doc})
 			}
@@ -171,7 +186,7 @@ func CapabilityStatement(o Options) []byte {
 	}
 	if o.Consent {
 		r.Resource = append(r.Resource, resource{Type: "Consent", Profile: fhir.ProfileConsent,
-			Interaction: []interaction{{Code: "create"}, {Code: "read"}}, Versioning: "no-version", ConditionalRead: "not-supported"})
+			Interaction: []interaction{{Code: "create"}, {Code: "read"}, {Code: "delete"}}, Versioning: "no-version", ConditionalRead: "not-supported"})
 	}
 	// gpgate serves its own OperationDefinitions (OperationDefinitions) at
 	// their canonicals: read by id, nothing else.
@@ -181,6 +196,10 @@ func CapabilityStatement(o Options) []byte {
 		{Name: "_count", Type: "number", Documentation: "Page size (default 50, at most 1000)"},
 		{Name: "_sort", Type: "string", Documentation: "date, -date (default), _lastUpdated or -_lastUpdated"},
 		{Name: "_offset", Type: "number", Documentation: "Paging offset, as used in next/previous links"},
+		{Name: "_summary", Type: "token", Documentation: "count (the total, no entries), true (the elements R4 marks summary, plus mandatory ones; tagged SUBSETTED), data or false (whole resources: gpgate shares no narrative, so text is not served)"},
+		{Name: "_elements", Type: "string", Documentation: "Only these top-level elements (comma-separated), plus mandatory ones; tagged SUBSETTED"},
+		{Name: "_total", Type: "token", Documentation: "Accepted; the total is always given, and exact"},
+		{Name: "_format", Type: "token", Documentation: "json or application/fhir+json (overrides Accept); anything else is 406"},
 	}
 	cs.Rest = []rest{r}
 	b, _ := json.Marshal(cs) // plain structs: cannot fail

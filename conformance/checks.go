@@ -51,8 +51,10 @@ type capResource struct {
 	Interaction []struct {
 		Code string `json:"code"`
 	} `json:"interaction"`
-	SearchParam []capParam `json:"searchParam"`
-	Operation   []struct {
+	SearchParam      []capParam `json:"searchParam"`
+	SearchInclude    []string   `json:"searchInclude"`
+	SearchRevInclude []string   `json:"searchRevInclude"`
+	Operation        []struct {
 		Name       string `json:"name"`
 		Definition string `json:"definition"`
 	} `json:"operation"`
@@ -271,8 +273,9 @@ func (r *runner) checkMetadata(ctx context.Context, c *Check) {
 			c.fail("%s is declared without the read interaction", rs.Type)
 		}
 		// View only: the one write is recording a clinician's consent to
-		// view (Consent create), which is part of how data is permitted.
-		if (rs.has("create") && rs.Type != "Consent") || rs.has("update") || rs.has("delete") || rs.has("patch") {
+		// view (Consent create, and delete to revoke it), which is part of
+		// how data is permitted.
+		if (rs.has("create") && rs.Type != "Consent") || rs.has("update") || (rs.has("delete") && rs.Type != "Consent") || rs.has("patch") {
 			c.fail("%s declares a write interaction on a view-only server", rs.Type)
 		}
 		for _, p := range rs.SearchParam {

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,51 @@ func FuzzValues(f *testing.F) {
 			_ = refsOf(v)
 		}
 	})
+}
+
+func TestCapabilityStatementSaysWhatIsServed(t *testing.T) {
+	var cs struct {
+		Rest []struct {
+			Documentation string `json:"documentation"`
+			Security      struct {
+				Cors bool `json:"cors"`
+			} `json:"security"`
+			Resource []struct {
+				Type             string   `json:"type"`
+				SearchInclude    []string `json:"searchInclude"`
+				SearchRevInclude []string `json:"searchRevInclude"`
+				Interaction      []struct{ Code string }
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	for _, cors := range []bool{false, true} {
+		b := CapabilityStatement(Options{BaseURL: "http://gp.test", OAuthURIs: map[string]string{"token": "http://gp.test/auth/token"}, Consent: true, CORS: cors})
+		if err := json.Unmarshal(b, &cs); err != nil {
+			t.Fatal(err)
+		}
+		r := cs.Rest[0]
+		if r.Security.Cors != cors {
+			t.Errorf("security.cors %v with CORS %v", r.Security.Cors, cors)
+		}
+		if !strings.Contains(r.Documentation, "Unknown search parameters are ignored") || !strings.Contains(r.Documentation, "handling=strict") {
+			t.Errorf("rest.documentation does not state the lenient handling: %q", r.Documentation)
+		}
+		incs := map[string][]string{}
+		revs := map[string][]string{}
+		for _, rs := range r.Resource {
+			incs[rs.Type], revs[rs.Type] = rs.SearchInclude, rs.SearchRevInclude
+			if rs.Type == "Consent" && len(rs.Interaction) != 3 {
+				t.Errorf("Consent interactions %v (create, read, delete)", rs.Interaction)
+			}
+		}
+		for typ, want := range map[string]string{"MedicationRequest": "MedicationRequest:medication", "DiagnosticReport": "DiagnosticReport:result",
+			"Observation": "Observation:has-member", "Condition": "Condition:encounter", "Encounter": "Encounter:diagnosis"} {
+			if !slices.Contains(incs[typ], want) {
+				t.Errorf("%s searchInclude %v lacks %s", typ, incs[typ], want)
+			}
+		}
+		if !slices.Contains(revs["Observation"], "DiagnosticReport:result") {
+			t.Errorf("Observation searchRevInclude %v", revs["Observation"])
+		}
+	}
 }

@@ -227,6 +227,15 @@ func (r *runner) checkEverythingOp(ctx context.Context, c *Check) {
 					c.fail("_since in the future: %d resources", *b.Total)
 				}
 			}
+		case "_summary":
+			res, err := r.pget(ctx, p, base+"?_summary=count", strictHdr)
+			b := r.decodeBundle(c, "$everything _summary=count", res, err)
+			if m, _ := (&bundleJSON{}).matchesOf(res.body); b != nil && (b.Total == nil || *b.Total != p.count || m != 0) {
+				c.fail("_summary=count: total %v and %d entries, the record has %d", b.Total, m, p.count)
+			}
+		case "_elements":
+			res, err := r.pget(ctx, p, base+"?_elements=id&_count=5", strictHdr)
+			r.decodeBundle(c, "$everything _elements", res, err)
 		default:
 			res, err := r.pget(ctx, p, base+"?"+url.QueryEscape(prm.Name)+"=1", strictHdr)
 			if err != nil || res.status != http.StatusOK {
@@ -494,7 +503,15 @@ func (r *runner) checkErrors(ctx context.Context, c *Check) {
 		{"clinical data with a system token", request{method: http.MethodGet, path: "/Condition?patient=" + p.id, token: stok, label: "error"}, 403, fhir.CodeNoPatientConsent},
 		{"unknown id in a record", get("/Condition/"+p.id+"-conformance-no-such", nil), 404, fhir.CodeNoRecordFound},
 		{"bad _count", get("/Condition?patient="+p.id+"&_count=many", nil), 422, fhir.CodeInvalidParameter},
-		{"bad _sort", get("/Condition?patient="+p.id+"&_sort=code", nil), 422, fhir.CodeInvalidParameter},
+		{"_sort not served", get("/Condition?patient="+p.id+"&_sort=code", nil), 501, fhir.CodeNotImplemented},
+		{"bad _sort", get("/Condition?patient="+p.id+"&_sort="+url.QueryEscape("date desc"), nil), 422, fhir.CodeInvalidParameter},
+		{"history", get("/Condition/"+p.id+"-x/_history", nil), 501, fhir.CodeNotImplemented},
+		{"vread", get("/Patient/"+p.id+"/_history/1", nil), 501, fhir.CodeNotImplemented},
+		{"an operation not served", get("/Patient/"+p.id+"/$validate", nil), 501, fhir.CodeNotImplemented},
+		{"_has", get("/Condition?patient="+p.id+"&_has:Encounter:diagnosis:status=finished", nil), 501, fhir.CodeNotImplemented},
+		{"a modifier not served", get("/Condition?patient="+p.id+"&code:text=x", nil), 501, fhir.CodeNotImplemented},
+		{"_summary=text", get("/Condition?patient="+p.id+"&_summary=text", nil), 501, fhir.CodeNotImplemented},
+		{"fhirVersion 3.0", get("/metadata", map[string]string{"Accept": "application/fhir+json; fhirVersion=3.0"}), 406, fhir.CodeNotAcceptable},
 		{"undeclared parameter, strict", get("/Condition?patient="+p.id+"&gpgate-conformance-undeclared=1", strictHdr), 400, fhir.CodeBadRequest},
 		{"Accept XML", get("/metadata", map[string]string{"Accept": "application/fhir+xml"}), 406, fhir.CodeNotAcceptable},
 		{"_format xml", get("/Condition?patient="+p.id+"&_format=xml", nil), 406, fhir.CodeNotAcceptable},

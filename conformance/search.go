@@ -565,8 +565,15 @@ var probeParams = []string{
 	"_list", "_tag", "_profile", "_security", "_source", "_query", "gpgate-conformance-undeclared",
 }
 
+// refusedParams are FHIR R4 parameters that, not served, are refused
+// (501 NOT_IMPLEMENTED) under either handling rather than ignored.
+var refusedParams = map[string]bool{
+	"_text": true, "_content": true, "_has": true, "_contained": true, "_list": true, "_tag": true,
+	"_profile": true, "_security": true, "_source": true, "_query": true, "_filter": true,
+}
+
 func (r *runner) checkUndeclared(ctx context.Context, c *Check) {
-	c.Detail = "a parameter not declared (R4's common ones and a made-up one) is 400 BAD_REQUEST under Prefer: handling=strict, and named in an outcome entry otherwise"
+	c.Detail = "a parameter not declared (R4's common ones and a made-up one) is 400 BAD_REQUEST under Prefer: handling=strict, and named in an outcome entry otherwise; FHIR's own parameters not served are 501 NOT_IMPLEMENTED either way"
 	p := r.patients[0]
 	rest := map[string]bool{}
 	for _, sp := range r.cs.Rest[0].SearchParam {
@@ -590,11 +597,21 @@ func (r *runner) checkUndeclared(ctx context.Context, c *Check) {
 			base = "identifier=" + url.QueryEscape(fhir.NHSNumberSystem+"|"+p.nhs)
 		}
 		for _, name := range probeParams {
-			if declared[name] || rest[name] {
-				continue
+			if declared[name] || rest[name] || ((name == "_include" || name == "_revinclude") && (len(rs.SearchInclude) > 0 || len(rs.SearchRevInclude) > 0)) {
+				continue // includes: checkIncludes
 			}
 			c.Count++
 			path := "/" + rs.Type + "?" + base + "&" + url.QueryEscape(name) + "=x"
+			if refusedParams[name] {
+				// FHIR's own parameters gpgate does not serve are refused
+				// whatever the handling: ignoring them would answer more
+				// than was asked.
+				for _, h := range []map[string]string{strictHdr, nil} {
+					res, err := r.do(ctx, request{method: http.MethodGet, path: path, header: h, token: tok, label: "error"})
+					r.expectOutcomeQuiet(c, rs.Type+"?"+name, res, err, http.StatusNotImplemented, fhir.CodeNotImplemented)
+				}
+				continue
+			}
 			res, err := r.do(ctx, request{method: http.MethodGet, path: path, header: strictHdr, token: tok, label: "error"})
 			r.expectOutcomeQuiet(c, rs.Type+"?"+name+" (strict)", res, err, http.StatusBadRequest, fhir.CodeBadRequest)
 			res, err = r.do(ctx, request{method: http.MethodGet, path: path + "&_count=1", token: tok, label: "ignored"})

@@ -238,6 +238,8 @@ func (r *runner) run(ctx context.Context) {
 	r.step(ctx, "search-patient-totals", r.checkPatientTotals)
 	r.step(ctx, "undeclared-parameters", r.checkUndeclared)
 	r.step(ctx, "paging", r.checkPaging)
+	r.step(ctx, "client-interactions", r.checkClientInteractions)
+	r.step(ctx, "includes", r.checkIncludes)
 	r.step(ctx, "operation-everything", r.checkEverythingOp)
 	r.step(ctx, "operation-getstructuredrecord", r.checkStructuredOp)
 	r.step(ctx, "references", r.checkReferences)

@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"io"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -46,6 +47,41 @@ func (b *Bundle) Size() int {
 // AppendJSON appends the Bundle's JSON to dst and returns it. The output is
 // compact JSON in the element order jsonformat uses for R4 Bundle.
 func (b *Bundle) AppendJSON(dst []byte) []byte {
+	dst = b.appendHead(dst)
+	for i := range b.Entries {
+		dst = b.appendEntry(dst, i)
+	}
+	return b.appendTail(dst)
+}
+
+// WriteJSON writes the same bytes as AppendJSON to w, a chunk of about
+// len(cap(buf)) at a time (64 KiB when buf has no capacity), so a large
+// Bundle is never held whole in memory: entries are spliced from their
+// canonical bytes as they go out.
+func (b *Bundle) WriteJSON(w io.Writer, buf []byte) error {
+	chunk := cap(buf)
+	if chunk == 0 {
+		chunk = 64 << 10
+		buf = make([]byte, 0, chunk)
+	}
+	buf = b.appendHead(buf[:0])
+	for i := range b.Entries {
+		// Flush before an entry that would not fit, so the buffer given is
+		// the only one (an entry larger than it grows it, once).
+		if len(buf) > 0 && len(buf)+b.entrySize(i) > chunk {
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+			buf = buf[:0]
+		}
+		buf = b.appendEntry(buf, i)
+	}
+	buf = b.appendTail(buf)
+	_, err := w.Write(buf)
+	return err
+}
+
+func (b *Bundle) appendHead(dst []byte) []byte {
 	dst = append(dst, `{"resourceType":"Bundle"`...)
 	if b.ID != "" {
 		dst = append(dst, `,"id":`...)
@@ -79,31 +115,45 @@ func (b *Bundle) AppendJSON(dst []byte) []byte {
 	}
 	if len(b.Entries) > 0 {
 		dst = append(dst, `,"entry":[`...)
-		for i, e := range b.Entries {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			r := e.Resource
-			dst = append(dst, `{"fullUrl":"`...)
-			if r.Type == "OperationOutcome" || r.ID == "" {
-				dst = append(dst, "urn:uuid:"...)
-				dst = append(dst, r.ID...)
-			} else {
-				dst = append(dst, b.Base...)
-				dst = append(dst, '/')
-				dst = append(dst, r.Type...)
-				dst = append(dst, '/')
-				dst = append(dst, r.ID...)
-			}
-			dst = append(dst, `","resource":`...)
-			dst = append(dst, r.JSON...)
-			if e.Mode != "" {
-				dst = append(dst, `,"search":{"mode":"`...)
-				dst = append(dst, e.Mode...)
-				dst = append(dst, `"}`...)
-			}
-			dst = append(dst, '}')
-		}
+	}
+	return dst
+}
+
+// entrySize bounds the bytes appendEntry appends for entry i.
+func (b *Bundle) entrySize(i int) int {
+	r := b.Entries[i].Resource
+	return 64 + len(b.Base) + len(r.Type) + len(r.ID) + len(r.JSON) + len(b.Entries[i].Mode)
+}
+
+func (b *Bundle) appendEntry(dst []byte, i int) []byte {
+	e := b.Entries[i]
+	if i > 0 {
+		dst = append(dst, ',')
+	}
+	r := e.Resource
+	dst = append(dst, `{"fullUrl":"`...)
+	if r.Type == "OperationOutcome" || r.ID == "" {
+		dst = append(dst, "urn:uuid:"...)
+		dst = append(dst, r.ID...)
+	} else {
+		dst = append(dst, b.Base...)
+		dst = append(dst, '/')
+		dst = append(dst, r.Type...)
+		dst = append(dst, '/')
+		dst = append(dst, r.ID...)
+	}
+	dst = append(dst, `","resource":`...)
+	dst = append(dst, r.JSON...)
+	if e.Mode != "" {
+		dst = append(dst, `,"search":{"mode":"`...)
+		dst = append(dst, e.Mode...)
+		dst = append(dst, `"}`...)
+	}
+	return append(dst, '}')
+}
+
+func (b *Bundle) appendTail(dst []byte) []byte {
+	if len(b.Entries) > 0 {
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')

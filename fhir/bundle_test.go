@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -370,5 +371,37 @@ func BenchmarkBundleCopy(b *testing.B) {
 	}
 	if cap(out) != cap(buf) {
 		b.Fatal("copy reallocated")
+	}
+}
+
+// BenchmarkBundleWriteJSON streams the same 500-resource searchset in
+// 64 KiB chunks (what the REST layer does): no buffer of the whole Bundle.
+func BenchmarkBundleWriteJSON(b *testing.B) {
+	bd := benchBundle(b)
+	buf := make([]byte, 0, 64<<10)
+	b.SetBytes(int64(len(bd.AppendJSON(nil))))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := bd.WriteJSON(io.Discard, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func TestBundleWriteJSONIsAppendJSON(t *testing.T) {
+	for _, n := range []int{0, 1, 3} {
+		bd := &Bundle{ID: "b", Type: "searchset", Total: n, Base: testBase, Links: []Link{{"self", testBase + "/x"}}}
+		for i := 0; i < n; i++ {
+			bd.Entries = append(bd.Entries, BundleEntry{Resource: &Resource{Type: "Flag", ID: fmt.Sprint("f", i), JSON: []byte(`{"resourceType":"Flag","id":"f` + fmt.Sprint(i) + `","padding":"` + strings.Repeat("x", 100) + `"}`)}, Mode: "match"})
+		}
+		for _, chunk := range []int{1, 50, 64 << 10} {
+			var w bytes.Buffer
+			if err := bd.WriteJSON(&w, make([]byte, 0, chunk)); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := w.String(), string(bd.AppendJSON(nil)); got != want {
+				t.Fatalf("%d entries, chunk %d:\n got %s\nwant %s", n, chunk, got, want)
+			}
+		}
 	}
 }

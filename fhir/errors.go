@@ -230,3 +230,13 @@ func WarningSystem(c Code) string {
 	}
 	return SpineErrorSystem
 }
+
+// Codes lists every error code gpgate answers with and its HTTP status (for
+// documentation and the tests that keep it true).
+func Codes() map[Code]int {
+	out := make(map[Code]int, len(codes))
+	for c, ci := range codes {
+		out[c] = ci.status
+	}
+	return out
+}

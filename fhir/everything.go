@@ -1,6 +1,8 @@
 package fhir
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/url"
 	"sort"
 	"strconv"
@@ -28,6 +30,89 @@ var EverythingParams = []SectionPart{
 	{"end", "date", "Only resources with care dates on or before this date (undated resources are always included)"},
 	{"_count", "integer", "Page size (default 50, at most 1000)"},
 	{"_offset", "integer", "Paging offset, as used in the Bundle's links"},
+	{"_summary", "code", "count: the total only; true: the elements R4 marks summary; data: whole resources (gpgate shares no narrative)"},
+	{"_elements", "string", "Only these top-level elements of each resource (comma-separated; mandatory elements are kept)"},
+}
+
+// EverythingValues turns the body of POST Patient/{id}/$everything into
+// the parameters of ParseEverything: a Parameters resource
+// (application/fhir+json; _type valueCode or valueString, repeatable; _since
+// valueInstant or valueDateTime; start, end valueDate or valueDateTime;
+// _count, _offset valueInteger or valuePositiveInt) or, when every value is
+// primitive, application/x-www-form-urlencoded. An empty body asks for
+// everything. A value of the wrong type is INVALID_PARAMETER; a body that is
+// not a Parameters resource INVALID_RESOURCE.
+func EverythingValues(body []byte, form bool) (url.Values, error) {
+	v := url.Values{}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return v, nil
+	}
+	if form {
+		fv, err := url.ParseQuery(string(body))
+		if err != nil {
+			return nil, Errorf(CodeInvalidParameter, "the form body could not be parsed")
+		}
+		return fv, nil
+	}
+	var p struct {
+		ResourceType string `json:"resourceType"`
+		Parameter    []struct {
+			Name          string  `json:"name"`
+			ValueCode     *string `json:"valueCode"`
+			ValueString   *string `json:"valueString"`
+			ValueURI      *string `json:"valueUri"`
+			ValueInstant  *string `json:"valueInstant"`
+			ValueDateTime *string `json:"valueDateTime"`
+			ValueDate     *string `json:"valueDate"`
+			ValueInteger  *int    `json:"valueInteger"`
+			ValuePosInt   *int    `json:"valuePositiveInt"`
+			ValueUnsigned *int    `json:"valueUnsignedInt"`
+		} `json:"parameter"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&p); err != nil || dec.More() {
+		return nil, Errorf(CodeInvalidResource, "the body is not a JSON Parameters resource")
+	}
+	if p.ResourceType != "Parameters" {
+		return nil, Errorf(CodeInvalidResource, "the body must be a Parameters resource")
+	}
+	for _, prm := range p.Parameter {
+		name := safeName(prm.Name)
+		str := func(ps ...*string) (string, bool) {
+			for _, s := range ps {
+				if s != nil {
+					return *s, true
+				}
+			}
+			return "", false
+		}
+		var val string
+		ok := false
+		switch prm.Name {
+		case "_type":
+			val, ok = str(prm.ValueCode, prm.ValueString, prm.ValueURI)
+		case "_since":
+			val, ok = str(prm.ValueInstant, prm.ValueDateTime)
+		case "start", "end":
+			val, ok = str(prm.ValueDate, prm.ValueDateTime)
+		case "_count", "_offset":
+			for _, n := range []*int{prm.ValueInteger, prm.ValuePosInt, prm.ValueUnsigned} {
+				if n != nil {
+					val, ok = strconv.Itoa(*n), true
+				}
+			}
+		default:
+			// Unknown parameters go on to ParseEverything's lenient or
+			// strict handling, with any primitive value.
+			val, ok = str(prm.ValueCode, prm.ValueString, prm.ValueURI, prm.ValueInstant, prm.ValueDateTime, prm.ValueDate)
+			ok = true
+		}
+		if !ok {
+			return nil, Errorf(CodeInvalidParameter, "parameter %s has a value of the wrong type", name).At(name)
+		}
+		v.Add(prm.Name, val)
+	}
+	return v, nil
 }
 
 // ParseEverything reads the parameters of $everything: _type, _since,
@@ -43,9 +128,15 @@ func ParseEverything(patientID string, v url.Values, strict bool) (*EverythingRe
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	sub, err := ParseSubset("", v["_summary"], v["_elements"])
+	if err != nil {
+		return nil, err
+	}
+	e.Query.Subset = sub
 	for _, k := range keys {
 		val := last(v[k])
 		switch k {
+		case "_summary", "_elements":
 		case "_count", "_offset":
 			n, err := strconv.Atoi(val)
 			if err != nil || n < 0 || n > 1<<30 {
@@ -126,9 +217,12 @@ func (e *EverythingRequest) Match(r *Resource) bool {
 // about the record (withheld items, areas unavailable).
 type Page struct {
 	Resources []*Resource
-	Total     int
-	Query     *Query
-	Warnings  []Issue
+	// Included are the resources _include and _revinclude added (search
+	// mode include); they are not counted in Total.
+	Included []*Resource
+	Total    int
+	Query    *Query
+	Warnings []Issue
 	// Areas the decision let this answer draw from, and those of them it
 	// could draw from as the summary view only.
 	Areas, Summary Areas

@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"net/url"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -99,6 +100,64 @@ func FuzzParseEverything(f *testing.F) {
 		}
 		if err == nil && (e.Query.Count < 0 || e.Query.Count > MaxCount || e.Query.Offset < 0) {
 			t.Fatalf("paging out of range: %+v", e.Query)
+		}
+	})
+}
+
+func TestEverythingValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		body string
+		form bool
+		want url.Values
+		code Code
+	}{
+		{name: "empty", body: "", want: url.Values{}},
+		{name: "parameters", body: `{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Condition"},{"name":"_type","valueString":"Flag"},` +
+			`{"name":"_since","valueInstant":"2024-01-01T00:00:00Z"},{"name":"start","valueDate":"2020"},{"name":"end","valueDateTime":"2021-01-01T00:00:00Z"},{"name":"_count","valueInteger":5}]}`,
+			want: url.Values{"_type": {"Condition", "Flag"}, "_since": {"2024-01-01T00:00:00Z"}, "start": {"2020"}, "end": {"2021-01-01T00:00:00Z"}, "_count": {"5"}}},
+		{name: "unknown goes on", body: `{"resourceType":"Parameters","parameter":[{"name":"nosuch","valueString":"x"}]}`, want: url.Values{"nosuch": {"x"}}},
+		{name: "form", body: "_type=Condition&_count=3", form: true, want: url.Values{"_type": {"Condition"}, "_count": {"3"}}},
+		{name: "wrong value type", body: `{"resourceType":"Parameters","parameter":[{"name":"_count","valueString":"5"}]}`, code: CodeInvalidParameter},
+		{name: "not Parameters", body: `{"resourceType":"Patient"}`, code: CodeInvalidResource},
+		{name: "not JSON", body: `<Parameters/>`, code: CodeInvalidResource},
+		{name: "trailing", body: `{"resourceType":"Parameters"} {}`, code: CodeInvalidResource},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := EverythingValues([]byte(tc.body), tc.form)
+			if tc.code != "" {
+				wantCodedError(t, err, tc.code)
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+			if _, err := ParseEverything("p1", got, false); err != nil && tc.name != "unknown goes on" {
+				t.Fatalf("ParseEverything: %v", err)
+			}
+		})
+	}
+}
+
+func FuzzEverythingValues(f *testing.F) {
+	f.Add([]byte(`{"resourceType":"Parameters","parameter":[{"name":"_type","valueCode":"Condition"},{"name":"_count","valueInteger":5}]}`), false)
+	f.Add([]byte(`_since=2024-01-01T00:00:00Z&start=2020`), true)
+	f.Add([]byte(`{"resourceType":"Parameters","parameter":[{"name":"start","valueDate":"20x"}]}`), false)
+	f.Fuzz(func(t *testing.T, body []byte, form bool) {
+		v, err := EverythingValues(body, form)
+		if err != nil {
+			if fe := AsError(err); fe.Code == CodeInternal {
+				t.Fatalf("uncoded error %v", err)
+			}
+			return
+		}
+		if _, err := ParseEverything("p1", v, false); err != nil {
+			if fe := AsError(err); fe.Status() < 400 || fe.Status() > 499 {
+				t.Fatalf("status %d for %v", fe.Status(), err)
+			}
 		}
 	})
 }

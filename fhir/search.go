@@ -105,7 +105,41 @@ const (
 )
 
 // ResultParams are the result-shaping parameters every search accepts.
-var ResultParams = []string{"_count", "_offset", "_sort", "_format", "_pretty"}
+var ResultParams = []string{"_count", "_offset", "_sort", "_summary", "_elements", "_include", "_revinclude", "_total", "_format", "_pretty"}
+
+// unsupportedParams are FHIR R4 search and result parameters gpgate does not
+// serve. Ignoring them would answer more than was asked, so they are
+// NOT_IMPLEMENTED whatever the handling.
+var unsupportedParams = map[string]string{
+	"_has":           "reverse chaining (_has)",
+	"_filter":        "the _filter parameter",
+	"_text":          "text search (_text)",
+	"_content":       "content search (_content)",
+	"_query":         "named queries (_query)",
+	"_list":          "list search (_list)",
+	"_contained":     "contained resource search (_contained)",
+	"_containedType": "contained resource search (_containedType)",
+	"_tag":           "search by tag (_tag)",
+	"_profile":       "search by profile (_profile)",
+	"_security":      "search by security label (_security)",
+	"_source":        "search by source (_source)",
+	"_type":          "_type on a type search (it is an $everything parameter)",
+}
+
+// fhirModifiers are the R4 search modifiers: a known one gpgate does not
+// serve on a parameter is NOT_IMPLEMENTED, anything else INVALID_PARAMETER.
+var fhirModifiers = map[string]bool{
+	"missing": true, "exact": true, "contains": true, "text": true, "in": true, "not-in": true,
+	"below": true, "above": true, "type": true, "identifier": true, "of-type": true, "not": true,
+	"iterate": true, "code-text": true, "text-advanced": true,
+}
+
+// sortable are the R4 search parameters a _sort could name; gpgate sorts by
+// date and _lastUpdated only.
+func sortKey(s string) bool {
+	s = strings.TrimPrefix(s, "-")
+	return s != "" && (elementName(s) || strings.HasPrefix(s, "_") && elementName(s[1:]) || strings.Contains(s, "-"))
+}
 
 // Query is a parsed search: AND across Filters, OR within one filter.
 type Query struct {
@@ -117,12 +151,20 @@ type Query struct {
 	Offset  int
 	Sort    string   // "", "date", "-date", "_lastUpdated", "-_lastUpdated"
 	Ignored []string // unknown parameters ignored under lenient handling
+	// Subset is what of each resource to return (_summary, _elements);
+	// _summary=count returns no resources at all.
+	Subset Subset
+	// Includes are the _include and _revinclude values, in request order.
+	Includes []Include
 	// Cursored marks a search paged by cursor (the audit log: stable while
 	// entries arrive) rather than offset; Next is the _cursor of the next
 	// page, "" on the last.
 	Cursored bool
 	Next     string
 }
+
+// CountOnly reports _summary=count: the total, no resources.
+func (q *Query) CountOnly() bool { return q.Subset.Summary == SummaryCount }
 
 // Filter is one parameter occurrence: the resource matches when any value does.
 type Filter struct {
@@ -152,10 +194,40 @@ func ParseQuery(typ string, v url.Values, strict bool) (*Query, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // deterministic errors and Ignored
+	sub, err := ParseSubset(typ, v["_summary"], v["_elements"])
+	if err != nil {
+		return nil, err
+	}
+	q.Subset = sub
 	for _, key := range keys {
 		vals := v[key]
 		name, modifier, _ := strings.Cut(key, ":")
+		if what, ok := unsupportedParams[name]; ok {
+			return nil, Errorf(CodeNotImplemented, "%s is not supported", what).At(name)
+		}
+		if strings.Contains(name, ".") {
+			return nil, Errorf(CodeNotImplemented, "chained search (%s) is not supported", safeName(key)).At(safeName(name))
+		}
 		switch name {
+		case "_summary", "_elements":
+			continue // ParseSubset
+		case "_total":
+			switch last(vals) {
+			case "none", "estimate", "accurate":
+				continue // the total is always given, and exact
+			}
+			return nil, Errorf(CodeInvalidParameter, "_total must be none, estimate or accurate").At("_total")
+		case "_include", "_revinclude":
+			for _, raw := range vals {
+				for _, one := range strings.Split(raw, ",") {
+					inc, err := parseInclude(typ, name, modifier, strings.TrimSpace(one))
+					if err != nil {
+						return nil, err
+					}
+					q.Includes = append(q.Includes, inc)
+				}
+			}
+			continue
 		case "_count":
 			n, err := strconv.Atoi(last(vals))
 			if err != nil || n < 0 {
@@ -176,6 +248,9 @@ func ParseQuery(typ string, v url.Values, strict bool) (*Query, error) {
 			case "date", "-date", "_lastUpdated", "-_lastUpdated":
 				q.Sort = s
 			default:
+				if keys := strings.Split(s, ","); len(keys) > 0 && all(keys, sortKey) {
+					return nil, Errorf(CodeNotImplemented, "_sort=%s is not supported: gpgate sorts by one of date, -date, _lastUpdated and -_lastUpdated", safeName(s)).At("_sort")
+				}
 				return nil, Errorf(CodeInvalidParameter, "_sort supports date, -date, _lastUpdated and -_lastUpdated").At("_sort")
 			}
 			continue
@@ -192,7 +267,10 @@ func ParseQuery(typ string, v url.Values, strict bool) (*Query, error) {
 		}
 		if modifier != "" && !(def.Type == ParamToken && modifier == "not") &&
 			!(def.Type == ParamReference && modifier == "Patient") {
-			return nil, Errorf(CodeInvalidParameter, "modifier :%s is not supported on %s", safeName(modifier), name).At(name)
+			if fhirModifiers[modifier] || (def.Type == ParamReference && IsReadable(modifier)) {
+				return nil, Errorf(CodeNotImplemented, "modifier :%s is not supported on %s", safeName(modifier), name).At(name)
+			}
+			return nil, Errorf(CodeInvalidParameter, "%s is not a search modifier", safeName(modifier)).At(name)
 		}
 		for _, raw := range vals {
 			if err := q.add(def, modifier, raw); err != nil {
@@ -469,6 +547,15 @@ func (p DatePredicate) Matches(r DateRange) bool {
 		return rs.Before(pe) && re.After(ps)
 	}
 	return false
+}
+
+func all(ss []string, f func(string) bool) bool {
+	for _, s := range ss {
+		if !f(s) {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidID reports whether s is a FHIR logical id: [A-Za-z0-9\-\.]{1,64}.

@@ -133,8 +133,10 @@ func TestParseQueryEveryDeclaredParam(t *testing.T) {
 						t.Errorf("Filter.Match has no case for %s", p.Name)
 					}
 				}
-				// Unsupported modifiers are rejected with INVALID_PARAMETER.
-				for _, mod := range []string{"exact", "missing", "text", "below", "contains", "in"} {
+				// FHIR modifiers gpgate does not serve are NOT_IMPLEMENTED
+				// (never ignored); what is no FHIR modifier is
+				// INVALID_PARAMETER.
+				for _, mod := range []string{"exact", "missing", "text", "below", "contains", "in", "bogus"} {
 					mv := baseValues(typ)
 					mv.Set(p.Name+":"+mod, val)
 					_, err := ParseQuery(typ, mv, false)
@@ -142,7 +144,11 @@ func TestParseQueryEveryDeclaredParam(t *testing.T) {
 						t.Errorf("%s:%s accepted", p.Name, mod)
 						continue
 					}
-					wantCodedError(t, err, CodeInvalidParameter)
+					want := CodeNotImplemented
+					if mod == "bogus" {
+						want = CodeInvalidParameter
+					}
+					wantCodedError(t, err, want)
 				}
 			})
 		}
@@ -268,13 +274,29 @@ func TestParseQueryErrors(t *testing.T) {
 		{"negative offset", "Condition", url.Values{"_offset": {"-5"}}, false, CodeInvalidParameter, 422, "_offset"},
 		{"huge offset", "Condition", url.Values{"_offset": {"1073741825"}}, false, CodeInvalidParameter, 422, "_offset"},
 		{"non-numeric offset", "Condition", url.Values{"_offset": {"1e3"}}, false, CodeInvalidParameter, 422, "_offset"},
-		{"bad sort", "Condition", url.Values{"_sort": {"code"}}, false, CodeInvalidParameter, 422, "_sort"},
-		{"sort list", "Condition", url.Values{"_sort": {"date,-_lastUpdated"}}, false, CodeInvalidParameter, 422, "_sort"},
+		{"sort not served", "Condition", url.Values{"_sort": {"code"}}, false, CodeNotImplemented, 501, "_sort"},
+		{"sort list", "Condition", url.Values{"_sort": {"date,-_lastUpdated"}}, false, CodeNotImplemented, 501, "_sort"},
+		{"bad sort", "Condition", url.Values{"_sort": {"date desc"}}, false, CodeInvalidParameter, 422, "_sort"},
 		{"unknown param strict", "Condition", url.Values{"severity": {"x"}}, true, CodeBadRequest, 400, "severity"},
-		{"unknown result param strict", "Condition", url.Values{"_summary": {"count"}}, true, CodeBadRequest, 400, "_summary"},
-		{"unknown modifier", "Condition", url.Values{"code:exact": {"x"}}, false, CodeInvalidParameter, 422, "code"},
-		{":not on a date", "Condition", url.Values{"onset-date:not": {"2021"}}, false, CodeInvalidParameter, 422, "onset-date"},
-		{":not on a reference", "Condition", url.Values{"patient:not": {"p1"}}, false, CodeInvalidParameter, 422, "patient"},
+		{"unknown result param strict", "Condition", url.Values{"_foo": {"count"}}, true, CodeBadRequest, 400, "_foo"},
+		{"modifier not served", "Condition", url.Values{"code:exact": {"x"}}, false, CodeNotImplemented, 501, "code"},
+		{"unknown modifier", "Condition", url.Values{"code:sideways": {"x"}}, false, CodeInvalidParameter, 422, "code"},
+		{":not on a date", "Condition", url.Values{"onset-date:not": {"2021"}}, false, CodeNotImplemented, 501, "onset-date"},
+		{":not on a reference", "Condition", url.Values{"patient:not": {"p1"}}, false, CodeNotImplemented, 501, "patient"},
+		{"summary text", "Condition", url.Values{"_summary": {"text"}}, false, CodeNotImplemented, 501, "_summary"},
+		{"summary unknown", "Condition", url.Values{"_summary": {"brief"}}, false, CodeInvalidParameter, 422, "_summary"},
+		{"elements not names", "Condition", url.Values{"_elements": {"code,(x)"}}, false, CodeInvalidParameter, 422, "_elements"},
+		{"total unknown", "Condition", url.Values{"_total": {"some"}}, false, CodeInvalidParameter, 422, "_total"},
+		{"include not served", "Condition", url.Values{"_include": {"Condition:asserter"}}, false, CodeNotImplemented, 501, "_include"},
+		{"include other source", "Condition", url.Values{"_include": {"Observation:has-member"}}, false, CodeInvalidParameter, 422, "_include"},
+		{"include bad target", "Condition", url.Values{"_include": {"Condition:encounter:Patient"}}, false, CodeInvalidParameter, 422, "_include"},
+		{"include malformed", "Condition", url.Values{"_include": {"encounter"}}, false, CodeInvalidParameter, 422, "_include"},
+		{"include wildcard", "Condition", url.Values{"_include": {"*"}}, false, CodeInvalidParameter, 422, "_include"},
+		{"revinclude not pointing here", "Condition", url.Values{"_revinclude": {"Observation:has-member"}}, false, CodeInvalidParameter, 422, "_revinclude"},
+		{"include modifier", "Condition", url.Values{"_include:deep": {"Condition:encounter"}}, false, CodeInvalidParameter, 422, "_include"},
+		{"_has", "Condition", url.Values{"_has:Encounter:diagnosis:status": {"finished"}}, false, CodeNotImplemented, 501, "_has"},
+		{"_filter", "Condition", url.Values{"_filter": {"code eq x"}}, true, CodeNotImplemented, 501, "_filter"},
+		{"chained", "Condition", url.Values{"patient.identifier": {"x"}}, false, CodeNotImplemented, 501, "patient.identifier"},
 		{"other reference type", "Condition", url.Values{"patient:Group": {"g1"}}, false, CodeInvalidParameter, 422, "patient"},
 		{"bad date prefix", "Condition", url.Values{"onset-date": {"xx2021"}}, false, CodeInvalidParameter, 422, "onset-date"},
 		{"upper-case prefix", "Condition", url.Values{"onset-date": {"GE2021"}}, false, CodeInvalidParameter, 422, "onset-date"},
@@ -333,7 +355,7 @@ func TestParseQueryErrors(t *testing.T) {
 func TestParseQueryUnknownParams(t *testing.T) {
 	v := url.Values{
 		"severity":      {"x"},
-		"_include":      {"Condition:patient"},
+		"_foo":          {"Condition:patient"},
 		"evidence:text": {"x"},
 		"code":          {"a"},
 	}
@@ -341,7 +363,7 @@ func TestParseQueryUnknownParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"_include", "evidence:text", "severity"}
+	want := []string{"_foo", "evidence:text", "severity"}
 	if !reflect.DeepEqual(q.Ignored, want) {
 		t.Errorf("Ignored = %q, want %q", q.Ignored, want)
 	}
@@ -623,6 +645,8 @@ func FuzzParseQuery(f *testing.F) {
 		"identifier=https://fhir.nhs.uk/Id/nhs-number|9000000009", "_count=-1", "_count=99999999999", "_offset=3&_sort=-date",
 		"patient=Patient/../x", "patient:Patient=p1", "code:exact=1", "date=xx2021", "a\\,b=c", "code=a%5C%2Cb", "%zz",
 		"identifier:not=https://fhir.nhs.uk/Id/nhs-number|9000000009", "_lastUpdated=ap2021-01&status=active,final",
+		"patient=p1&_include=Condition:encounter&_revinclude:iterate=Encounter:diagnosis&_summary=true&_elements=code,onset[x]",
+		"patient=p1&_summary=count&_total=accurate&_include=Observation:has-member:Observation", "patient=p1&_has:Encounter:diagnosis:status=x&code:text=y",
 	} {
 		f.Add(s, uint8(0), false)
 		f.Add(s, uint8(3), true)
@@ -637,7 +661,7 @@ func FuzzParseQuery(f *testing.F) {
 			if !errors.As(err, &fe) {
 				t.Fatalf("error %v (%T) is not a *fhir.Error", err, err)
 			}
-			if s := fe.Status(); s < 400 || s > 499 {
+			if s := fe.Status(); (s < 400 || s > 499) && fe.Code != CodeNotImplemented {
 				t.Fatalf("status %d for %v", s, err)
 			}
 			if len(fe.Diagnostics) > 400 || strings.ContainsAny(fe.Diagnostics, "\r\n\x00") {

@@ -66,18 +66,19 @@ needs system/Agreement scopes); changes apply to the next request.
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
-	if (sub == "show" || sub == "suspend" || sub == "end" || sub == "activate") && o.id == "" {
-		return fmt.Errorf("--id is required")
+	if sub == "show" || sub == "suspend" || sub == "end" || sub == "activate" {
+		if err := missingFlags(fs, "id"); err != nil {
+			return err
+		}
 	}
 	var body []byte
 	if sub == "add" {
-		if o.provider == "" || o.consumers == "" {
-			fs.Usage()
-			return fmt.Errorf("--provider and --consumers are required")
+		if err := missingFlags(fs, "provider", "consumers"); err != nil {
+			return err
 		}
 		set, err := fhir.ParseAreas(o.areas)
 		if err != nil {
-			return err
+			return fmt.Errorf("--areas: %s (one of %s)", fhir.AsError(err).Diagnostics, strings.Join(fhir.AreaNames(), ", "))
 		}
 		areas := strings.Split(set.String(), ",")
 		body, _ = json.Marshal(map[string]any{
@@ -104,7 +105,7 @@ needs system/Agreement scopes); changes apply to the next request.
 	case "add":
 		a, err := consent.ParseAgreement(body)
 		if err != nil {
-			return err
+			return flagError(err)
 		}
 		if a, err = ags.Add(ctx, a); err != nil {
 			return err
@@ -225,3 +226,23 @@ func splitList(s string) []string {
 }
 
 func allAreaNames() string { return fhir.AllAreas.String() }
+
+// agreementFlags maps the agreement JSON's element names to the flags of
+// agreements add.
+var agreementFlags = map[string]string{"provider": "--provider", "consumers": "--consumers", "areas": "--areas",
+	"purposes": "--purposes", "start": "--start", "end": "--end", "status": "--status",
+	"defaultSharing": "--default-sharing", "id": "--id", "breakGlass": "--break-glass"}
+
+// flagError names the flag behind a coded error about an agreement element.
+func flagError(err error) error {
+	fe := fhir.AsError(err)
+	if fe.Code == fhir.CodeInternal {
+		return err
+	}
+	for elem, flag := range agreementFlags {
+		if fe.Expression == elem || strings.HasPrefix(fe.Expression, elem+".") || strings.HasPrefix(fe.Expression, elem+"[") {
+			return fmt.Errorf("%s: %s", flag, fe.Diagnostics)
+		}
+	}
+	return fmt.Errorf("%s", fe.Diagnostics)
+}

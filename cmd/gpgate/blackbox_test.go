@@ -229,6 +229,9 @@ func TestMain(m *testing.M) {
 	if live != nil {
 		os.RemoveAll(filepath.Dir(live.dir)) // the live tests' folder (data, recorded links)
 	}
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath)) // the binary the README test built
+	}
 	os.Exit(code)
 }
 

@@ -90,8 +90,8 @@ changes apply to the next request.
 		return err
 	}
 	if sub == "keygen" {
-		if o.out == "" {
-			return fmt.Errorf("--out is required")
+		if err := missingFlags(fs, "out"); err != nil {
+			return err
 		}
 		priv, pub, kid, err := smart.GenerateClientKey(o.alg)
 		if err != nil {
@@ -106,17 +106,19 @@ changes apply to the next request.
 	}
 	switch sub {
 	case "add":
-		if o.id == "" || o.ods == "" || o.scopes == "" || (o.jwks == "") == (o.jwksURL == "") {
-			fs.Usage()
-			return fmt.Errorf("--id, --ods, --scopes and exactly one of --jwks / --jwks-url are required")
+		if err := missingFlags(fs, "id", "ods", "scopes"); err != nil {
+			return err
+		}
+		if (o.jwks == "") == (o.jwksURL == "") {
+			return fmt.Errorf("give exactly one of --jwks FILE (the public JWKS `gpgate clients keygen` prints) or --jwks-url URL")
 		}
 	case "disable", "enable":
-		if o.id == "" {
-			return fmt.Errorf("--id is required")
+		if err := missingFlags(fs, "id"); err != nil {
+			return err
 		}
 	case "rotate-key":
-		if o.id == "" || o.jwks == "" {
-			return fmt.Errorf("--id and --jwks are required")
+		if err := missingFlags(fs, "id", "jwks"); err != nil {
+			return err
 		}
 	}
 	c := &smart.Client{ID: o.id, ODS: o.ods, Name: o.name, JWKSURL: o.jwksURL, Scopes: strings.Fields(o.scopes), Enabled: true}
@@ -251,12 +253,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var o struct{ base, client, key, scope, org, purpose, subjectID, subjectName, subjectRole, consent string }
 	fs := newFlags("token --base URL --client ID --key FILE --scope 'SCOPES' [flags]",
 		"Obtains an access token with SMART Backend Services (client_credentials + private_key_jwt)\nand prints it, for curl and scripts: curl -H \"Authorization: Bearer $(gpgate token ...)\" ...", stderr)
-	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate FHIR base URL")
+	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate's base URL, as `gpgate serve` prints it (the token endpoint is <base>/auth/token)")
 	fs.StringVar(&o.client, "client", "", "client id (required)")
-	fs.StringVar(&o.key, "key", "", "private key file, JWK or PEM (required)")
-	fs.StringVar(&o.scope, "scope", "", "scopes to request, space separated (required)")
-	fs.StringVar(&o.org, "org", "", "hl7-b2b organization_id (the caller's ODS code)")
-	fs.StringVar(&o.purpose, "purpose", "", "hl7-b2b purpose_of_use (e.g. TREAT, or BTG for break-glass)")
+	fs.StringVar(&o.key, "key", "", "the client's private key file, JWK or PEM (required)")
+	fs.StringVar(&o.scope, "scope", "", "scopes to request, space separated, e.g. 'system/*.rs' or 'patient/*.rs' with --consent (required)")
+	fs.StringVar(&o.org, "org", "", "hl7-b2b organization_id: the caller's ODS code (must be the client's)")
+	fs.StringVar(&o.purpose, "purpose", "", "hl7-b2b purpose_of_use: TREAT (direct care, the default) or ETREAT (emergency treatment, a break-glass; BTG is read as ETREAT)")
 	fs.StringVar(&o.subjectID, "subject-id", "", "hl7-b2b subject_id: the clinician's SDS user id")
 	fs.StringVar(&o.subjectName, "subject-name", "", "hl7-b2b subject_name: the clinician's name")
 	fs.StringVar(&o.subjectRole, "subject-role", "", "hl7-b2b subject_role: the clinician's role")
@@ -264,13 +266,12 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.client == "" || o.key == "" || o.scope == "" {
-		fs.Usage()
-		return errUsage
+	if err := missingFlags(fs, "client", "key", "scope"); err != nil {
+		return err
 	}
 	key, err := os.ReadFile(o.key)
 	if err != nil {
-		return err
+		return fmt.Errorf("--key: %w", err)
 	}
 	var b2b *smart.B2B
 	if o.org != "" || o.purpose != "" || o.subjectID != "" || o.subjectName != "" || o.subjectRole != "" || o.consent != "" {
@@ -282,7 +283,11 @@ func runToken(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			b2b.ConsentReference = smart.StringList{o.consent}
 		}
 	}
-	tok, _, err := smart.RequestToken(ctx, strings.TrimSuffix(o.base, "/")+smart.PathToken, o.client, key, strings.Fields(o.scope), b2b)
+	ep, err := discover(ctx, o.base)
+	if err != nil {
+		return err
+	}
+	tok, err := requestToken(ctx, ep, o.client, o.key, key, strings.Fields(o.scope), b2b)
 	if err != nil {
 		return err
 	}

@@ -154,7 +154,11 @@ func corruptingProxy(t *testing.T, corrupt func([]byte) []byte) (ln net.Listener
 	}
 	var target *url.URL
 	rp := &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.Out.Host = pr.In.Host },
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Del("Accept-Encoding") // the corruption needs the plain bytes
+		},
 		ModifyResponse: func(res *http.Response) error {
 			b, err := io.ReadAll(res.Body)
 			if err != nil {

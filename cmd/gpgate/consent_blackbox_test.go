@@ -640,6 +640,19 @@ func (env *cbEnv) testBPOnly(t *testing.T) {
 	t.Run("Condition search refused", func(t *testing.T) {
 		env.refused(t, env.call(t, http.MethodGet, "/Condition?patient="+p.PatientID, tok, nil), 403, fhir.CodeAccessDenied, "")
 	})
+	t.Run("$getstructuredrecord: every reference resolves within the answer", func(t *testing.T) {
+		noDanglingReferences(t, env.call(t, http.MethodPost, "/Patient/$getstructuredrecord", tok, allSections(p.NHS)), env.bpCount)
+	})
+	t.Run("_include of what the agreement withholds adds nothing", func(t *testing.T) {
+		b := decodeBundle(t, env.call(t, http.MethodGet, "/Observation?patient="+p.PatientID+"&_include=Observation:encounter&_revinclude=DiagnosticReport:result&_count="+itoa(fhir.MaxCount), tok, nil))
+		for _, e := range b.Entry {
+			var h resourceHead
+			_ = json.Unmarshal(e.Resource, &h)
+			if e.Search != nil && e.Search.Mode == "include" && h.ResourceType != "Patient" {
+				t.Fatalf("a %s was included under a blood-pressure-only agreement", h.ResourceType)
+			}
+		}
+	})
 	t.Run("a Condition token cannot be had", func(t *testing.T) {
 		r, a := env.patientTokenAs(t, cbAmb, id, "patient/Condition.rs")
 		if r.status != 400 || a.Error != smart.ErrInvalidScope || a.AccessToken != "" {
@@ -904,14 +917,22 @@ func (env *cbEnv) testCLI(t *testing.T) {
 	}{
 		{"consent: suspended agreement", []string{"consent", "--client", cb111, "--key", filepath.Join(env.dir, "demo-111.jwk"), "--nhs", p.NHS, "--clinician", demoClinician}, 1, string(fhir.CodeNoOrganisationConsent)},
 		{"consent: unknown patient", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", env.unknown, "--clinician", demoClinician}, 1, string(fhir.CodeNoOrganisationConsent)},
-		{"consent: more than 24 hours", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", p.NHS, "--clinician", demoClinician, "--hours", "25"}, 1, string(fhir.CodeInvalidParameter)},
-		{"consent: invalid NHS number", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", "1234567890", "--clinician", demoClinician}, 1, ""},
-		{"consent: no clinician", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", p.NHS}, 2, ""},
+		{"consent: more than 24 hours", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", p.NHS, "--clinician", demoClinician, "--hours", "25"}, 1, "--hours 25"},
+		{"consent: invalid NHS number", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", "1234567890", "--clinician", demoClinician}, 1, "--nhs 1234567890"},
+		{"consent: no clinician", []string{"consent", "--client", demoClientID, "--key", key, "--nhs", p.NHS}, 2, "--clinician (the clinician's SDS user id"},
+		{"consent: no key, no clinician", []string{"consent", "--client", demoClientID, "--nhs", p.NHS}, 2, "--key (the client's private key file), --clinician"},
+		{"token: --base below the server", []string{"token", "--base", env.base + "/fhir", "--client", demoClientID, "--key", key, "--scope", "system/*.rs"}, 1, "the token endpoint is at <base>/auth/token (if gpgate serves at " + env.base + ", that is --base " + env.base},
+		{"token: another client's key", []string{"token", "--client", demoClientID, "--key", filepath.Join(env.dir, "demo-ooh.jwk"), "--scope", "system/*.rs"}, 1, "is --key " + filepath.Join(env.dir, "demo-ooh.jwk") + " the private key registered for --client " + demoClientID},
+		{"token: not a URL", []string{"token", "--base", "localhost:8080", "--client", demoClientID, "--key", key, "--scope", "system/*.rs"}, 1, "not an http(s) URL"},
+		{"token: no scope", []string{"token", "--client", demoClientID, "--key", key}, 2, "--scope"},
 		{"token: unknown consent", []string{"token", "--client", demoClientID, "--key", key, "--scope", "patient/*.rs", "--consent", "nosuchconsent"}, 1, smart.ErrInvalidGrant},
 		{"token: another organisation's consent", []string{"token", "--client", cbOOH, "--key", filepath.Join(env.dir, "demo-ooh.jwk"), "--scope", "patient/*.rs", "--consent", id}, 1, smart.ErrInvalidGrant},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			args := append([]string{c.args[0], "--base", env.base}, c.args[1:]...)
+			if c.args[1] == "--base" {
+				args = c.args // the case is about --base
+			}
 			code, out, stderr := sbRun(t, args...)
 			if code != c.code || out != "" || !strings.Contains(stderr, c.want) {
 				t.Fatalf("exit %d (want %d), stdout %q, stderr %q (want %q)", code, c.code, out, stderr, c.want)
@@ -1216,5 +1237,54 @@ func TestConsentRefusalSameWhetherPatientExists(t *testing.T) {
 				t.Fatalf("the refusal tells a real patient from an unknown one:\nreal:    %d %s\nunknown: %d %s", a.status, a.body, b.status, b.body)
 			}
 		})
+	}
+}
+
+// allSections is a $getstructuredrecord body asking for every section.
+func allSections(nhs string) []byte {
+	ps := []string{`{"name":"patientNHSNumber","valueIdentifier":{"system":"` + fhir.NHSNumberSystem + `","value":"` + nhs + `"}}`}
+	for _, s := range fhir.Sections {
+		ps = append(ps, `{"name":"`+s.Param+`"}`)
+	}
+	return []byte(`{"resourceType":"Parameters","parameter":[` + strings.Join(ps, ",") + `]}`)
+}
+
+// noDanglingReferences checks that every reference in a collection Bundle
+// resolves to one of its entries (GP Connect's rule for structured
+// records), whatever the agreement let out, and that it holds at least
+// minObservations Observations.
+func noDanglingReferences(t *testing.T, r response, minObservations int) {
+	t.Helper()
+	b := decodeBundle(t, r)
+	if b.Type != "collection" {
+		t.Fatalf("a %s Bundle", b.Type)
+	}
+	have := map[string]bool{}
+	obs := 0
+	for _, e := range b.Entry {
+		var h resourceHead
+		_ = json.Unmarshal(e.Resource, &h)
+		have[h.ResourceType+"/"+h.ID] = true
+		if h.ResourceType == "Observation" {
+			obs++
+		}
+	}
+	refs, dangling := 0, []string{}
+	for _, e := range b.Entry {
+		for _, ref := range fhir.References(e.Resource) {
+			if strings.HasPrefix(ref, "#") {
+				continue
+			}
+			refs++
+			if !have[ref] {
+				dangling = append(dangling, ref)
+			}
+		}
+	}
+	if len(dangling) > 0 {
+		t.Fatalf("%d of %d references do not resolve, e.g. %v", len(dangling), refs, dangling[:min(5, len(dangling))])
+	}
+	if obs < minObservations || refs == 0 {
+		t.Fatalf("%d Observations (want at least %d), %d references", obs, minObservations, refs)
 	}
 }

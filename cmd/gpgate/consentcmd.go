@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gpgate/gpgate/consent"
-	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 )
 
@@ -26,30 +25,36 @@ func runConsent(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := newFlags("consent --base URL --client ID --key FILE --nhs N --clinician SDS [--break-glass REASON]",
 		"Records a clinician's consent to view a patient's GP record (the patient agreed, now), or a\nbreak-glass with its reason, and prints the Consent id to use as `gpgate token --consent ID`.", stderr)
-	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate FHIR base URL")
+	fs.StringVar(&o.base, "base", "http://127.0.0.1:8080", "gpgate's base URL, as `gpgate serve` prints it")
 	fs.StringVar(&o.client, "client", "", "client id (required)")
-	fs.StringVar(&o.key, "key", "", "private key file (required)")
+	fs.StringVar(&o.key, "key", "", "the client's private key file (required)")
 	fs.StringVar(&o.nhs, "nhs", "", "the patient's NHS number (required)")
-	fs.StringVar(&o.clinician, "clinician", "", "the clinician's SDS user id (required)")
-	fs.StringVar(&o.breakGlass, "break-glass", "", "record a break-glass with this reason (kept only in the audit)")
-	fs.IntVar(&o.hours, "hours", 8, "how long the consent lasts (at most 24)")
+	fs.StringVar(&o.clinician, "clinician", "", "the clinician's SDS user id: the consent is bound to this clinician and --client, and a patient-context token needs the same as --subject-id (required)")
+	fs.StringVar(&o.breakGlass, "break-glass", "", "record a break-glass (purpose ETREAT) with this reason (kept only in the audit)")
+	fs.IntVar(&o.hours, "hours", 8, "how long the consent lasts (1 to 24)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if o.client == "" || o.key == "" || o.nhs == "" || o.clinician == "" {
-		fs.Usage()
-		return errUsage
+	if err := missingFlags(fs, "client", "key", "nhs", "clinician"); err != nil {
+		return err
+	}
+	if o.hours < 1 || o.hours > 24 {
+		return fmt.Errorf("--hours %d: a consent to view lasts 1 to 24 hours", o.hours)
 	}
 	nhs, err := fhir.ParseNHSNumber(o.nhs)
 	if err != nil {
-		return err
+		return fmt.Errorf("--nhs %s: %s", o.nhs, fhir.AsError(err).Diagnostics)
 	}
 	key, err := os.ReadFile(o.key)
 	if err != nil {
+		return fmt.Errorf("--key: %w", err)
+	}
+	ep, err := discover(ctx, o.base)
+	if err != nil {
 		return err
 	}
-	base := strings.TrimSuffix(o.base, "/")
-	tok, _, err := smart.RequestToken(ctx, base+smart.PathToken, o.client, key, []string{"system/Consent.c"}, nil)
+	base := ep.base
+	tok, err := requestToken(ctx, ep, o.client, o.key, key, []string{"system/Consent.c"}, nil)
 	if err != nil {
 		return err
 	}
@@ -82,7 +87,7 @@ func runConsent(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer res.Body.Close()
 	rb, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
 	if res.StatusCode != http.StatusCreated {
-		return fmt.Errorf("POST /Consent: %s: %s", res.Status, outcomeText(rb))
+		return fmt.Errorf("POST /Consent: HTTP %s: %s", res.Status, outcomeText(rb))
 	}
 	var out struct {
 		ID string `json:"id"`

@@ -201,22 +201,18 @@ func demoRegion(ctx context.Context, o demoOpts, progress io.Writer) (*demo.Summ
 		}
 	}
 	bulk := store.NewBulk(200)
-	next, n := start.Add(5*time.Second), 0
+	prog := newProgress(progress, "gpgate demo", "patients", o.patients)
 	sum, err := demo.Generate(opts, func(p demo.Practice, rec *fhir.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if n++; time.Now().After(next) {
-			el := time.Since(start)
-			fmt.Fprintf(progress, "gpgate demo: %d of %d patients (%.0f/s, about %s left)\n", n, o.patients,
-				float64(n)/el.Seconds(), (time.Duration(float64(el) / float64(n) * float64(o.patients-n))).Round(time.Second))
-			next = time.Now().Add(10 * time.Second)
-		}
+		prog.Add(1)
 		return bulk.PutRecord(p.ODS, rec)
 	})
 	if cerr := bulk.Close(); err == nil {
 		err = cerr
 	}
+	prog.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("generate region: %w", err)
 	}

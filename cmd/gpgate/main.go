@@ -54,6 +54,20 @@ func main() {
 var errUsage = errors.New("usage")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 1 && args[0] == "help" {
+		// gpgate help VERB [SUB]: the verb's own usage, on stdout.
+		v, ok := verbs[args[1]]
+		if !ok {
+			fmt.Fprintf(stderr, "gpgate help: unknown command %q\n\n", args[1])
+			usage(stderr)
+			return 2
+		}
+		if err := v.run(ctx, append(append([]string(nil), args[2:]...), "-h"), stdout, stdout); err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errUsage) {
+			fmt.Fprintf(stderr, "gpgate help %s: %v\n", args[1], err)
+			return 1
+		}
+		return 0
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout)
 		return 0
@@ -91,7 +105,7 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-12s %s\n", n, verbs[n].summary)
 	}
-	fmt.Fprintf(w, "\nRun `gpgate <command> -h` for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun `gpgate help <command>` (or `gpgate <command> -h`) for a command's flags.\n")
 }
 
 // newFlags builds a flag set that prints its usage on -h and on errors.

@@ -35,6 +35,7 @@ type probe struct {
 	method string
 	path   string
 	body   string
+	ctype  string // Content-Type of body (default application/fhir+json)
 	want   map[string]int
 }
 
@@ -123,6 +124,22 @@ var matrix = []matrixRow{
 	}},
 	{"GET", "/Patient/:id/$everything", func(m *matrixEnv) []probe {
 		return []probe{{name: "everything", path: "/Patient/" + m.patient + "/$everything?_count=5", want: statuses(403, kPatient, 200)}}
+	}},
+	{"POST", "/Patient/:id/$everything", func(m *matrixEnv) []probe {
+		return []probe{{name: "everything by POST", path: "/Patient/" + m.patient + "/$everything",
+			body: `{"resourceType":"Parameters","parameter":[{"name":"_count","valueInteger":5}]}`, want: statuses(403, kPatient, 200)}}
+	}},
+	{"GET", "/Patient/:id/:type", func(m *matrixEnv) []probe {
+		return []probe{{name: "compartment search", path: "/Patient/" + m.patient + "/Condition?_count=5", want: statuses(403, kPatient, 200)}}
+	}},
+	{"POST", "/Patient/:id/:type/_search", func(m *matrixEnv) []probe {
+		return []probe{{name: "compartment search by POST", path: "/Patient/" + m.patient + "/Observation/_search", body: "_count=5", ctype: formCT, want: statuses(403, kPatient, 200)}}
+	}},
+	{"POST", "/:type/_search", func(m *matrixEnv) []probe {
+		return []probe{
+			{name: "Condition search by POST", path: "/Condition/_search", body: "patient=" + m.patient + "&_count=5", ctype: formCT, want: statuses(403, kPatient, 200)},
+			{name: "Patient search by POST", path: "/Patient/_search", body: "identifier=https://fhir.nhs.uk/Id/nhs-number|" + m.nhs, ctype: formCT, want: statuses(403, kSystem, 200, kPatient, 200)},
+		}
 	}},
 	{"GET", "/:type", func(m *matrixEnv) []probe {
 		ps := []probe{{name: "Patient by NHS number", path: "/Patient?identifier=https://fhir.nhs.uk/Id/nhs-number|" + m.nhs, want: statuses(403, kSystem, 200, kPatient, 200)}}
@@ -215,7 +232,11 @@ func TestAccessMatrix(t *testing.T) {
 						body = []byte(pr.body)
 					}
 					// Authorization "" removes the header: s.do would add a token.
-					r := s.do(t, row.method, pr.path, body, "Authorization", bearer[kind])
+					hdr := []string{"Authorization", bearer[kind]}
+					if pr.ctype != "" {
+						hdr = append(hdr, "Content-Type", pr.ctype)
+					}
+					r := s.do(t, row.method, pr.path, body, hdr...)
 					if r.status != want {
 						t.Fatalf("status %d, want %d: %s", r.status, want, truncateBody(r.body))
 					}
@@ -230,3 +251,5 @@ func TestAccessMatrix(t *testing.T) {
 		}
 	}
 }
+
+const formCT = "application/x-www-form-urlencoded"

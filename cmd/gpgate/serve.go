@@ -78,6 +78,7 @@ type serveOpts struct {
 	logLvl    string
 	logFmt    string
 	practices string
+	cors      string
 	// The audit anchor: the key that signs checkpoints and the file the
 	// newest signed head is exported to, both outside the data directory.
 	auditKey, auditHead string
@@ -113,7 +114,7 @@ type serveOpts struct {
 	signals bool                // handle SIGHUP (the real command; tests reload through onReload)
 	hooks   func(h *serveHooks) // tests: reach the running server
 	stderr  io.Writer           // where runServe prints
-	pprof  string // net/http/pprof on this loopback address ("": off)
+	pprof   string              // net/http/pprof on this loopback address ("": off)
 }
 
 // serveHooks let tests drive a running in-process server.
@@ -137,6 +138,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.practices, "practices", "", "JSON file of further practices and the PDS locator (default DATA/practices.json when it exists); see README")
 	fs.StringVar(&o.logLvl, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFmt, "log-format", "json", "log format: json or text")
+	fs.StringVar(&o.cors, "cors-origins", "", "browser origins allowed to call the API cross-origin, comma-separated (e.g. https://app.example.org), or * (default: none)")
 	fs.StringVar(&o.auditKey, "audit-key", "", "file of the key that signs audit checkpoints, created 0600 on first use; never in the data directory (default DATA.audit-key beside it)")
 	fs.StringVar(&o.auditHead, "audit-head", "", "file the newest signed audit head is exported to (default DATA.audit-head); ship copies off the host")
 	fs.Var(&o.auditTrusted, "audit-trusted-key", "public key file (PEM) of an earlier audit key whose checkpoints still verify (repeatable)")
@@ -202,7 +204,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	if _, err := os.Stat(filepath.Join(o.data, recordsFile)); err == nil {
 		st, err := embedded.Open(filepath.Join(o.data, recordsFile))
 		if err != nil {
-			return err
+			return lockedErr(err, o.data, recordsFile)
 		}
 		defer st.Close()
 		store = st
@@ -259,7 +261,7 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// before it serves: a rewritten or truncated log refuses to open.
 	back, err := openBackends(ctx, o, trusted, log)
 	if err != nil {
-		return err
+		return lockedErr(err, o.data, auditFile)
 	}
 	// Closed last (deferred first): the audit log commits what is queued,
 	// signs a final checkpoint and exports it.
@@ -419,8 +421,9 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	back.watch(ctx, policy, authz, log)
 	clientAdmin.set(authz.Admin())
 	uris := authz.OAuthURIs()
+	origins := corsOrigins(o.cors)
 	capOpts := conformance.Options{BaseURL: base, Version: version, Date: time.Now(),
-		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true}
+		OAuthURIs: map[string]string{"token": uris.Token, "introspect": uris.Introspect}, AuditEvent: true, Consent: true, CORS: len(origins) > 0}
 	capability := conformance.CapabilityStatement(capOpts)
 	view, err := viewer.New(viewer.Config{Core: viewerCore{core}, Users: users, Log: log,
 		InsecureCookies: loopbackBase(base), SystemScopes: viewerScopes})
@@ -439,7 +442,8 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Security:   rest.Security{HSTS: tf != nil, OwnCSP: []string{viewer.Base}},
 		Limits: rest.Limits{PerAddress: rate.Limit(o.rateAddress), AddressBurst: o.burstAddress, PerClient: rate.Limit(o.rateClient),
 			ClientBurst: o.burstClient, ClientConcurrent: o.clientConcurrent, Refused: limitRefused(m, refusals)},
-		Observer: m,
+		Observer:    m,
+		CORSOrigins: origins,
 		Mount: func(e *echo.Echo) {
 			e.GET(smart.PathConfiguration, echo.WrapHandler(authz.ConfigurationHandler()))
 			e.GET(smart.PathJWKS, echo.WrapHandler(authz.JWKSHandler()))
@@ -706,4 +710,15 @@ func countInFlight(m *metrics.Metrics, h http.Handler) http.Handler {
 // to the structured log at debug level.
 func slogErrorLog(log *slog.Logger) *stdLogger {
 	return newStdLogger(log)
+}
+
+// corsOrigins splits the --cors-origins list.
+func corsOrigins(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, strings.TrimSuffix(o, "/"))
+		}
+	}
+	return out
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -58,8 +57,8 @@ func openStateWithin(data string, wait time.Duration) (*state, error) {
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("%s is locked by another process (a running `gpgate serve`?): stop it, or use the admin API with --base URL --client ID --key FILE", path)
+		if lerr := lockedErr(err, data, stateFile); lerr != err {
+			return nil, fmt.Errorf("%w (while it runs, use its admin API: --base URL --client ID --key FILE)", lerr)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Third-party SMART/FHIR clients against a live gpgate (`make clients-test`):
+# Third-party SMART/FHIR clients (fhir-kit-client, fhirclient, @medplum/core) against a
+# live gpgate (`make clients-test`):
 # installs the pinned npm packages (npm ci), builds gpgate, generates a
 # 50-patient demo region, serves it on a free port, and runs run.mjs as the
 # demo consumer system (demo-ehr) against the largest demo record.

@@ -9,14 +9,19 @@
 // the CapabilityStatement, finds the patient by NHS number, reads the
 // record and follows `next` links with nextPage; fhirclient (SMART's JS
 // client) searches the same patient and walks paged searches with
-// pageLimit: 0. One PASS/FAIL line per check; exit status 1 if any failed.
-// Nothing here prints the token or patient data.
+// pageLimit: 0; MedplumClient (@medplum/core) reads, searches and pages the
+// same record. Each library makes its natural calls, as its documentation
+// shows them: operation('everything') with its default method (POST),
+// nextPage to the end, compartment search, POST _search, _include,
+// _summary=count. One PASS/FAIL line per check; exit status 1 if any
+// failed. Nothing here prints the token or patient data.
 
 import { readFile } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { SignJWT, importJWK, decodeJwt, decodeProtectedHeader } from 'jose';
 import { Client } from 'fhir-kit-client';
 import smart from 'fhirclient';
+import { MedplumClient } from '@medplum/core';
 
 const NHS_SYSTEM = 'https://fhir.nhs.uk/Id/nhs-number';
 const OAUTH_URIS = 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris';
@@ -229,6 +234,71 @@ await check('fhir-kit-client: Observation search answers a searchset', async () 
   return `total ${b.total}`;
 });
 
+await check("fhir-kit-client: operation('everything') (default method POST), nextPage to the end", async () => {
+  needs('ptoken', 'patientId');
+  const first = await fkcp.operation({ name: 'everything', resourceType: 'Patient', id: state.patientId });
+  assert(first.resourceType === 'Bundle' && first.type === 'searchset', `got ${first.resourceType}/${first.type}`);
+  assert(typeof first.total === 'number' && first.total > (first.entry ?? []).length, `total ${first.total}: too few to page`);
+  const seen = new Set();
+  let page = first;
+  let pages = 0;
+  while (page) {
+    pages++;
+    for (const e of page.entry ?? []) {
+      if (e.search?.mode === 'outcome') continue;
+      const key = `${e.resource.resourceType}/${e.resource.id}`;
+      assert(!seen.has(key), `${key} on two pages`);
+      seen.add(key);
+    }
+    page = await fkcp.nextPage({ bundle: page });
+    assert(pages < 1000, 'too many pages');
+  }
+  assert(seen.size === first.total, `${seen.size} resources over the pages, total ${first.total}`);
+  assert(seen.has(`Patient/${state.patientId}`), 'the Patient is not in $everything');
+  state.everything = first.total;
+  return `${seen.size} resources over ${pages} pages`;
+});
+
+await check('fhir-kit-client: compartment search Patient/{id}/Condition', async () => {
+  needs('ptoken', 'patientId');
+  const b = await fkcp.search({ resourceType: 'Condition', compartment: { resourceType: 'Patient', id: state.patientId }, searchParams: { _count: '5' } });
+  assert(b.resourceType === 'Bundle' && b.type === 'searchset', `got ${b.resourceType}/${b.type}`);
+  if (state.conditions !== undefined) assert(b.total === state.conditions, `total ${b.total}, Condition?patient= gave ${state.conditions}`);
+  const next = b.link?.find((l) => l.relation === 'next')?.url;
+  assert(next, 'no next link');
+  const p2 = await fkcp.nextPage({ bundle: b });
+  assert((p2.entry ?? []).every((e) => e.search?.mode === 'outcome' || e.resource?.resourceType === 'Condition'), 'page 2 is not Conditions');
+  return `total ${b.total}, paged`;
+});
+
+await check('fhir-kit-client: search with postSearch (POST Condition/_search)', async () => {
+  needs('ptoken', 'patientId');
+  const b = await fkcp.search({ resourceType: 'Condition', searchParams: { patient: state.patientId, _count: '3' }, options: { postSearch: true } });
+  assert(b.resourceType === 'Bundle' && b.type === 'searchset', `got ${b.resourceType}/${b.type}`);
+  if (state.conditions !== undefined) assert(b.total === state.conditions, `total ${b.total}, GET gave ${state.conditions}`);
+  return `total ${b.total}`;
+});
+
+await check('fhir-kit-client: _include=MedicationRequest:medication', async () => {
+  needs('ptoken', 'patientId');
+  const b = await fkcp.search({ resourceType: 'MedicationRequest', searchParams: { patient: state.patientId, _count: '20', _include: 'MedicationRequest:medication' } });
+  const matches = (b.entry ?? []).filter((e) => e.search?.mode === 'match').map((e) => e.resource);
+  const included = new Set((b.entry ?? []).filter((e) => e.search?.mode === 'include').map((e) => `${e.resource.resourceType}/${e.resource.id}`));
+  assert(matches.length > 0, 'no MedicationRequests');
+  const refs = matches.map((m) => m.medicationReference?.reference).filter(Boolean);
+  assert(refs.length > 0, 'no medicationReference to include');
+  for (const r of refs) assert(included.has(r), `${r} not included`);
+  return `${matches.length} matches, ${included.size} Medications included`;
+});
+
+await check('fhir-kit-client: _summary=count', async () => {
+  needs('ptoken', 'patientId');
+  const b = await fkcp.search({ resourceType: 'Observation', searchParams: { patient: state.patientId, _summary: 'count' } });
+  assert(b.resourceType === 'Bundle' && typeof b.total === 'number' && b.total > 0, `total ${b.total}`);
+  assert(!(b.entry ?? []).some((e) => e.search?.mode === 'match'), 'entries in a count');
+  return `total ${b.total}, no entries`;
+});
+
 // ---- fhirclient (SMART's JS client) ---------------------------------------
 
 // fhirclient's Node entry takes the incoming request (with a session, where
@@ -274,6 +344,32 @@ await check('fhirclient: $everything, pageLimit: 0 and flat', async () => {
   return `${matches.length} resources over ${Math.ceil(first.total / count)} pages`;
 });
 
+// A patient-context client, as a SMART app holds after launch: the token
+// response names the patient, and client.patient.request searches it.
+const fcp = FHIR.client({ serverUrl: base, tokenResponse: { access_token: state.ptoken, token_type: 'bearer', scope: 'patient/*.rs', patient: state.patientId } });
+
+await check('fhirclient: client.patient.read and patient.request (compartment via the CapabilityStatement)', async () => {
+  needs('ptoken', 'patientId');
+  const p = await fcp.patient.read();
+  assert(p.resourceType === 'Patient' && p.id === state.patientId, `got ${p.resourceType}/${p.id}`);
+  const pages = await fcp.patient.request('Condition?_count=50', { pageLimit: 0 });
+  const ids = new Set(pages.flatMap((b) => (b.entry ?? []).filter((e) => e.resource?.resourceType === 'Condition').map((e) => e.resource.id)));
+  if (state.conditions !== undefined) assert(ids.size === state.conditions, `${ids.size} Conditions, total ${state.conditions}`);
+  return `${ids.size} Conditions over ${pages.length} pages`;
+});
+
+await check('fhirclient: resolveReferences medicationReference, _summary=count', async () => {
+  needs('ptoken', 'patientId');
+  const b = await fcp.request(`MedicationRequest?patient=${state.patientId}&_count=5`, { resolveReferences: ['medicationReference'], graph: true });
+  const reqs = (b.entry ?? []).map((e) => e.resource).filter((r) => r?.resourceType === 'MedicationRequest');
+  assert(reqs.length > 0, 'no MedicationRequests');
+  const resolved = reqs.filter((r) => r.medicationReference?.resourceType === 'Medication');
+  assert(resolved.length === reqs.filter((r) => r.medicationReference).length, `${resolved.length} of ${reqs.length} references resolved`);
+  const c = await fcp.request(`Observation?patient=${state.patientId}&_summary=count`);
+  assert(typeof c.total === 'number' && !(c.entry ?? []).length, 'not a count');
+  return `${resolved.length} Medications resolved; ${c.total} Observations counted`;
+});
+
 await check('fhirclient: a forged token is refused (401)', async () => {
   needs('token');
   const forged = FHIR.client({ serverUrl: base, tokenResponse: { access_token: `${state.token.split('.').slice(0, 2).join('.')}.AAAA` } });
@@ -284,6 +380,52 @@ await check('fhirclient: a forged token is refused (401)', async () => {
     return '401';
   }
   throw new Error('a token with a bad signature was accepted');
+});
+
+// ---- MedplumClient (@medplum/core) ---------------------------------------
+
+// gpgate serves FHIR at its base URL (no fhir/R4 path) and issues tokens by
+// SMART Backend Services, so the client is given the base and the token.
+const medplum = new MedplumClient({ baseUrl: `${base}/`, fhirUrlPath: '', fetch: globalThis.fetch.bind(globalThis) });
+if (state.ptoken) medplum.setAccessToken(state.ptoken);
+
+await check('MedplumClient: readResource Patient, readPatientEverything', async () => {
+  needs('ptoken', 'patientId');
+  const p = await medplum.readResource('Patient', state.patientId);
+  assert(p.resourceType === 'Patient' && p.id === state.patientId, `got ${p.resourceType}/${p.id}`);
+  const b = await medplum.readPatientEverything(state.patientId);
+  assert(b.resourceType === 'Bundle' && b.type === 'searchset', `got ${b.resourceType}/${b.type}`);
+  if (state.everything !== undefined) assert(b.total === state.everything, `total ${b.total}, fhir-kit-client saw ${state.everything}`);
+  return `$everything total ${b.total}`;
+});
+
+await check('MedplumClient: searchResourcePages to the end', async () => {
+  needs('ptoken', 'patientId');
+  const ids = new Set();
+  let pages = 0;
+  for await (const page of medplum.searchResourcePages('Condition', { patient: state.patientId, _count: 25 })) {
+    pages++;
+    for (const r of page) {
+      assert(r.resourceType === 'Condition', `a ${r.resourceType}`);
+      assert(!ids.has(r.id), `Condition ${r.id} twice`);
+      ids.add(r.id);
+    }
+    assert(pages < 1000, 'too many pages');
+  }
+  if (state.conditions !== undefined) assert(ids.size === state.conditions, `${ids.size} Conditions, total ${state.conditions}`);
+  return `${ids.size} Conditions over ${pages} pages`;
+});
+
+await check('MedplumClient: search _summary=count, _include, _elements', async () => {
+  needs('ptoken', 'patientId');
+  const count = await medplum.search('Observation', { patient: state.patientId, _summary: 'count' });
+  assert(typeof count.total === 'number' && count.total > 0 && !(count.entry ?? []).length, `count ${count.total}`);
+  const inc = await medplum.search('MedicationStatement', { patient: state.patientId, _count: 10, _include: 'MedicationStatement:medication' });
+  const included = (inc.entry ?? []).filter((e) => e.search?.mode === 'include');
+  assert(included.length > 0 && included.every((e) => e.resource.resourceType === 'Medication'), `${included.length} included`);
+  const el = await medplum.searchResources('Condition', { patient: state.patientId, _count: 5, _elements: 'code' });
+  assert(el.length > 0 && el.every((r) => r.code && !r.onsetDateTime && r.meta?.tag?.some((t) => t.code === 'SUBSETTED')), 'not subsetted');
+  return `${count.total} Observations; ${included.length} Medications included; _elements subsetted`;
 });
 
 console.log(`${failed === 0 ? 'ok' : 'FAILED'}: ${passed} passed, ${failed} failed`);

@@ -63,7 +63,7 @@ func (c *Core) Search(ctx context.Context, p *fhir.Principal, q *fhir.Query) (*f
 			matches = append(matches, r)
 		}
 	}
-	return c.page(ctx, p, req, dec, q, matches, rec.Warnings)
+	return c.page(ctx, p, req, dec, q, matches, rec)
 }
 
 // FindPatient answers Patient?identifier=<NHS number> and Patient?_id=: the
@@ -89,17 +89,30 @@ func (c *Core) FindPatient(ctx context.Context, p *fhir.Principal, q *fhir.Query
 	if pt := rec.Patient(); pt != nil && req.Areas.Any(pt.Ix.Area) && q.Match(pt) {
 		matches = append(matches, pt)
 	}
-	return c.page(ctx, p, req, dec, q, matches, rec.Warnings)
+	return c.page(ctx, p, req, dec, q, matches, rec)
 }
 
-// page sorts and cuts the page, and audits what it returns.
-func (c *Core) page(ctx context.Context, p *fhir.Principal, req *fhir.Request, dec fhir.Decision, q *fhir.Query, matches []*fhir.Resource, warnings []fhir.Issue) (*fhir.Page, error) {
+// page sorts and cuts the page, adds what _include and _revinclude ask for,
+// and audits what it returns: the page and the included resources, counted
+// and with their areas (_summary=count returns, and counts, none).
+func (c *Core) page(ctx context.Context, p *fhir.Principal, req *fhir.Request, dec fhir.Decision, q *fhir.Query, matches []*fhir.Resource, rec *fhir.Record) (*fhir.Page, error) {
 	q.SortResources(matches)
-	pg := fhir.PageOf(matches, q)
-	if err := c.grant(ctx, p, req, dec, len(pg)); err != nil {
+	var pg, inc []*fhir.Resource
+	if !q.CountOnly() {
+		pg = fhir.PageOf(matches, q)
+		// The redacted record holds only what the caller may see, so
+		// whatever the page points at (or is pointed at by) in it may
+		// go with the page.
+		inc = fhir.Included(rec.Resources, pg, q.Includes)
+	}
+	audited := *req
+	for _, r := range inc {
+		audited.Areas |= r.Ix.Area & dec.Areas
+	}
+	if err := c.grant(ctx, p, &audited, dec, len(pg)+len(inc)); err != nil {
 		return nil, err
 	}
-	return &fhir.Page{Resources: pg, Total: len(matches), Query: q, Warnings: warnings, Areas: req.Areas, Summary: dec.Summary & req.Areas}, nil
+	return &fhir.Page{Resources: pg, Included: inc, Total: len(matches), Query: q, Warnings: rec.Warnings, Areas: req.Areas, Summary: dec.Summary & req.Areas}, nil
 }
 
 // Everything answers Patient/{id}/$everything: every resource of the record
@@ -116,7 +129,10 @@ func (c *Core) Everything(ctx context.Context, p *fhir.Principal, e *fhir.Everyt
 			matches = append(matches, r)
 		}
 	}
-	pg := fhir.PageOf(matches, e.Query)
+	var pg []*fhir.Resource
+	if !e.Query.CountOnly() {
+		pg = fhir.PageOf(matches, e.Query)
+	}
 	if err := c.grant(ctx, p, req, dec, len(pg)); err != nil {
 		return nil, err
 	}

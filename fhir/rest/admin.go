@@ -20,7 +20,7 @@ func (s *Server) getAgreement(c echo.Context) error {
 }
 
 func (s *Server) addAgreement(c echo.Context) error {
-	body, err := readBody(c, maxAgreementBody, "agreement")
+	body, _, err := readBody(c, maxAgreementBody, "agreement", plainJSON, fhirJSON)
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (s *Server) clients(c echo.Context, interaction string, withBody bool) erro
 	}
 	var body []byte
 	if withBody {
-		if body, err = readBody(c, maxAdminBody, "admin"); err != nil {
+		if body, _, err = readBody(c, maxAdminBody, "admin", "application/json", "application/fhir+json"); err != nil {
 			return err
 		}
 	}
@@ -82,7 +82,7 @@ func (s *Server) rotateSigningKey(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(c, maxAdminBody, "admin")
+	body, _, err := readBody(c, maxAdminBody, "admin", "application/json", "application/fhir+json")
 	if err != nil {
 		return err
 	}

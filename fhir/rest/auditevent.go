@@ -14,7 +14,7 @@ func (s *Server) searchAuditEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.writePage(c, pg)
+	return s.writePage(c, pg, "/AuditEvent", c.QueryParams())
 }
 
 // GET /AuditEvent/{id}.

@@ -17,20 +17,27 @@ import (
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // writePage splices one page of a searchset into a Bundle with paging links
-// and writes it.
-func (s *Server) writePage(c echo.Context, pg *fhir.Page) error {
-	q, page, total, warnings := pg.Query, pg.Resources, pg.Total, pg.Warnings
+// and writes it: the matches (as the query's _summary / _elements ask), the
+// resources _include / _revinclude added (search mode include), and an
+// outcome entry for warnings and ignored parameters. path and params are
+// the search as a GET would repeat it (the paging links are GETs, whatever
+// the method of the request).
+func (s *Server) writePage(c echo.Context, pg *fhir.Page, path string, params url.Values) error {
+	q, total, warnings := pg.Query, pg.Total, pg.Warnings
 	b := fhir.Bundle{
 		ID:        newUUID(),
 		Type:      "searchset",
 		Timestamp: s.now(),
 		Total:     total,
 		Base:      s.cfg.BaseURL,
-		Links:     s.links(c, q, total),
-		Entries:   make([]fhir.BundleEntry, 0, len(page)+1),
+		Links:     s.links(path, params, q, total),
+		Entries:   make([]fhir.BundleEntry, 0, len(pg.Resources)+len(pg.Included)+1),
 	}
-	for _, r := range page {
-		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: r, Mode: "match"})
+	for _, r := range pg.Resources {
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "match"})
+	}
+	for _, r := range pg.Included {
+		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "include"})
 	}
 	issues := append([]fhir.Issue(nil), warnings...)
 	for _, name := range q.Ignored {
@@ -58,21 +65,26 @@ func (s *Server) writeCollection(c echo.Context, col *fhir.Collection) error {
 	return s.writeBundle(c, &b)
 }
 
+// writeBundle streams the Bundle: entries are spliced into a pooled chunk
+// buffer and written as it fills, so a Bundle of thousands of resources is
+// never assembled whole (and, gzipped, is compressed as it goes).
 func (s *Server) writeBundle(c echo.Context, b *fhir.Bundle) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, responseType(c))
+	h.Set("Cache-Control", "no-store")
+	c.Response().WriteHeader(http.StatusOK)
 	bp := bufPool.Get().(*[]byte)
-	buf := b.AppendJSON((*bp)[:0])
-	err := s.writeJSON(c, http.StatusOK, buf)
-	if cap(buf) <= 8<<20 { // do not pin huge buffers
-		*bp = buf[:0]
-		bufPool.Put(bp)
+	defer bufPool.Put(bp)
+	if err := b.WriteJSON(c.Response(), (*bp)[:0]); err != nil {
+		// The status is out; all that is left is to stop and log.
+		s.log.Warn("bundle write failed", "request_id", h.Get(echo.HeaderXRequestID), "err", err)
 	}
-	return err
+	return nil
 }
 
-// links builds self/first/previous/next/last. The self link carries only the
-// parameters that were honoured.
-func (s *Server) links(c echo.Context, q *fhir.Query, total int) []fhir.Link {
-	orig := c.QueryParams()
+// links builds self/first/previous/next/last as GETs of path. The links
+// carry only the parameters that were honoured.
+func (s *Server) links(path string, orig url.Values, q *fhir.Query, total int) []fhir.Link {
 	ignored := map[string]bool{"_offset": true, "_count": true, "_format": true, "_pretty": true, "_cursor": true}
 	for _, name := range q.Ignored {
 		ignored[name] = true
@@ -84,7 +96,7 @@ func (s *Server) links(c echo.Context, q *fhir.Query, total int) []fhir.Link {
 		}
 	}
 	sort.Strings(keys)
-	base := s.cfg.BaseURL + c.Request().URL.Path + "?"
+	base := s.cfg.BaseURL + path + "?"
 	var prefix []byte
 	for _, k := range keys {
 		for _, v := range orig[k] {
@@ -98,7 +110,7 @@ func (s *Server) links(c echo.Context, q *fhir.Query, total int) []fhir.Link {
 		return base + string(prefix) + "_count=" + strconv.Itoa(q.Count) + "&_offset=" + strconv.Itoa(offset)
 	}
 	links := []fhir.Link{{Relation: "self", URL: at(q.Offset)}}
-	if q.Count == 0 {
+	if q.Count == 0 || q.CountOnly() {
 		return links
 	}
 	if q.Cursored {

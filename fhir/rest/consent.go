@@ -14,7 +14,7 @@ const maxConsentBody = 64 << 10
 // to view; the answer is the UK Core Consent, whose id is the
 // consent_reference for a patient-context token.
 func (s *Server) createConsent(c echo.Context) error {
-	body, err := readBody(c, maxConsentBody, "Consent")
+	body, _, err := readBody(c, maxConsentBody, "Consent", fhirJSON, plainJSON)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,10 @@ type Config struct {
 	Now        func() time.Time
 	BodyLimit  string        // echo body limit, default "1M"
 	Timeout    time.Duration // per request, default 30s
+	// CORSOrigins are the browser origins (scheme://host[:port], or "*")
+	// allowed to call the API, for browser-based SMART apps. Empty: no CORS
+	// headers, and browsers refuse cross-origin calls.
+	CORSOrigins []string
 	// Mount lets cmd add routes owned by other packages (auth endpoints)
 	// to the same echo instance and middleware chain. Routes it adds are
 	// outside the FHIR API's authentication: they authenticate themselves.
@@ -96,22 +100,41 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	// HEAD is served on every GET route, with the GET route's handler and
+	// middleware: the headers a GET would answer, no body (net/http drops
+	// it: the handler sees a GET, the connection a HEAD).
+	e.OnAddRouteHandler = func(host string, r echo.Route, h echo.HandlerFunc, mw []echo.MiddlewareFunc) {
+		if r.Method == http.MethodGet {
+			e.Add(http.MethodHead, r.Path, asGet(h), mw...)
+		}
+	}
 	// Middleware order lives here and only here:
-	// correlation id and peer address -> request id -> recover -> metrics ->
-	// access log -> security headers -> per-address rate limit -> body
-	// limit -> timeout context, then on the FHIR routes: negotiation (FHIR
-	// JSON only) -> authentication -> per-client rate and concurrency limit.
-	// Mounted routes (the token endpoint, the viewer) negotiate their own
-	// media types.
+	// correlation id and peer address -> request id -> recover -> gzip ->
+	// metrics -> access log -> security headers -> CORS -> per-address rate
+	// limit -> body limit -> timeout context, then on the FHIR routes:
+	// negotiation (FHIR JSON only) -> authentication -> per-client rate and
+	// concurrency limit. Mounted routes (the token endpoint, the viewer)
+	// negotiate their own media types. gzip is outside the access log,
+	// which renders errors, so errors are compressed like answers.
 	e.Use(s.correlate)
 	e.Use(s.requestID)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.Error("panic", "request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err, "stack", string(stack))
 		return fhir.Internal(err)
 	}}))
+	e.Use(gzipWhenAsked())
 	e.Use(s.observe)
 	e.Use(s.accessLog)
 	e.Use(s.secure)
+	if len(cfg.CORSOrigins) > 0 {
+		e.Use(middleware.CORSWithConfig(middleware.CORSConfig{
+			AllowOrigins:  cfg.CORSOrigins,
+			AllowMethods:  []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodDelete},
+			AllowHeaders:  []string{"Authorization", "Content-Type", "Accept", "Prefer", "If-None-Match", echo.HeaderXRequestID},
+			ExposeHeaders: []string{"Location", "ETag", "Last-Modified", "Content-Location", "WWW-Authenticate", echo.HeaderXRequestID},
+			MaxAge:        600,
+		}))
+	}
 	e.Use(s.limitAddress)
 	e.Use(middleware.BodyLimit(cfg.BodyLimit))
 	e.Use(s.deadline)
@@ -127,15 +150,46 @@ func New(cfg Config) (*echo.Echo, error) {
 	for _, r := range Routes {
 		e.Add(r.Method, r.Path, r.handler(s), s.negotiate, s.authenticate, s.limitClient)
 	}
-	// Everything else that looks like a FHIR interaction is a write or an
-	// unsupported method: 405 with an OperationOutcome.
-	writes := []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
-	for _, p := range []string{"/:type", "/:type/:id", "/Patient/:id/$everything"} {
-		e.Match(writes, p, s.methodNotAllowed)
+	// Interactions FHIR defines that gpgate does not serve answer
+	// NOT_IMPLEMENTED naming the interaction; writes answer
+	// METHOD_NOT_ALLOWED naming it (gpgate is view only). Neither needs a
+	// token: neither touches a record.
+	if !hasRoute(e, http.MethodGet, "/") { // a mounted face (the viewer) may own the root
+		e.GET("/", s.unsupported("search-system"))
 	}
+	e.POST("/", s.unsupported("search-system"))
+	e.Match([]string{http.MethodGet, http.MethodPost}, "/_search", s.unsupported("search-system"))
+	e.GET("/_history", s.unsupported("history-system"))
+	e.GET("/:type/_history", s.unsupported("history-type"))
+	e.GET("/:type/:id/_history", s.unsupported("history-instance"))
+	e.GET("/:type/:id/_history/:vid", s.unsupported("vread"))
+	e.Match([]string{http.MethodGet, http.MethodPost}, "/:type/:id/:sub", s.instanceSub)
+	e.Match([]string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}, "/:type", s.write)
+	e.Match([]string{http.MethodPut, http.MethodPatch, http.MethodDelete}, "/:type/:id", s.write)
+	e.POST("/:type/:id", s.write) // create with an id, or a type-level operation
+	e.Match([]string{http.MethodPut, http.MethodPatch, http.MethodDelete}, "/Patient/:id/$everything", s.write)
 	e.Match([]string{http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete}, "/Patient/$getstructuredrecord", s.methodNotAllowed)
-	e.Match([]string{http.MethodPut, http.MethodPatch}, "/Consent/:id", s.methodNotAllowed)
+	e.Match([]string{http.MethodPut, http.MethodPatch}, "/Consent/:id", s.write)
 	return e, nil
+}
+
+func hasRoute(e *echo.Echo, method, path string) bool {
+	for _, r := range e.Routes() {
+		if r.Method == method && r.Path == path {
+			return true
+		}
+	}
+	return false
+}
+
+// asGet runs a GET handler for a HEAD request.
+func asGet(h echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request().Clone(c.Request().Context())
+		r.Method = http.MethodGet
+		c.SetRequest(r)
+		return h(c)
+	}
 }
 
 // Route is one authenticated route of the FHIR API. The table is the one
@@ -168,7 +222,11 @@ var Routes = []Route{
 	{http.MethodGet, "/AuditEvent/:id", func(s *Server) echo.HandlerFunc { return s.readAuditEvent }},
 	{http.MethodPost, "/Patient/$getstructuredrecord", func(s *Server) echo.HandlerFunc { return s.getStructuredRecord }},
 	{http.MethodGet, "/Patient/:id/$everything", func(s *Server) echo.HandlerFunc { return s.everything }},
+	{http.MethodPost, "/Patient/:id/$everything", func(s *Server) echo.HandlerFunc { return s.everything }},
+	{http.MethodGet, "/Patient/:id/:type", func(s *Server) echo.HandlerFunc { return s.compartment }},
+	{http.MethodPost, "/Patient/:id/:type/_search", func(s *Server) echo.HandlerFunc { return s.compartment }},
 	{http.MethodGet, "/:type", func(s *Server) echo.HandlerFunc { return s.search }},
+	{http.MethodPost, "/:type/_search", func(s *Server) echo.HandlerFunc { return s.search }},
 	{http.MethodGet, "/:type/:id", func(s *Server) echo.HandlerFunc { return s.read }},
 }
 
@@ -203,7 +261,7 @@ func validRequestID(id string) bool {
 // patient ids and NHS numbers.
 func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		start := s.now()
+		start, method := s.now(), c.Request().Method // a HEAD runs as a GET
 		err := next(c)
 		if err != nil {
 			c.Error(err)
@@ -215,7 +273,7 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		attrs := []any{
 			"request_id", c.Response().Header().Get(echo.HeaderXRequestID),
-			"method", c.Request().Method,
+			"method", method,
 			"route", c.Path(),
 			"status", status,
 			"bytes", c.Response().Size,
@@ -256,15 +314,94 @@ func principal(c echo.Context) (context.Context, *fhir.Principal) {
 }
 
 func (s *Server) methodNotAllowed(c echo.Context) error {
-	allow := "GET"
+	allow := "GET, HEAD"
 	switch {
 	case strings.HasSuffix(c.Path(), "$getstructuredrecord"):
 		allow = "POST"
 	case strings.HasPrefix(c.Path(), "/Consent"):
-		allow = "GET, POST, DELETE"
+		allow = "GET, HEAD, POST, DELETE"
 	}
 	c.Response().Header().Set("Allow", allow)
-	return fhir.Errorf(fhir.CodeMethodNotAllowed, "gpgate is read-only: %s is not supported here", c.Request().Method)
+	return fhir.Errorf(fhir.CodeMethodNotAllowed, "%s is not supported here (Allow: %s)", c.Request().Method, allow)
+}
+
+// write answers the write interactions: gpgate is view only. It names the
+// interaction FHIR would call the request, and a POST to a $name is an
+// operation gpgate does not serve.
+func (s *Server) write(c echo.Context) error {
+	typ, id := c.Param("type"), c.Param("id")
+	if typ == "" { // a route with the type in its path (/Consent/:id)
+		typ, _, _ = strings.Cut(strings.TrimPrefix(c.Path(), "/"), "/")
+	}
+	if op, ok := operationName(typ, id); ok {
+		return notImplementedOperation(op)
+	}
+	if typ == "Consent" && id != "" && c.Request().Method != http.MethodDelete {
+		c.Response().Header().Set("Allow", "GET, HEAD, DELETE")
+		return fhir.Errorf(fhir.CodeMethodNotAllowed, "update of a Consent is not supported: record a new one (POST /Consent) and revoke the old (DELETE /Consent/{id})")
+	}
+	interaction := map[string]string{http.MethodPost: "create", http.MethodPut: "update", http.MethodPatch: "patch", http.MethodDelete: "delete"}[c.Request().Method]
+	if id == "" && c.Request().Method != http.MethodPost {
+		interaction = "conditional " + interaction
+	}
+	if c.Request().Method == http.MethodPost && id != "" {
+		interaction = "create with a client-assigned id"
+	}
+	allow := "GET, HEAD"
+	if strings.HasSuffix(c.Path(), "$everything") {
+		allow = "GET, HEAD, POST"
+	} else if typ == "Consent" {
+		allow = "GET, HEAD, DELETE"
+	}
+	c.Response().Header().Set("Allow", allow)
+	return fhir.Errorf(fhir.CodeMethodNotAllowed, "%s is not supported: gpgate is view only", interaction)
+}
+
+// unsupported answers a FHIR interaction gpgate does not serve.
+func (s *Server) unsupported(interaction string) echo.HandlerFunc {
+	why := map[string]string{
+		"search-system":    "search across resource types is not supported: search one type, within one patient (GET /{type}?patient=...)",
+		"history-system":   "history is not supported: gpgate keeps no versions of the records it fetches",
+		"history-type":     "history is not supported: gpgate keeps no versions of the records it fetches",
+		"history-instance": "history is not supported: gpgate keeps no versions of the records it fetches",
+		"vread":            "vread is not supported: gpgate keeps no versions of the records it fetches (read the current one)",
+	}[interaction]
+	return func(c echo.Context) error {
+		if c.Request().Method == http.MethodPost && c.Path() == "/" {
+			return fhir.Errorf(fhir.CodeNotImplemented, "batch and transaction are not supported: send each read or search on its own")
+		}
+		return fhir.Errorf(fhir.CodeNotImplemented, "%s", why)
+	}
+}
+
+// instanceSub answers /{type}/{id}/{sub} for what gpgate does not serve:
+// instance operations other than Patient $everything, history, and
+// compartments other than Patient's.
+func (s *Server) instanceSub(c echo.Context) error {
+	sub := c.Param("sub")
+	switch {
+	case strings.HasPrefix(sub, "$"):
+		return notImplementedOperation(sub)
+	case sub == "_history":
+		return fhir.Errorf(fhir.CodeNotImplemented, "history is not supported: gpgate keeps no versions of the records it fetches")
+	case fhir.IsReadable(c.Param("type")) && (fhir.IsReadable(sub) || sub == "_search"):
+		return fhir.Errorf(fhir.CodeNotImplemented, "compartment search is supported on the Patient compartment only (GET /Patient/{id}/{type})")
+	}
+	return fhir.Errorf(fhir.CodeUnknownResourceType, "no such endpoint")
+}
+
+// operationName reports whether a path segment names an operation ($name).
+func operationName(segs ...string) (string, bool) {
+	for _, s := range segs {
+		if strings.HasPrefix(s, "$") {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+func notImplementedOperation(op string) error {
+	return fhir.Errorf(fhir.CodeNotImplemented, "operation %s is not supported (gpgate serves Patient/{id}/$everything and Patient/$getstructuredrecord)", truncate(op, 40))
 }
 
 func (s *Server) metadata(c echo.Context) error {
