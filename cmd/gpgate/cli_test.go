@@ -45,6 +45,9 @@ func TestHelpVerb(t *testing.T) {
 // the directory and the locked file.
 func TestDataDirLocked(t *testing.T) {
 	dir := t.TempDir()
+	if err := loadPatientIDKey(dir, true); err != nil { // as gpgate demo leaves a region
+		t.Fatal(err)
+	}
 	st, err := embedded.Open(filepath.Join(dir, recordsFile))
 	if err != nil {
 		t.Fatal(err)

@@ -446,7 +446,11 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 				if pr.body != "" {
 					body = []byte(pr.body)
 				}
-				r := s.do(t, row.method, pr.path, body, "Authorization", tokens[kind])
+				hdr := []string{"Authorization", tokens[kind]}
+				if pr.ctype != "" {
+					hdr = append(hdr, "Content-Type", pr.ctype)
+				}
+				r := s.do(t, row.method, pr.path, body, hdr...)
 				if r.status != 500 {
 					t.Errorf("%s %s as %s with the audit log failing: %d, want 500", row.method, pr.name, kind, r.status)
 					continue

@@ -58,7 +58,7 @@ func openStateWithin(data string, wait time.Duration) (*state, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: wait})
 	if err != nil {
 		if lerr := lockedErr(err, data, stateFile); lerr != err {
-			return nil, fmt.Errorf("%w (while it runs, use its admin API: --base URL --client ID --key FILE)", lerr)
+			return nil, fmt.Errorf("%w (while it runs, use its admin API, /admin/agreements and /admin/clients: give --base URL --client ID --key FILE)", lerr)
 		}
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -129,11 +129,14 @@ func (s *Server) writeJSON(c echo.Context, status int, body []byte) error {
 // q-value of 0 refuses it), streaming: the compressor writes as the answer
 // is written, nothing is held whole twice. Small answers go uncompressed.
 func gzipWhenAsked() echo.MiddlewareFunc {
-	gz := middleware.GzipWithConfig(middleware.GzipConfig{Level: gzip.BestSpeed, MinLength: 1024})
+	gz := middleware.GzipWithConfig(middleware.GzipConfig{Level: gzip.BestSpeed, MinLength: 1024,
+		// Prometheus' handler negotiates its own compression: compressing
+		// it again would send a gzip of a gzip.
+		Skipper: func(c echo.Context) bool { return c.Request().URL.Path == "/metrics" }})
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		zipped := gz(next)
 		return func(c echo.Context) error {
-			if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) {
+			if acceptsGzip(c.Request().Header.Get("Accept-Encoding")) && c.Request().URL.Path != "/metrics" {
 				return zipped(c)
 			}
 			c.Response().Header().Add(echo.HeaderVary, echo.HeaderAcceptEncoding)
