@@ -64,7 +64,11 @@ func TestCluster(t *testing.T) {
 	lb := sbFreeAddr(t)
 	cbAddr = func(testing.TB) string { return lb }
 	cbServe = func(t testing.TB, dir, addr string) func() {
-		c, err := cluster.Start(ctx, cluster.Options{Bin: bin, Dir: filepath.Join(work, "run"), Data: dir, Database: url, Listen: addr, Log: io.Discard})
+		c, err := cluster.Start(ctx, cluster.Options{Bin: bin, Dir: filepath.Join(work, "run"), Data: dir, Database: url, Listen: addr, Log: io.Discard,
+			// every request of this test comes from one address and two
+			// clients: limits high enough that the load below is served
+			// (the limits have tests of their own)
+			Args: []string{"--rate-address", "5000", "--rate-client", "5000", "--client-concurrency", "0"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"log"
 	"log/slog"
@@ -10,9 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/gpgate/gpgate/consent/smart"
+	"github.com/gpgate/gpgate/fhir"
 )
 
 // Health and metrics endpoints. /healthz (alive) is served on the main
@@ -40,11 +40,13 @@ func (h *health) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 // readyz says whether this node should be sent requests: not draining, its
-// state store answering, the audit log writable (no failed durable write
-// in the last 30 s, the commit queue not full), a token-signing key. The
-// practices' circuit states are reported; an open circuit fails only that
-// practice, not the node.
-func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
+// state store answering, the audit log writable (the commit queue not
+// full; after a failed durable write, not ready until the log answers
+// again and a moment has passed — a node taken out of service gets no
+// requests to prove the log recovered with, so readiness asks the log
+// itself), a token-signing key. The practices' circuit states are
+// reported; an open circuit fails only that practice, not the node.
+func (h *health) readyz(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{}
 	ok := true
 	fail := func(name, why string) { checks[name], ok = why, false }
@@ -53,17 +55,23 @@ func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
 	} else {
 		checks["lifecycle"] = "serving"
 	}
-	if err := h.state.db.View(func(*bolt.Tx) error { return nil }); err != nil {
+	pctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	err := h.state.ping(pctx)
+	cancel()
+	if err != nil {
 		fail("state-store", "unavailable")
 	} else {
 		checks["state-store"] = "ok"
 	}
 	st := h.auditor.st.Stats()
+	failing, since := h.auditor.failing()
 	switch {
-	case h.auditor.failedWithin(30 * time.Second):
-		fail("audit", "a durable write failed in the last 30 s")
 	case st.QueueDepth >= 4000:
 		fail("audit", "commit queue full")
+	case failing && since < auditSettle:
+		fail("audit", "a durable write failed just now")
+	case failing && !h.auditAnswers(r.Context()):
+		fail("audit", "the last durable write failed and the log does not answer")
 	default:
 		checks["audit"] = "ok"
 	}
@@ -84,11 +92,28 @@ func (h *health) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-// loopbackOnly answers 404 to callers not on this host.
+// auditSettle is how long after a failed durable write a node stays not
+// ready even when its log answers again.
+const auditSettle = 2 * time.Second
+
+// auditAnswers asks the audit log for its first entry, within a second.
+func (h *health) auditAnswers(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, _, err := h.auditor.st.Get(ctx, 1)
+	return err == nil
+}
+
+// loopbackOnly answers 404 to callers not on this host: the caller's
+// address the server found (through a trusted balancer on this host, the
+// address the balancer forwarded), else the TCP peer.
 func loopbackOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		host := fhir.ClientAddrFrom(r.Context())
+		if host == "" {
+			host, _, _ = net.SplitHostPort(r.RemoteAddr)
+		}
+		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			http.NotFound(w, r)
 			return
 		}

@@ -19,6 +19,7 @@ type timedAuditor struct {
 	st      auditStore
 	m       *metrics.Metrics
 	lastErr atomic.Int64 // unix nanos of the last failed write
+	lastOK  atomic.Int64 // unix nanos of the last durable write
 }
 
 func (a *timedAuditor) Record(ctx context.Context, e *fhir.AuditEntry) error {
@@ -26,15 +27,21 @@ func (a *timedAuditor) Record(ctx context.Context, e *fhir.AuditEntry) error {
 	err := a.st.Record(ctx, e)
 	if err != nil && ctx.Err() == nil {
 		a.lastErr.Store(time.Now().UnixNano())
+	} else if err == nil {
+		a.lastOK.Store(time.Now().UnixNano())
 	}
 	a.m.AuditRecorded(time.Since(start), err)
 	return err
 }
 
-// failedWithin reports a failed write in the last d.
-func (a *timedAuditor) failedWithin(d time.Duration) bool {
-	t := a.lastErr.Load()
-	return t != 0 && time.Since(time.Unix(0, t)) < d
+// failing reports whether the last write failed (none succeeded since)
+// and how long ago it failed.
+func (a *timedAuditor) failing() (bool, time.Duration) {
+	e := a.lastErr.Load()
+	if e == 0 || e <= a.lastOK.Load() {
+		return false, 0
+	}
+	return true, time.Since(time.Unix(0, e))
 }
 
 // tokenEvents tells metrics of every token decision and audits refused

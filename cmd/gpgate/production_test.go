@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log/slog"
 	"math/big"
@@ -33,6 +34,7 @@ import (
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
 	"github.com/gpgate/gpgate/fhir/rest"
+	"github.com/gpgate/gpgate/metrics"
 )
 
 // smallServer is an in-process server over a small region of its own.
@@ -701,3 +703,43 @@ func (f sourceFunc) Record(ctx context.Context, n fhir.NHSNumber, a fhir.Areas) 
 type nopObserver struct{}
 
 func (nopObserver) SourceFetched(string, time.Duration, string) {}
+
+// A failed durable write makes the node "failing" until a write succeeds.
+func TestAuditorFailingClearsOnSuccess(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []bool // true: the write succeeds
+		want   bool
+	}{
+		{"no writes", nil, false},
+		{"one success", []bool{true}, false},
+		{"one failure", []bool{false}, true},
+		{"a failure, then a success", []bool{false, true}, false},
+		{"a success, then a failure", []bool{true, false}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &flakyAudit{}
+			a := &timedAuditor{st: st, m: metrics.New("test")}
+			for _, ok := range tc.writes {
+				st.fail = !ok
+				_ = a.Record(context.Background(), &fhir.AuditEntry{})
+				time.Sleep(time.Millisecond) // distinct stamps on coarse clocks
+			}
+			if got, _ := a.failing(); got != tc.want {
+				t.Fatalf("failing %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+type flakyAudit struct {
+	auditStore
+	fail bool
+}
+
+func (f *flakyAudit) Record(context.Context, *fhir.AuditEntry) error {
+	if f.fail {
+		return errors.New("disk full")
+	}
+	return nil
+}

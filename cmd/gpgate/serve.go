@@ -101,7 +101,9 @@ type serveOpts struct {
 	adminListen string
 
 	// Rate limits (requests per second and burst; 0 disables one).
-	rateAddress, rateClient   float64
+	rateAddress, rateClient float64
+	// trustedProxies are CIDRs of balancers whose X-Forwarded-For is believed.
+	trustedProxies            string
 	burstAddress, burstClient int
 	clientConcurrent          int
 	refusalWindow             time.Duration // aggregation window of refused authentications (default 1 min)
@@ -151,6 +153,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&o.tlsClientCA, "tls-client-ca", "", "CA certificates (PEM) of client certificates: mutual TLS, a client certificate is required and verified")
 	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only)")
 	fs.StringVar(&o.adminListen, "admin-listen", "", "address for /healthz, /readyz and /metrics (default: on --listen, /readyz and /metrics to loopback callers only)")
+	fs.StringVar(&o.trustedProxies, "trusted-proxies", "", "networks of the balancers in front of gpgate, comma-separated CIDRs (e.g. 10.0.0.5/32); a request from one is taken to come from the address it appended to X-Forwarded-For, for rate limits and the audit (default: none: the TCP peer, always)")
 	fs.Float64Var(&o.rateAddress, "rate-address", 50, "requests per second per source address (0: no limit)")
 	fs.IntVar(&o.burstAddress, "burst-address", 200, "burst per source address")
 	fs.Float64Var(&o.rateClient, "rate-client", 50, "requests per second per client (0: no limit)")
@@ -183,6 +186,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	}
 	if o.shutdownTimeout <= 0 {
 		o.shutdownTimeout = 20 * time.Second
+	}
+	proxies, err := trustedProxies(o.trustedProxies)
+	if err != nil {
+		return err
 	}
 	if err := os.MkdirAll(o.data, 0o700); err != nil {
 		return err
@@ -439,9 +446,10 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 		Capability: capability,
 		Static:     conformance.OperationDefinitions(capOpts), // served at the canonicals the statement names
 		Logger:     log,
-		Security:   rest.Security{HSTS: tf != nil, OwnCSP: []string{viewer.Base}},
+		Security:   rest.Security{HSTS: tf != nil, OwnCSP: []string{viewer.Base}, TrustedProxies: proxies},
 		Limits: rest.Limits{PerAddress: rate.Limit(o.rateAddress), AddressBurst: o.burstAddress, PerClient: rate.Limit(o.rateClient),
-			ClientBurst: o.burstClient, ClientConcurrent: o.clientConcurrent, Refused: limitRefused(m, refusals)},
+			ClientBurst: o.burstClient, ClientConcurrent: o.clientConcurrent, Refused: limitRefused(m, refusals),
+			Probes: []string{pathHealthz, pathReadyz}},
 		Observer:    m,
 		CORSOrigins: origins,
 		Mount: func(e *echo.Echo) {
@@ -713,6 +721,35 @@ func slogErrorLog(log *slog.Logger) *stdLogger {
 }
 
 // corsOrigins splits the --cors-origins list.
+// trustedProxies parses --trusted-proxies: CIDRs, or single addresses
+// (taken as /32 or /128).
+func trustedProxies(s string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip := net.ParseIP(f)
+			if ip == nil {
+				return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR", f)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("--trusted-proxies: %q is neither an address nor a CIDR", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
 func corsOrigins(s string) []string {
 	var out []string
 	for _, o := range strings.Split(s, ",") {

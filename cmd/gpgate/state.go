@@ -43,6 +43,15 @@ type state struct {
 	consent consentStore
 }
 
+// ping says whether the state store answers: the state file, or the
+// database within ctx.
+func (s *state) ping(ctx context.Context) error {
+	if s.pool != nil {
+		return s.pool.Ping(ctx)
+	}
+	return s.db.View(func(*bolt.Tx) error { return nil })
+}
+
 func openState(data string) (*state, error) { return openStateWithin(data, 3*time.Second) }
 
 // openStateWithin opens the state file, waiting at most wait for a running

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -218,6 +219,69 @@ func TestRateLimits(t *testing.T) {
 	defer mu.Unlock()
 	if refusals["client/c/192.0.2.1"] != 1 || refusals["address//192.0.2.1"] != 1 {
 		t.Fatalf("refusals reported %v", refusals)
+	}
+}
+
+// A balancer's health checks share its address with every request it
+// forwards: probes are outside the limits, so a busy node is not taken
+// out of service for being busy.
+func TestRateLimitsSpareProbes(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	h := newProdServer(t, &adminCore{}, func(c *Config) {
+		c.Limits = Limits{PerAddress: 1, AddressBurst: 1, Now: clock.Now, Probes: []string{"/readyz"}}
+		c.Mount = func(e *echoEcho) { e.GET("/readyz", func(c echoContext) error { return c.NoContent(200) }) }
+	})
+	serveReq(h, "GET", "/metadata", "")
+	if w := serveReq(h, "GET", "/metadata", ""); w.Code != http.StatusTooManyRequests {
+		t.Fatalf("second request in the second: %d", w.Code)
+	}
+	for i := 0; i < 5; i++ {
+		if w := serveReq(h, "GET", "/readyz", ""); w.Code != 200 {
+			t.Fatalf("probe %d from a limited address: %d", i, w.Code)
+		}
+	}
+}
+
+// The caller's address is the TCP peer unless the peer is a trusted
+// proxy; then it is the right-most X-Forwarded-For hop not itself trusted.
+func TestTrustedProxies(t *testing.T) {
+	_, lb, _ := net.ParseCIDR("10.0.0.0/30")
+	for _, tc := range []struct {
+		name, peer, xff string
+		trusted         bool
+		want            string
+	}{
+		{"no proxies: the peer, the header ignored", "198.51.100.7:4000", "203.0.113.9", false, "198.51.100.7"},
+		{"a trusted proxy: the address it appended", "10.0.0.1:4000", "203.0.113.9", true, "203.0.113.9"},
+		{"a trusted proxy: a caller's forged hop before it is not believed", "10.0.0.1:4000", "192.0.2.66, 203.0.113.9", true, "203.0.113.9"},
+		{"an untrusted peer's header is ignored", "198.51.100.7:4000", "203.0.113.9", true, "198.51.100.7"},
+		{"a trusted proxy without the header: the proxy", "10.0.0.2:4000", "", true, "10.0.0.2"},
+		{"loopback is not trusted unless named", "127.0.0.1:4000", "203.0.113.9", true, "127.0.0.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got string
+			h := newProdServer(t, &adminCore{}, func(c *Config) {
+				if tc.trusted {
+					c.Security.TrustedProxies = []*net.IPNet{lb}
+				}
+				c.Mount = func(e *echoEcho) {
+					e.GET("/probe", func(c echoContext) error {
+						got = fhir.ClientAddrFrom(c.Request().Context())
+						return c.NoContent(204)
+					})
+				}
+			})
+			req := httptest.NewRequest("GET", "/probe", nil)
+			req.RemoteAddr = tc.peer
+			if tc.xff != "" {
+				req.Header.Set("X-Forwarded-For", tc.xff)
+			}
+			req.Header.Set("X-Real-IP", "192.0.2.99") // never believed
+			h.ServeHTTP(httptest.NewRecorder(), req)
+			if got != tc.want {
+				t.Fatalf("caller's address %q, want %q", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -33,6 +33,10 @@ type Limits struct {
 	// "client" or "concurrency", with the client (if known) and address.
 	Refused func(ctx context.Context, kind, client, addr string)
 	Now     func() time.Time
+	// Probes are paths outside every limit: a balancer's health checks
+	// (/healthz, /readyz) come from the balancer's own address, and a
+	// node refusing them would be taken out of service for being busy.
+	Probes []string
 }
 
 type limiters struct {
@@ -106,7 +110,14 @@ func (s *Server) limitAddress(next echo.HandlerFunc) echo.HandlerFunc {
 	if s.lim == nil || s.lim.cfg.PerAddress <= 0 {
 		return next
 	}
+	probes := map[string]bool{}
+	for _, p := range s.lim.cfg.Probes {
+		probes[p] = true
+	}
 	return func(c echo.Context) error {
+		if probes[c.Request().URL.Path] {
+			return next(c)
+		}
 		addr := fhir.ClientAddrFrom(c.Request().Context())
 		if addr == "" {
 			addr = peerIP(c.Request().RemoteAddr)

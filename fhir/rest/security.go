@@ -18,6 +18,27 @@ type Security struct {
 	// Content-Security-Policy and framing rules (the viewer); every other
 	// answer gets default-src 'none'; frame-ancestors 'none'.
 	OwnCSP []string
+	// TrustedProxies are the networks of balancers in front of gpgate
+	// (HAProxy, a hospital's reverse proxy). A request whose TCP peer is
+	// in one of them is taken to come from the address the proxy appended
+	// to X-Forwarded-For (the right-most address not itself trusted); any
+	// other request comes from its TCP peer, and a forwarding header it
+	// carries is ignored. Empty: the TCP peer, always.
+	TrustedProxies []*net.IPNet
+}
+
+// ipExtractor is how the caller's address is found: the TCP peer, or
+// through the trusted proxies' X-Forwarded-For (echo's extractor, which
+// walks the header from the right and stops at the first untrusted hop).
+func (sec Security) ipExtractor() echo.IPExtractor {
+	if len(sec.TrustedProxies) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range sec.TrustedProxies {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
 }
 
 // HeaderCorrelationID echoes a caller's own X-Request-ID back beside
@@ -26,9 +47,9 @@ const HeaderCorrelationID = "X-Correlation-ID"
 
 // correlate runs first: a caller's X-Request-ID is kept as its correlation
 // id (audited beside gpgate's own request id, never instead of it), and the
-// caller's network address — the TCP peer, never a forwarding header a
-// caller can write — is put in the request context for rate limits and the
-// audit.
+// caller's network address — the TCP peer, or the address a trusted
+// proxy forwarded (never a forwarding header an untrusted caller wrote) —
+// is put in the request context for rate limits and the audit.
 func (s *Server) correlate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
@@ -40,7 +61,7 @@ func (s *Server) correlate(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			r.Header.Del(echo.HeaderXRequestID) // gpgate makes its own
 		}
-		ctx = fhir.WithClientAddr(ctx, peerIP(r.RemoteAddr))
+		ctx = fhir.WithClientAddr(ctx, c.RealIP())
 		c.SetRequest(r.WithContext(ctx))
 		return next(c)
 	}

@@ -100,6 +100,7 @@ func New(cfg Config) (*echo.Echo, error) {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
+	e.IPExtractor = cfg.Security.ipExtractor()
 	// HEAD is served on every GET route, with the GET route's handler and
 	// middleware: the headers a GET would answer, no body (net/http drops
 	// it: the handler sees a GET, the connection a HEAD).

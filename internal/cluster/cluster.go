@@ -71,7 +71,10 @@ type Options struct {
 	// AuditKey is the audit key file every node shares (default
 	// Dir/audit.key: outside every node's data directory).
 	AuditKey string
-	Log      io.Writer // progress; nil: discarded
+	// Args are further `gpgate serve` flags every node gets (rate limits,
+	// for instance).
+	Args []string
+	Log  io.Writer // progress; nil: discarded
 }
 
 // sharedFiles are further files of the data directory every node needs
@@ -199,7 +202,11 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 	}
 	cmd := exec.Command(c.opt.Bin, "serve", "--data", filepath.Join(n.Dir, "data"), "--database", c.opt.Database,
 		"--listen", n.Addr, "--base-url", c.Base, "--node", n.Name, "--audit-key", c.opt.AuditKey,
-		"--audit-head", filepath.Join(n.Dir, "audit-head"), "--log-format", "json", "--log-level", "warn")
+		"--audit-head", filepath.Join(n.Dir, "audit-head"), "--log-format", "json", "--log-level", "warn",
+		// the balancer is on this host: the caller's address is the one it
+		// forwards (rate limits and the audit see callers, not HAProxy)
+		"--trusted-proxies", "127.0.0.1/32,::1/128")
+	cmd.Args = append(cmd.Args, c.opt.Args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "GPGATE_DATABASE=") // the flag, not the environment, names the database
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -279,7 +286,9 @@ func (c *Cluster) signal(i int, sig syscall.Signal) {
 }
 
 // haproxyConfig balances the nodes round robin, with active health checks
-// (a dead node is out within a second), retries of connections refused
+// on /readyz (a dead or draining node is out within a second; probes are
+// outside gpgate's rate limits), the caller's address forwarded
+// (X-Forwarded-For, believed by the nodes' --trusted-proxies), retries of connections refused
 // (redispatched to another node: a request is only lost if it was in
 // flight on a node that died), and a cookie that keeps a Shared Record
 // Viewer session on the node that holds it (sessions are per node).
@@ -297,6 +306,7 @@ defaults
     retries 3
     option redispatch
     option http-server-close
+    option forwardfor
 
 frontend gpgate
     bind %s
@@ -304,7 +314,7 @@ frontend gpgate
 
 backend nodes
     balance roundrobin
-    option httpchk GET /metadata
+    option httpchk GET /readyz
     http-check expect status 200
     default-server inter 500ms fall 2 rise 2 on-marked-down shutdown-sessions
     cookie GPGATENODE insert indirect nocache httponly
