@@ -274,39 +274,12 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 	if s.cpInterval <= 0 {
 		s.cpInterval = DefaultCheckpointInterval
 	}
-	switch {
-	case opt.Key != nil && opt.KeyFile != "":
-		return nil, errors.New("audit: give Options.Key or Options.KeyFile, not both")
-	case opt.KeyFile != "" && s.readOnly:
-		// verifying only: read the key (or its public half), never create it
-		pub, err := LoadPublicKey(opt.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		s.keys = append(s.keys, pub)
-	case opt.KeyFile != "":
-		if within(opt.KeyFile, filepath.Dir(db.Path())) {
-			return nil, fmt.Errorf("audit: the audit key %s is in the log's directory: keep it elsewhere (whoever can rewrite the log must not be able to read the key)", opt.KeyFile)
-		}
-		k, err := LoadOrCreateKey(opt.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("audit: %w", err)
-		}
-		s.key = k
-	case opt.Key != nil:
-		if len(opt.Key) != ed25519.PrivateKeySize {
-			return nil, errors.New("audit: Options.Key is not an Ed25519 private key")
-		}
-		s.key = opt.Key
+	if opt.KeyFile != "" && !s.readOnly && within(opt.KeyFile, filepath.Dir(db.Path())) {
+		return nil, fmt.Errorf("audit: the audit key %s is in the log's directory: keep it elsewhere (whoever can rewrite the log must not be able to read the key)", opt.KeyFile)
 	}
-	if s.key != nil {
-		s.keys = append(s.keys, s.key.Public().(ed25519.PublicKey))
-	}
-	for _, k := range opt.TrustedKeys {
-		if len(k) != ed25519.PublicKeySize {
-			return nil, errors.New("audit: a trusted key is not an Ed25519 public key")
-		}
-		s.keys = append(s.keys, k)
+	var err error
+	if s.key, s.keys, err = SigningKeys(opt.Key, opt.KeyFile, opt.TrustedKeys, s.readOnly); err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
 	}
 	if s.headFile != "" && s.key == nil && !s.readOnly {
 		return nil, errors.New("audit: Options.HeadFile needs an audit key (Key or KeyFile)")
@@ -323,7 +296,7 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 		qs = 4096
 	}
 	s.queue = make(chan *pending, qs)
-	err := db.Update(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bucketLog, bucketMeta, bucketPatient, bucketAgent, bucketCheckpoint} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err

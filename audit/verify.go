@@ -2,10 +2,8 @@ package audit
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -50,15 +48,10 @@ type chainBreak struct {
 }
 
 // walkChain verifies the log entries after from (whose chain hash is prev)
-// in order to the end of the log: sequence numbers without gaps, each
-// record naming its own sequence number, each stored hash SHA-256(previous
-// hash || record). at, when set, is called with each verified entry's hash
-// and may stop the walk with a break.
-func walkChain(ctx context.Context, lb *bbolt.Bucket, from uint64, prev [32]byte, at func(seq uint64, sum [32]byte) *chainBreak) (uint64, *chainBreak, error) {
+// in order to the end of the log (CheckEntry on each), and returns the
+// last entry that verified.
+func walkChain(ctx context.Context, lb *bbolt.Bucket, from uint64, prev [32]byte) (uint64, *chainBreak, error) {
 	want := from + 1
-	brk := func(format string, args ...any) (uint64, *chainBreak, error) {
-		return want - 1, &chainBreak{want, fmt.Sprintf(format, args...)}, nil
-	}
 	c := lb.Cursor()
 	for k, v := c.Seek(seqKey(want)); k != nil; k, v = c.Next() {
 		if want&1023 == 0 {
@@ -66,40 +59,29 @@ func walkChain(ctx context.Context, lb *bbolt.Bucket, from uint64, prev [32]byte
 				return want - 1, nil, err
 			}
 		}
-		if len(k) != 8 {
-			return brk("entry %d: malformed key in the log", want)
+		if bad := entryShape(want, k, v); bad != "" {
+			return want - 1, &chainBreak{want, bad}, nil
 		}
-		seq := binary.BigEndian.Uint64(k)
-		if seq != want {
-			return brk("entry %d is missing (deleted): the next entry is %d", want, seq)
-		}
-		if len(v) < 34 {
-			return brk("entry %d: record too short", seq)
-		}
-		named, _, err := recordHead(v[32:])
-		if err != nil {
-			return brk("entry %d: record unreadable", seq)
-		}
-		if named != seq {
-			return brk("entry %d holds the record of entry %d: entries swapped or moved", seq, named)
-		}
-		h := sha256.New()
-		h.Write(prev[:])
-		h.Write(v[32:])
-		var sum [32]byte
-		h.Sum(sum[:0])
-		if !bytes.Equal(sum[:], v[:32]) {
-			return brk("entry %d: hash mismatch: the entry was edited (or the one before it was edited and rehashed)", seq)
+		sum, bad := CheckEntry(want, binary.BigEndian.Uint64(k), prev, v[:32], v[32:])
+		if bad != "" {
+			return want - 1, &chainBreak{want, bad}, nil
 		}
 		prev = sum
-		if at != nil {
-			if b := at(seq, sum); b != nil {
-				return want - 1, b, nil
-			}
-		}
 		want++
 	}
 	return want - 1, nil, nil
+}
+
+// entryShape checks what only the bbolt layout can get wrong: an 8-byte
+// key, a value of a hash and a record.
+func entryShape(want uint64, k, v []byte) string {
+	switch {
+	case len(k) != 8:
+		return fmt.Sprintf("entry %d: malformed key in the log", want)
+	case len(v) < 34:
+		return fmt.Sprintf("entry %d: record too short", want)
+	}
+	return ""
 }
 
 // Verify is VerifyWith the Store's own keys and head file.
@@ -118,157 +100,62 @@ func (s *Store) Verify(ctx context.Context) (VerifyReport, error) {
 // an exported head it says, in Warnings, what it could not check.
 func (s *Store) VerifyWith(ctx context.Context, vo VerifyOptions) (VerifyReport, error) {
 	var rep VerifyReport
-	keys := vo.Keys
-	if keys == nil {
-		keys = s.keys
-	}
-	if len(keys) == 0 {
-		rep.Warnings = append(rep.Warnings, "no audit public key: checkpoint signatures not checked (a re-chained log with re-made checkpoints would pass)")
-	}
-	var headErr error
-	head := vo.Head
-	if head == nil {
-		path := vo.HeadFile
-		if path == "" {
-			path = s.headFile
-		}
-		if path == "" {
-			rep.Warnings = append(rep.Warnings, "no exported head: tail truncation after the newest checkpoint cannot be detected")
-		} else if h, err := ReadHeadFile(path); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				headErr = fmt.Errorf("the exported head %s is missing: tail truncation cannot be ruled out", path)
-			} else {
-				headErr = fmt.Errorf("the exported head is unreadable: %w", err)
-			}
-		} else {
-			head = &h
-		}
-	}
-	var brk *chainBreak
-	last := uint64(0)
 	err := s.db.View(func(tx *bbolt.Tx) error {
 		lb := tx.Bucket(bucketLog)
 		if lb == nil {
 			return errors.New("audit: no log in this file")
 		}
-		var cc *bbolt.Cursor
-		var ck, cv []byte
+		var checkpoints CheckpointSource
 		if cb := tx.Bucket(bucketCheckpoint); cb != nil {
-			cc = cb.Cursor()
-			ck, cv = cc.First()
+			cc := cb.Cursor()
+			ck, cv := cc.First()
+			checkpoints = func() (uint64, []byte, bool, string) {
+				k, v := ck, cv
+				if k == nil {
+					return 0, nil, false, ""
+				}
+				ck, cv = cc.Next()
+				if len(k) != 8 {
+					return 0, nil, false, "malformed checkpoint key"
+				}
+				return binary.BigEndian.Uint64(k), v, true, ""
+			}
 		}
-		anchored := false
-		anchorAt := func(kind string, h *Head, seq uint64, sum [32]byte) *chainBreak {
-			from := rep.Anchor + 1
-			if len(keys) > 0 {
-				if err := h.Verify(keys); err != nil {
-					msg := fmt.Sprintf("%s at entry %d: %v", kind, seq, err)
-					if seq >= from {
-						msg += fmt.Sprintf(": entries %d..%d are not anchored", from, seq)
-					}
-					return &chainBreak{from, msg}
+		cv := NewChainVerifier(vo, s.keys, s.headFile, checkpoints)
+		c := lb.Cursor()
+		want := uint64(1)
+		for k, v := c.Seek(seqKey(1)); k != nil && !cv.Broken(); k, v = c.Next() {
+			if want&1023 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
 				}
 			}
-			if h.Hash != sum {
-				if seq == 0 {
-					return &chainBreak{1, fmt.Sprintf("the %s at entry 0 does not sign the empty log", kind)}
-				}
-				return &chainBreak{from, fmt.Sprintf("entries %d..%d were rewritten and re-chained: the %s signed at entry %d does not match the chain", from, seq, kind, seq)}
+			if bad := entryShape(want, k, v); bad != "" {
+				cv.Break(bad)
+				break
 			}
-			if len(keys) > 0 {
-				rep.Anchor, anchored = seq, true
+			if !cv.Entry(binary.BigEndian.Uint64(k), v[:32], v[32:], nil) {
+				break
 			}
-			return nil
+			want++
 		}
-		at := func(seq uint64, sum [32]byte) *chainBreak {
-			for ; ck != nil; ck, cv = cc.Next() {
-				if len(ck) != 8 {
-					return &chainBreak{rep.Anchor + 1, "malformed checkpoint key"}
-				}
-				cs := binary.BigEndian.Uint64(ck)
-				if cs > seq {
-					break
-				}
-				if cs < seq {
-					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d out of order", cs)}
-				}
-				h, err := ParseHead(cv)
-				if err != nil {
-					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d unreadable: %v", cs, err)}
-				}
-				if h.Seq != cs {
-					return &chainBreak{rep.Anchor + 1, fmt.Sprintf("checkpoint stored at entry %d names entry %d: moved", cs, h.Seq)}
-				}
-				if b := anchorAt("checkpoint", &h, cs, sum); b != nil {
-					return b
-				}
-				rep.Checkpoints++
+		var hr HeadRecord
+		if b := tx.Bucket(bucketMeta).Get(keyHead); b != nil {
+			hr.Present = true
+			if len(b) != 48 {
+				hr.Malformed = true
+			} else {
+				hr.Seq, hr.Hash = binary.BigEndian.Uint64(b[:8]), b[8:40]
 			}
-			if head != nil && head.Seq == seq {
-				if b := anchorAt("exported head", head, seq, sum); b != nil {
-					return b
-				}
-				rep.HeadChecked, rep.Head = true, seq
-			}
-			return nil
 		}
-		if brk = at(0, [32]byte{}); brk != nil {
-			return nil
+		superseded := 0
+		if sb := tx.Bucket(bucketSuperseded); sb != nil {
+			superseded = sb.Stats().KeyN
 		}
-		var err error
-		if last, brk, err = walkChain(ctx, lb, 0, [32]byte{}, at); err != nil || brk != nil {
-			return err
-		}
-		switch {
-		case ck != nil && len(ck) == 8:
-			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: a signed checkpoint names entry %d but the log ends at %d", binary.BigEndian.Uint64(ck), last)}
-			return nil
-		case head != nil && head.Seq > last:
-			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: the exported head names entry %d but the log ends at %d", head.Seq, last)}
-			return nil
-		}
-		var lastHash []byte
-		if last > 0 {
-			lastHash = lb.Get(seqKey(last))[:32]
-		}
-		hr := tx.Bucket(bucketMeta).Get(keyHead)
-		switch {
-		case hr == nil && last == 0:
-		case hr == nil:
-			brk = &chainBreak{last, fmt.Sprintf("entry %d: the head record is missing", last)}
-		case len(hr) != 48:
-			brk = &chainBreak{last + 1, "the head record is malformed"}
-		case binary.BigEndian.Uint64(hr[:8]) > last:
-			brk = &chainBreak{last + 1, fmt.Sprintf("log truncated: the head record names entry %d but the log ends at %d", binary.BigEndian.Uint64(hr[:8]), last)}
-		case binary.BigEndian.Uint64(hr[:8]) < last:
-			brk = &chainBreak{binary.BigEndian.Uint64(hr[:8]) + 1, fmt.Sprintf("entries %d..%d lie beyond the head record: appended behind the writer's back", binary.BigEndian.Uint64(hr[:8])+1, last)}
-		case !bytes.Equal(hr[8:40], lastHash):
-			brk = &chainBreak{last, fmt.Sprintf("entry %d: the head record's hash differs", last)}
-		}
-		if !anchored {
-			rep.Anchor = 0
-		}
-		if sb := tx.Bucket(bucketSuperseded); sb != nil && sb.Stats().KeyN > 0 {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d checkpoint(s) set aside by an operator override (AcceptUnverified): the audit-override entries say why", sb.Stats().KeyN))
-		}
+		rep = cv.Finish(hr, superseded)
 		return nil
 	})
-	if err != nil {
-		return rep, err
-	}
-	switch {
-	case brk != nil:
-		rep.FirstBroken, rep.Err = brk.seq, fmt.Errorf("audit log broken at entry %d: %s", brk.seq, brk.msg)
-		rep.Entries = int(brk.seq - 1)
-	case headErr != nil:
-		rep.Err, rep.Entries = headErr, int(last)
-	default:
-		rep.Entries = int(last)
-	}
-	if last > rep.Anchor {
-		rep.Unanchored = int(last - rep.Anchor)
-	}
-	return rep, nil
+	return rep, err
 }
 
 // openCheck is the fast check New runs: the head record matches the newest
@@ -350,7 +237,7 @@ func (s *Store) openCheck(ctx context.Context) error {
 		} else if last > 0 {
 			return fmt.Errorf("the log holds %d entries but no signed checkpoint: an existing log opened with an audit key for the first time, or its checkpoints were removed", last)
 		}
-		if _, brk, err := walkChain(ctx, lb, from, prev, nil); err != nil {
+		if _, brk, err := walkChain(ctx, lb, from, prev); err != nil {
 			return err
 		} else if brk != nil {
 			return errors.New(brk.msg)

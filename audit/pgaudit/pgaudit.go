@@ -192,35 +192,9 @@ func Open(ctx context.Context, pool *pgxpool.Pool, opt Options) (*Log, error) {
 	if l.cpInterval <= 0 {
 		l.cpInterval = audit.DefaultCheckpointInterval
 	}
-	switch {
-	case opt.Key != nil && opt.KeyFile != "":
-		return nil, errors.New("pgaudit: give Options.Key or Options.KeyFile, not both")
-	case opt.KeyFile != "" && l.readOnly:
-		pub, err := audit.LoadPublicKey(opt.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("pgaudit: %w", err)
-		}
-		l.keys = append(l.keys, pub)
-	case opt.KeyFile != "":
-		k, err := audit.LoadOrCreateKey(opt.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("pgaudit: %w", err)
-		}
-		l.key = k
-	case opt.Key != nil:
-		if len(opt.Key) != ed25519.PrivateKeySize {
-			return nil, errors.New("pgaudit: Options.Key is not an Ed25519 private key")
-		}
-		l.key = opt.Key
-	}
-	if l.key != nil {
-		l.keys = append(l.keys, l.key.Public().(ed25519.PublicKey))
-	}
-	for _, k := range opt.TrustedKeys {
-		if len(k) != ed25519.PublicKeySize {
-			return nil, errors.New("pgaudit: a trusted key is not an Ed25519 public key")
-		}
-		l.keys = append(l.keys, k)
+	var err error
+	if l.key, l.keys, err = audit.SigningKeys(opt.Key, opt.KeyFile, opt.TrustedKeys, l.readOnly); err != nil {
+		return nil, fmt.Errorf("pgaudit: %w", err)
 	}
 	if l.headFile != "" && l.key == nil && !l.readOnly {
 		return nil, errors.New("pgaudit: Options.HeadFile needs an audit key (Key or KeyFile)")

@@ -3,7 +3,6 @@ package pgaudit
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,33 +38,28 @@ func str(p *string) string {
 	return *p
 }
 
-// check verifies one row after prev (want: its expected sequence number)
-// and returns its chain hash, or what is wrong with it.
-func (r *row) check(want uint64, prev [32]byte) ([32]byte, string) {
-	var sum [32]byte
-	if uint64(r.seq) != want {
-		return sum, fmt.Sprintf("entry %d is missing (deleted): the next entry is %d", want, r.seq)
-	}
-	named, _, err := audit.RecordSeq(r.record)
-	if err != nil {
-		return sum, fmt.Sprintf("entry %d: record unreadable", want)
-	}
-	if named != want {
-		return sum, fmt.Sprintf("entry %d holds the record of entry %d: entries swapped or moved", want, named)
-	}
-	sum = audit.ChainHash(prev, r.record)
-	if !bytes.Equal(sum[:], r.hash) {
-		return sum, fmt.Sprintf("entry %d: hash mismatch: the entry was edited (or the one before it was edited and rehashed)", want)
-	}
+// columns checks the row's search columns against its record (whose
+// chain hash is sum): a row edited to hide or misfile an entry.
+func (r *row) columns(sum [32]byte) string {
 	e, err := audit.Decode(sum, r.record)
 	if err != nil {
-		return sum, fmt.Sprintf("entry %d: record unreadable", want)
+		return fmt.Sprintf("entry %d: record unreadable", r.seq)
 	}
 	if e.Recorded.UnixNano() != r.recordedNS || e.PatientID != str(r.pid) || e.ClientID != str(r.client) || e.Practitioner != str(r.pract) ||
 		e.ConsumerODS != str(r.ods) || e.Outcome != str(r.outcome) || e.Action != str(r.action) || e.BreakGlass != r.breakGlass {
-		return sum, fmt.Sprintf("entry %d: its search columns differ from its record (edited to hide or misfile it)", want)
+		return fmt.Sprintf("entry %d: its search columns differ from its record (edited to hide or misfile it)", r.seq)
 	}
-	return sum, ""
+	return ""
+}
+
+// check verifies one row after prev (want: its expected sequence number)
+// and returns its chain hash, or what is wrong with it.
+func (r *row) check(want uint64, prev [32]byte) ([32]byte, string) {
+	sum, bad := audit.CheckEntry(want, uint64(r.seq), prev, r.hash, r.record)
+	if bad == "" {
+		bad = r.columns(sum)
+	}
+	return sum, bad
 }
 
 // openCheck is the fast check Open runs, on one snapshot: the head row
@@ -217,49 +211,16 @@ func (l *Log) Verify(ctx context.Context) (audit.VerifyReport, error) {
 	return l.VerifyWith(ctx, audit.VerifyOptions{})
 }
 
-type brk struct {
-	seq uint64
-	msg string
-}
-
 // VerifyWith walks the whole log, on one snapshot, as the bbolt log's
 // VerifyWith does (edited, deleted, swapped, re-chained entries; tail
 // truncation against checkpoints, the exported head and the chain head),
 // and also checks every entry's search columns against its record.
 func (l *Log) VerifyWith(ctx context.Context, vo audit.VerifyOptions) (audit.VerifyReport, error) {
 	var rep audit.VerifyReport
-	keys := vo.Keys
-	if keys == nil {
-		keys = l.keys
-	}
-	if len(keys) == 0 {
-		rep.Warnings = append(rep.Warnings, "no audit public key: checkpoint signatures not checked (a re-chained log with re-made checkpoints would pass)")
-	}
-	var headErr error
-	head := vo.Head
-	if head == nil {
-		path := vo.HeadFile
-		if path == "" {
-			path = l.headFile
-		}
-		if path == "" {
-			rep.Warnings = append(rep.Warnings, "no exported head: tail truncation after the newest checkpoint cannot be detected")
-		} else if h, err := audit.ReadHeadFile(path); err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				headErr = fmt.Errorf("the exported head %s is missing: tail truncation cannot be ruled out", path)
-			} else {
-				headErr = fmt.Errorf("the exported head is unreadable: %w", err)
-			}
-		} else {
-			head = &h
-		}
-	}
-	var b *brk
-	var last uint64
 	err := pgx.BeginTxFunc(ctx, l.pool, snapshot, func(tx pgx.Tx) error {
 		type cpRow struct {
 			seq  uint64
-			line string
+			line []byte
 		}
 		var cps []cpRow
 		crows, err := tx.Query(ctx, "SELECT seq, line FROM audit_checkpoint ORDER BY seq")
@@ -267,81 +228,32 @@ func (l *Log) VerifyWith(ctx context.Context, vo audit.VerifyOptions) (audit.Ver
 			return err
 		}
 		for crows.Next() {
-			var c cpRow
 			var s int64
-			if err := crows.Scan(&s, &c.line); err != nil {
+			var line string
+			if err := crows.Scan(&s, &line); err != nil {
 				crows.Close()
 				return err
 			}
-			c.seq = uint64(s)
-			cps = append(cps, c)
+			cps = append(cps, cpRow{uint64(s), []byte(line)})
 		}
 		crows.Close()
 		if err := crows.Err(); err != nil {
 			return err
 		}
-		anchored := false
-		anchorAt := func(kind string, h *audit.Head, seq uint64, sum [32]byte) *brk {
-			from := rep.Anchor + 1
-			if len(keys) > 0 {
-				if err := h.Verify(keys); err != nil {
-					msg := fmt.Sprintf("%s at entry %d: %v", kind, seq, err)
-					if seq >= from {
-						msg += fmt.Sprintf(": entries %d..%d are not anchored", from, seq)
-					}
-					return &brk{from, msg}
-				}
+		cv := audit.NewChainVerifier(vo, l.keys, l.headFile, func() (uint64, []byte, bool, string) {
+			if len(cps) == 0 {
+				return 0, nil, false, ""
 			}
-			if h.Hash != sum {
-				if seq == 0 {
-					return &brk{1, fmt.Sprintf("the %s at entry 0 does not sign the empty log", kind)}
-				}
-				return &brk{from, fmt.Sprintf("entries %d..%d were rewritten and re-chained: the %s signed at entry %d does not match the chain", from, seq, kind, seq)}
-			}
-			if len(keys) > 0 {
-				rep.Anchor, anchored = seq, true
-			}
-			return nil
-		}
-		ci := 0
-		at := func(seq uint64, sum [32]byte) *brk {
-			for ; ci < len(cps) && cps[ci].seq <= seq; ci++ {
-				c := cps[ci]
-				if c.seq < seq {
-					return &brk{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d out of order", c.seq)}
-				}
-				h, err := audit.ParseHead([]byte(c.line))
-				if err != nil {
-					return &brk{rep.Anchor + 1, fmt.Sprintf("checkpoint at entry %d unreadable: %v", c.seq, err)}
-				}
-				if h.Seq != c.seq {
-					return &brk{rep.Anchor + 1, fmt.Sprintf("checkpoint stored at entry %d names entry %d: moved", c.seq, h.Seq)}
-				}
-				if x := anchorAt("checkpoint", &h, c.seq, sum); x != nil {
-					return x
-				}
-				rep.Checkpoints++
-			}
-			if head != nil && head.Seq == seq {
-				if x := anchorAt("exported head", head, seq, sum); x != nil {
-					return x
-				}
-				rep.HeadChecked, rep.Head = true, seq
-			}
-			return nil
-		}
-		if b = at(0, [32]byte{}); b != nil {
-			return nil
-		}
+			c := cps[0]
+			cps = cps[1:]
+			return c.seq, c.line, true, ""
+		})
 		rows, err := tx.Query(ctx, "SELECT "+rowCols+" FROM audit_log ORDER BY seq")
 		if err != nil {
 			return err
 		}
-		prev := [32]byte{}
-		want := uint64(1)
-		var lastHash []byte
-		for rows.Next() {
-			if want&1023 == 0 {
+		for n := 1; rows.Next() && !cv.Broken(); n++ {
+			if n&1023 == 0 {
 				if err := ctx.Err(); err != nil {
 					rows.Close()
 					return err
@@ -352,78 +264,28 @@ func (l *Log) VerifyWith(ctx context.Context, vo audit.VerifyOptions) (audit.Ver
 				rows.Close()
 				return err
 			}
-			sum, bad := r.check(want, prev)
-			if bad != "" {
-				rows.Close()
-				b = &brk{want, bad}
-				last = want - 1
-				return nil
+			if !cv.Entry(uint64(r.seq), r.hash, r.record, r.columns) {
+				break
 			}
-			if x := at(want, sum); x != nil {
-				rows.Close()
-				b = x
-				last = want - 1
-				return nil
-			}
-			prev, lastHash = sum, r.hash
-			last = want
-			want++
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		switch {
-		case ci < len(cps):
-			b = &brk{last + 1, fmt.Sprintf("log truncated: a signed checkpoint names entry %d but the log ends at %d", cps[ci].seq, last)}
-			return nil
-		case head != nil && head.Seq > last:
-			b = &brk{last + 1, fmt.Sprintf("log truncated: the exported head names entry %d but the log ends at %d", head.Seq, last)}
-			return nil
-		}
+		var hr audit.HeadRecord
 		var hseq int64
-		var hhash []byte
-		if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&hseq, &hhash); err != nil {
-			b = &brk{last, fmt.Sprintf("entry %d: the chain head is missing", last)}
-			return nil
-		}
-		if last == 0 {
-			lastHash = make([]byte, 32)
-		}
-		switch {
-		case uint64(hseq) > last:
-			b = &brk{last + 1, fmt.Sprintf("log truncated: the chain head names entry %d but the log ends at %d", hseq, last)}
-		case uint64(hseq) < last:
-			b = &brk{uint64(hseq) + 1, fmt.Sprintf("entries %d..%d lie beyond the chain head: appended behind the writers' back", hseq+1, last)}
-		case !bytes.Equal(hhash, lastHash):
-			b = &brk{last, fmt.Sprintf("entry %d: the chain head's hash differs", last)}
-		}
-		if !anchored {
-			rep.Anchor = 0
+		if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_head WHERE id = 1").Scan(&hseq, &hr.Hash); err == nil {
+			hr.Present, hr.Seq = true, uint64(hseq)
+			hr.Malformed = hseq < 0 || len(hr.Hash) != 32
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return err
 		}
 		var superseded int
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM audit_checkpoint_superseded").Scan(&superseded); err == nil && superseded > 0 {
-			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d checkpoint(s) set aside by an operator override (AcceptUnverified): the audit-override entries say why", superseded))
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM audit_checkpoint_superseded").Scan(&superseded); err != nil {
+			return err
 		}
+		rep = cv.Finish(hr, superseded)
 		return nil
 	})
-	if err != nil {
-		return rep, err
-	}
-	switch {
-	case b != nil:
-		rep.FirstBroken, rep.Err = b.seq, fmt.Errorf("audit log broken at entry %d: %s", b.seq, b.msg)
-		rep.Entries = int(b.seq - 1)
-	case headErr != nil:
-		rep.Err, rep.Entries = headErr, int(last)
-	default:
-		rep.Entries = int(last)
-	}
-	if last > rep.Anchor {
-		rep.Unanchored = int(last - rep.Anchor)
-	}
-	return rep, nil
+	return rep, err
 }
-
-// TrustedKeys returns the public keys this log verifies checkpoints with.
-func (l *Log) TrustedKeys() []ed25519.PublicKey { return append([]ed25519.PublicKey(nil), l.keys...) }
