@@ -52,7 +52,7 @@ func TestGroupCommitGroups(t *testing.T) {
 				}()
 			}
 			waitFor(t, "every Record queued or taken", func() bool {
-				return int(s.st.dequeued.Load())+len(s.queue) == n
+				return int(s.dequeued.Load())+len(s.queue) == n
 			})
 			must(t, tx.Rollback())
 			wg.Wait()

@@ -432,6 +432,14 @@ func (f *Forwarder) Drain(ctx context.Context) error {
 		f.progMu.Lock()
 		ch := f.progress
 		f.progMu.Unlock()
+		select {
+		case <-f.done: // closed: a stopped forwarder is in standby too
+			if f.position.Load() >= target {
+				return nil
+			}
+			return ErrClosed
+		default:
+		}
 		switch f.state.Load() {
 		case fwStandby:
 			return nil

@@ -211,11 +211,25 @@ type Store struct {
 	cpSeq    uint64 // sequence number the newest checkpoint covers
 	cpDue    bool   // the interval timer fired: checkpoint with the next commit
 
-	st struct {
-		commits, entries, checkpoints, cpOnly, exportErrs atomic.Uint64
-		head, lastCP, exported                            atomic.Uint64
-		dequeued                                          atomic.Uint64 // entries the writer has taken (tests)
-		lastBatch                                         atomic.Int64
+	st       Counters
+	dequeued atomic.Uint64 // entries the writer has taken (tests)
+}
+
+// Counters are a log store's running counts, for Stats (both stores keep
+// the same ones).
+type Counters struct {
+	Commits, Entries, Checkpoints, CheckpointOnly, ExportErrors atomic.Uint64
+	Head, LastCheckpoint, Exported                              atomic.Uint64
+	LastBatch                                                   atomic.Int64
+}
+
+// Stats reads the counters, with the store's queue depth.
+func (c *Counters) Stats(queueDepth int) Stats {
+	return Stats{
+		Commits: c.Commits.Load(), Entries: c.Entries.Load(), LastBatch: int(c.LastBatch.Load()),
+		QueueDepth: queueDepth, Head: c.Head.Load(),
+		Checkpoints: c.Checkpoints.Load(), CheckpointOnly: c.CheckpointOnly.Load(), LastCheckpoint: c.LastCheckpoint.Load(),
+		HeadExported: c.Exported.Load(), HeadExportErrors: c.ExportErrors.Load(),
 	}
 }
 
@@ -321,7 +335,7 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s.st.head.Store(s.head)
+	s.st.Head.Store(s.head)
 	s.exportCh = make(chan Head, 1)
 	s.exportDone = make(chan struct{})
 	go s.exporter()
@@ -439,18 +453,18 @@ func (s *Store) anchorAtOpen() error {
 		last = h
 	}
 	s.cpSeq = last.Seq
-	s.st.lastCP.Store(last.Seq)
+	s.st.LastCheckpoint.Store(last.Seq)
 	if s.headFile != "" {
 		if err := WriteHeadFile(s.headFile, last); err != nil {
 			return fmt.Errorf("audit: export head: %w", err)
 		}
 	}
-	s.st.exported.Store(last.Seq)
+	s.st.Exported.Store(last.Seq)
 	if s.headSink != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := s.headSink.PublishHead(ctx, last); err != nil {
-			s.st.exportErrs.Add(1)
+			s.st.ExportErrors.Add(1)
 			s.log.Error("audit head sink failed", "seq", last.Seq, "err", err)
 		}
 	}
@@ -523,14 +537,7 @@ func contains(ss []string, s string) bool {
 }
 
 // Stats returns the Store's counters.
-func (s *Store) Stats() Stats {
-	return Stats{
-		Commits: s.st.commits.Load(), Entries: s.st.entries.Load(), LastBatch: int(s.st.lastBatch.Load()),
-		QueueDepth: len(s.queue), Head: s.st.head.Load(),
-		Checkpoints: s.st.checkpoints.Load(), CheckpointOnly: s.st.cpOnly.Load(), LastCheckpoint: s.st.lastCP.Load(),
-		HeadExported: s.st.exported.Load(), HeadExportErrors: s.st.exportErrs.Load(),
-	}
-}
+func (s *Store) Stats() Stats { return s.st.Stats(len(s.queue)) }
 
 // Close stops accepting entries, commits everything already queued, signs a
 // final checkpoint and exports it, stops the forwarders (their cursors are
@@ -624,7 +631,7 @@ func (s *Store) writer() {
 					break drain
 				}
 			}
-			s.st.dequeued.Add(uint64(len(batch)))
+			s.dequeued.Add(uint64(len(batch)))
 			err := s.commit(batch)
 			for _, q := range batch {
 				q.err = err
@@ -709,10 +716,10 @@ func (s *Store) commit(batch []*pending) error {
 		return fmt.Errorf("audit: commit: %w", err)
 	}
 	s.head, s.headHash, s.headTime = seq, prev, now
-	s.st.commits.Add(1)
-	s.st.entries.Add(uint64(len(batch)))
-	s.st.lastBatch.Store(int64(len(batch)))
-	s.st.head.Store(seq)
+	s.st.Commits.Add(1)
+	s.st.Entries.Add(uint64(len(batch)))
+	s.st.LastBatch.Store(int64(len(batch)))
+	s.st.Head.Store(seq)
 	if cp != nil {
 		s.checkpointed(*cp)
 	}
@@ -740,7 +747,7 @@ func (s *Store) checkpointNow() (Head, error) {
 		s.log.Error("audit checkpoint failed", "seq", h.Seq, "err", err)
 		return Head{}, fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	s.st.cpOnly.Add(1)
+	s.st.CheckpointOnly.Add(1)
 	s.checkpointed(h)
 	return h, nil
 }
@@ -749,8 +756,8 @@ func (s *Store) checkpointNow() (Head, error) {
 // replacing any head still waiting there (the newest wins).
 func (s *Store) checkpointed(h Head) {
 	s.cpSeq, s.cpDue = h.Seq, false
-	s.st.checkpoints.Add(1)
-	s.st.lastCP.Store(h.Seq)
+	s.st.Checkpoints.Add(1)
+	s.st.LastCheckpoint.Store(h.Seq)
 	if s.exportCh == nil { // at Open: anchorAtOpen exports
 		return
 	}
@@ -774,7 +781,7 @@ func (s *Store) exporter() {
 		if s.headFile != "" {
 			if err := WriteHeadFile(s.headFile, h); err != nil {
 				ok = false
-				s.st.exportErrs.Add(1)
+				s.st.ExportErrors.Add(1)
 				s.log.Error("audit head export failed", "seq", h.Seq, "err", err)
 			}
 		}
@@ -782,13 +789,13 @@ func (s *Store) exporter() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			if err := s.headSink.PublishHead(ctx, h); err != nil {
 				ok = false
-				s.st.exportErrs.Add(1)
+				s.st.ExportErrors.Add(1)
 				s.log.Error("audit head sink failed", "seq", h.Seq, "err", err)
 			}
 			cancel()
 		}
 		if ok {
-			s.st.exported.Store(h.Seq)
+			s.st.Exported.Store(h.Seq)
 		}
 	}
 }

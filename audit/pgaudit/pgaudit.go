@@ -146,11 +146,7 @@ type Log struct {
 	subs  map[chan struct{}]struct{}
 	fwds  map[*audit.Forwarder]string
 
-	st struct {
-		commits, entries, checkpoints, cpOnly, exportErrs atomic.Uint64
-		head, lastCP, exported                            atomic.Uint64
-		lastBatch                                         atomic.Int64
-	}
+	st audit.Counters
 }
 
 type pending struct {
@@ -290,14 +286,7 @@ func (l *Log) Append(ctx context.Context, e *fhir.AuditEntry) (uint64, error) {
 
 // Stats returns this node's counters (Head: the newest entry this node has
 // seen committed, by any node).
-func (l *Log) Stats() audit.Stats {
-	return audit.Stats{
-		Commits: l.st.commits.Load(), Entries: l.st.entries.Load(), LastBatch: int(l.st.lastBatch.Load()),
-		QueueDepth: len(l.queue), Head: l.st.head.Load(),
-		Checkpoints: l.st.checkpoints.Load(), CheckpointOnly: l.st.cpOnly.Load(), LastCheckpoint: l.st.lastCP.Load(),
-		HeadExported: l.st.exported.Load(), HeadExportErrors: l.st.exportErrs.Load(),
-	}
-}
+func (l *Log) Stats() audit.Stats { return l.st.Stats(len(l.queue)) }
 
 // Close stops accepting entries, commits what is queued, signs a final
 // checkpoint when this node's entries are not yet covered by one, and stops
@@ -467,10 +456,10 @@ func (l *Log) commit(ctx context.Context, batch []*pending) error {
 		l.log.Error("audit commit failed", "entries", len(batch), "err", err)
 		return fmt.Errorf("pgaudit: commit: %w", err)
 	}
-	l.st.commits.Add(1)
-	l.st.entries.Add(uint64(len(batch)))
-	l.st.lastBatch.Store(int64(len(batch)))
-	storeMax(&l.st.head, seq)
+	l.st.Commits.Add(1)
+	l.st.Entries.Add(uint64(len(batch)))
+	l.st.LastBatch.Store(int64(len(batch)))
+	storeMax(&l.st.Head, seq)
 	if cp != nil {
 		l.checkpointed(*cp)
 	}
@@ -519,15 +508,15 @@ func (l *Log) checkpointIdle(ctx context.Context) error {
 		return fmt.Errorf("pgaudit: checkpoint: %w", err)
 	}
 	if cp != nil {
-		l.st.cpOnly.Add(1)
+		l.st.CheckpointOnly.Add(1)
 		l.checkpointed(*cp)
 	}
 	return nil
 }
 
 func (l *Log) checkpointed(h audit.Head) {
-	l.st.checkpoints.Add(1)
-	storeMax(&l.st.lastCP, h.Seq)
+	l.st.Checkpoints.Add(1)
+	storeMax(&l.st.LastCheckpoint, h.Seq)
 	if l.exportCh == nil {
 		return
 	}
@@ -549,7 +538,7 @@ func (l *Log) exporter() {
 	defer close(l.exportDone)
 	for h := range l.exportCh {
 		if err := l.export(h); err == nil {
-			storeMax(&l.st.exported, h.Seq)
+			storeMax(&l.st.Exported, h.Seq)
 		}
 	}
 }
@@ -559,7 +548,7 @@ func (l *Log) export(h audit.Head) error {
 	if l.headFile != "" {
 		if err := audit.WriteHeadFile(l.headFile, h); err != nil {
 			failed = err
-			l.st.exportErrs.Add(1)
+			l.st.ExportErrors.Add(1)
 			l.log.Error("audit head export failed", "seq", h.Seq, "err", err)
 		}
 	}
@@ -567,7 +556,7 @@ func (l *Log) export(h audit.Head) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if err := l.headSink.PublishHead(ctx, h); err != nil {
 			failed = err
-			l.st.exportErrs.Add(1)
+			l.st.ExportErrors.Add(1)
 			l.log.Error("audit head sink failed", "seq", h.Seq, "err", err)
 		}
 		cancel()
@@ -602,27 +591,27 @@ func (l *Log) anchorAtOpen(ctx context.Context) error {
 		}
 		_, err = tx.Exec(ctx, "UPDATE audit_head SET cp_seq = $1, cp_ns = $2 WHERE id = 1", int64(h.seq), now.UnixNano())
 		if err == nil {
-			l.st.cpOnly.Add(1)
-			l.st.checkpoints.Add(1)
+			l.st.CheckpointOnly.Add(1)
+			l.st.Checkpoints.Add(1)
 		}
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("pgaudit: anchor at open: %w", err)
 	}
-	l.st.head.Store(last.Seq)
-	l.st.lastCP.Store(last.Seq)
+	l.st.Head.Store(last.Seq)
+	l.st.LastCheckpoint.Store(last.Seq)
 	if l.headFile != "" {
 		if err := audit.WriteHeadFile(l.headFile, last); err != nil {
 			return fmt.Errorf("pgaudit: export head: %w", err)
 		}
 	}
-	l.st.exported.Store(last.Seq)
+	l.st.Exported.Store(last.Seq)
 	if l.headSink != nil {
 		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := l.headSink.PublishHead(sctx, last); err != nil {
-			l.st.exportErrs.Add(1)
+			l.st.ExportErrors.Add(1)
 			l.log.Error("audit head sink failed", "seq", last.Seq, "err", err)
 		}
 	}

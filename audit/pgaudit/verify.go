@@ -87,7 +87,7 @@ func (l *Log) openCheck(ctx context.Context) error {
 		if !bytes.Equal(headHash, lastHash) {
 			return fmt.Errorf("the chain head's hash differs from entry %d's", last)
 		}
-		l.st.head.Store(uint64(last))
+		l.st.Head.Store(uint64(last))
 		if l.key == nil {
 			return nil
 		}
