@@ -1,6 +1,7 @@
 package smart
 
 import (
+	"fmt"
 	"context"
 	"errors"
 	"sync"
@@ -112,10 +113,14 @@ func (c *clientStates) invalidate(id string) {
 
 // check refuses a token whose client is gone or disabled, or whose client
 // key is no longer registered (the client's keys were rotated).
-func (c *clientStates) check(ctx context.Context, at *AccessToken) *BearerError {
+//
+// A client store that does not answer is not a refusal of the token (a
+// 401 would send the client to ask for another, and be audited as a
+// refused bearer): it is an error of gpgate's, returned as such.
+func (c *clientStates) check(ctx context.Context, at *AccessToken) error {
 	cs, err := c.get(ctx, at.Principal.ClientID)
 	if err != nil {
-		return invalidToken("the token's client could not be checked")
+		return fmt.Errorf("smart: checking the token's client: %w", err)
 	}
 	switch {
 	case !cs.found:

@@ -2,6 +2,7 @@ package smart
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -293,5 +294,24 @@ func TestAdminClients(t *testing.T) {
 				t.Fatalf("got %s (err %v), want %q", got, err, tc.want)
 			}
 		})
+	}
+}
+
+// A client store that stops answering is gpgate's failure, not the
+// token's: VerifyToken fails with an error that is not a refusal (no 401
+// sending the client for another token, no refused bearer audited).
+func TestClientStoreDownIsNotARefusal(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, func(o *Options) { o.ClientCheckTTL = time.Second })
+	tok := f.token("system/Patient.rs", nil).AccessToken
+	if _, err := f.srv.Verifier().VerifyToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	f.st.Close()
+	f.clock.Advance(2 * time.Second) // the client's cached state is stale: asked again
+	_, err := f.srv.Verifier().VerifyToken(ctx, tok)
+	var be *BearerError
+	if err == nil || errors.As(err, &be) {
+		t.Fatalf("with the client store down: %v, want an error that is not a BearerError", err)
 	}
 }

@@ -52,7 +52,7 @@ type AccessToken struct {
 
 // tokenCheck re-checks a verified (or cached) token against state that may
 // change while it lives: its client disabled, the client's key rotated.
-type tokenCheck func(ctx context.Context, at *AccessToken) *BearerError
+type tokenCheck func(ctx context.Context, at *AccessToken) error
 
 // VerifierOptions configure a standalone Verifier (one not made by
 // Server.Verifier, e.g. on a resource-server node).
