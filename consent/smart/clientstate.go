@@ -1,9 +1,9 @@
 package smart
 
 import (
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
