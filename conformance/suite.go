@@ -78,8 +78,9 @@ type Report struct {
 	Failed    int            `json:"failed"`
 	Patients  []string       `json:"patients"` // logical ids exercised
 	Requests  int            `json:"requests"`
-	Resources int            `json:"resources"`          // distinct resources checked against UK Core
-	Warnings  map[string]int `json:"warnings,omitempty"` // profile warnings by rule
+	Throttled int            `json:"throttled,omitempty"` // 429s waited out and retried
+	Resources int            `json:"resources"`           // distinct resources checked against UK Core
+	Warnings  map[string]int `json:"warnings,omitempty"`  // profile warnings by rule
 	Checks    []*Check       `json:"checks"`
 }
 
@@ -180,6 +181,14 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
 	}
+	base := hc.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	polite := &politeTransport{next: base, attempts: 6, maxWait: 10 * time.Second, sleep: time.Sleep}
+	client := *hc
+	client.Transport = polite
+	hc = &client
 	if o.Dump != "" {
 		if err := os.MkdirAll(o.Dump, 0o755); err != nil {
 			return nil, err
@@ -214,8 +223,12 @@ func Run(ctx context.Context, o RunOptions) (*Report, error) {
 	for _, p := range r.patients {
 		r.rep.Patients = append(r.rep.Patients, p.id)
 	}
+	r.rep.Throttled = int(polite.throttled.Load())
 	fmt.Fprintf(out, "%d checks: %d passed, %d failed; %d requests, %d distinct resources checked\n",
 		len(r.rep.Checks), r.rep.Passed, r.rep.Failed, r.rep.Requests, r.rep.Resources)
+	if r.rep.Throttled > 0 {
+		fmt.Fprintf(out, "the server's rate limits answered 429 %d times: each waited out (Retry-After) and sent again\n", r.rep.Throttled)
+	}
 	return r.rep, nil
 }
 
