@@ -310,17 +310,25 @@ func (m *mapper) observation(r obj) (obj, string) {
 	set(o, "specimen", m.ref(r["specimen"], "Specimen"))
 	set(o, "referenceRange", referenceRanges(r["referenceRange"]))
 	var members, derived []obj
+	self := obj{"reference": "Observation/" + m.cand[key(r)].id}
 	for _, x := range list(r["related"]) {
 		xo, _ := x.(obj)
+		ref := m.ref(xo["target"], "Observation")
+		if ref == nil || ref["reference"] == self["reference"] {
+			continue // an Observation is not its own member or source
+		}
 		switch str(xo["type"]) {
 		case "has-member":
-			if ref := m.ref(xo["target"], "Observation"); ref != nil {
+			members = append(members, ref)
+		case "":
+			// An untyped relation of a test group or result a laboratory
+			// report reaches is its membership (GP Connect fixes the type
+			// to has-member there; some records leave it out).
+			if m.labs[key(r)] {
 				members = append(members, ref)
 			}
 		case "derived-from":
-			if ref := m.ref(xo["target"], "Observation"); ref != nil {
-				derived = append(derived, ref)
-			}
+			derived = append(derived, ref)
 		}
 	}
 	set(o, "hasMember", members)
@@ -485,7 +493,7 @@ func (m *mapper) labLinked() map[string]bool {
 		out[k] = true
 		for _, x := range list(tgt["related"]) {
 			xo, _ := x.(obj)
-			if str(xo["type"]) == "has-member" {
+			if t := str(xo["type"]); t == "has-member" || t == "" {
 				mark(xo["target"], depth+1)
 			}
 		}
@@ -648,13 +656,13 @@ func (m *mapper) immunization(r obj) obj {
 	var protocols []obj
 	for _, p := range list(r["vaccinationProtocol"]) {
 		po, _ := p.(obj)
-		n, ok := number(po["doseSequence"])
+		n, ok := integer(po["doseSequence"], 1)
 		if !ok {
 			continue
 		}
 		pa := obj{"doseNumberPositiveInt": n}
 		set(pa, "targetDisease", concepts(po["targetDisease"]))
-		if s, ok := number(po["seriesDoses"]); ok {
+		if s, ok := integer(po["seriesDoses"], 1); ok {
 			pa["seriesDosesPositiveInt"] = s
 		}
 		protocols = append(protocols, pa)

@@ -236,7 +236,20 @@ func (m *mapper) ref(v any, types ...string) obj {
 	if v == nil {
 		return nil
 	}
-	_, k := m.b.resolve(v)
+	tgt, k := m.b.resolve(v)
+	if str(tgt["resourceType"]) == "PractitionerRole" {
+		// PractitionerRole is not emitted: a reference to one (GP Connect
+		// examples attribute recorders so) means its practitioner, else
+		// its organisation, where the element allows them.
+		for _, via := range []string{"practitioner", "organization"} {
+			if to, _ := m.b.resolve(tgt[via]); to != nil && str(to["resourceType"]) != "PractitionerRole" {
+				if r := m.ref(tgt[via], types...); r != nil {
+					return r
+				}
+			}
+		}
+		return nil
+	}
 	tg, ok := m.cand[k]
 	if !ok {
 		return nil
@@ -374,7 +387,7 @@ func (m *mapper) patient(r obj) obj {
 	if b, ok := boolean(r["multipleBirthBoolean"]); ok {
 		p["multipleBirthBoolean"] = b
 	}
-	if n, ok := number(r["multipleBirthInteger"]); ok {
+	if n, ok := integer(r["multipleBirthInteger"], 0); ok {
 		p["multipleBirthInteger"] = n
 	}
 	set(p, "generalPractitioner", m.refs(r["generalPractitioner"], "Organization", "Practitioner"))
