@@ -24,7 +24,17 @@ func (m *mapper) allergy(r obj) obj {
 	if verif != "" {
 		a["verificationStatus"] = concept{Coding: []coding{{System: systemAllergyVerif, Code: verif}}}
 	}
-	if clin := code(r["clinicalStatus"], "active", "inactive", "resolved"); clin != "" && verif != "entered-in-error" {
+	clin := code(r["clinicalStatus"], "active", "inactive", "resolved")
+	if clin == "" && verif != "entered-in-error" {
+		// R4 requires a clinical status (ait-1) that STU3 left optional: an
+		// allergy without one is resolved when it carries an end or sits in
+		// the ended-allergies List, else active (it is on the allergy list).
+		clin = "active"
+		if m.ended[key(r)] || hasExt(r, "AllergyIntoleranceEnd") {
+			clin = "resolved"
+		}
+	}
+	if clin != "" && verif != "entered-in-error" {
 		cs := obj{"coding": []coding{{System: systemAllergyClinical, Code: clin}}}
 		// A resolved allergy keeps its end date (UK Core AllergyIntoleranceEnd
 		// on clinicalStatus); the reason ended is free text and is not read.
@@ -172,6 +182,16 @@ func (m *mapper) condition(r obj) obj {
 		return nil
 	}
 	return c
+}
+
+func hasExt(r obj, name string) bool {
+	for _, e := range list(r["extension"]) {
+		eo, _ := e.(obj)
+		if strings.Contains(str(eo["url"]), name) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstOf(r obj, keys ...string) any {

@@ -61,6 +61,7 @@ type mapper struct {
 	pid      string
 	cand     map[string]target // source "Type/id" -> what it becomes
 	labs     map[string]bool   // Observations reached from a laboratory DiagnosticReport
+	ended    map[string]bool   // entries of the ended-allergies List
 	bodyNHS  string
 	profiles map[string]string // source key -> claimed profile (BP)
 }
@@ -77,7 +78,7 @@ func (b *Bundle) Convert(opt Options) (*Result, error) {
 	used := map[string]bool{}
 	for _, r := range b.entries {
 		t := sourceTypes[str(r["resourceType"])]
-		if t == "" || str(r["id"]) == "" {
+		if t == "" || (str(r["id"]) == "" && t != "Patient") { // the Patient is always emitted, id or not
 			continue
 		}
 		k := key(r)
@@ -98,6 +99,7 @@ func (b *Bundle) Convert(opt Options) (*Result, error) {
 		m.cand[k] = target{typ: t, id: id}
 	}
 	m.labs = m.labLinked()
+	m.ended = m.listed(snomedEndedAllergies)
 	res := &Result{}
 	// Build until no entry is dropped: a drop can only remove references
 	// from others, so this ends; in practice in two passes.
@@ -529,6 +531,33 @@ func alnum(s string) bool {
 }
 
 // --- List warnings -----------------------------------------------------------
+
+const snomedEndedAllergies = "1103671000000101"
+
+// listed returns the entries of the section Lists with the given code.
+func (m *mapper) listed(code string) map[string]bool {
+	out := map[string]bool{}
+	is := func(r obj) bool {
+		return str(r["resourceType"]) == "List" && hasCoding(codings(r["code"]), map[string]bool{fhir.SNOMED + "|" + code: true})
+	}
+	for k, r := range m.b.owner {
+		if is(r) {
+			out[k] = true // contained in the List
+		}
+	}
+	for _, r := range m.b.entries {
+		if !is(r) {
+			continue
+		}
+		for _, e := range list(r["entry"]) {
+			eo, _ := e.(obj)
+			if _, k := m.b.resolve(eo["item"]); k != "" {
+				out[k] = true
+			}
+		}
+	}
+	return out
+}
 
 // listWarning maps the GP Connect List warning codes to gpgate's warnings.
 var listWarning = map[string]fhir.Code{

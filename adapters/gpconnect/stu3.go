@@ -41,7 +41,8 @@ type Bundle struct {
 	entries []obj          // resources, in Bundle order
 	byKey   map[string]obj // "Type/id" and fullUrl -> resource
 	patient obj
-	issues  []obj // OperationOutcome resources inside the Bundle (warnings)
+	issues  []obj          // OperationOutcome resources inside the Bundle (warnings)
+	owner   map[string]obj // "Type/id" of a lifted contained resource -> its container
 }
 
 // Parse reads a structured record response body: a STU3 Bundle holding
@@ -70,7 +71,7 @@ func Parse(body []byte) (*Bundle, error) {
 	default:
 		return nil, fmt.Errorf("%w: resourceType is not Bundle", ErrMalformed)
 	}
-	b := &Bundle{byKey: map[string]obj{}}
+	b := &Bundle{byKey: map[string]obj{}, owner: map[string]obj{}}
 	seen := map[string]int{} // "Type/id" -> occurrences, for renaming clashes
 	for _, e := range list(root["entry"]) {
 		eo, _ := e.(obj)
@@ -95,7 +96,7 @@ func Parse(body []byte) (*Bundle, error) {
 				b.byKey[fu] = r
 			}
 		}
-		b.lift(r, str(eo["fullUrl"]), seen)
+		b.lift(r, str(eo["fullUrl"]))
 	}
 	if b.patient == nil {
 		return nil, fmt.Errorf("%w: no Patient", ErrMalformed)
@@ -110,16 +111,25 @@ func Parse(body []byte) (*Bundle, error) {
 // identical repeat is the same resource and is keyed once.
 func (b *Bundle) add(r obj, seen map[string]int) obj {
 	t, id := str(r["resourceType"]), str(r["id"])
-	if id != "" && t != "Patient" {
-		if first := b.byKey[t+"/"+id]; first != nil && !sameJSON(first, r) {
-			for {
-				seen[t+"/"+id]++
-				nid := fmt.Sprintf("%s.dup%d", id, seen[t+"/"+id])
-				if b.byKey[t+"/"+nid] == nil {
-					r = withID(r, nid)
-					id = nid
-					break
-				}
+	if id != "" && t != "Patient" && b.byKey[t+"/"+id] != nil {
+		// The same resource again (the first or a renamed variant) is
+		// not a new entry.
+		if sameJSON(b.byKey[t+"/"+id], r) {
+			return b.byKey[t+"/"+id]
+		}
+		for i := 1; i <= seen[t+"/"+id]; i++ {
+			nid := fmt.Sprintf("%s.dup%d", id, i)
+			if v := b.byKey[t+"/"+nid]; v != nil && sameJSON(v, withID(r, nid)) {
+				return v
+			}
+		}
+		for {
+			seen[t+"/"+id]++
+			nid := fmt.Sprintf("%s.dup%d", id, seen[t+"/"+id])
+			if b.byKey[t+"/"+nid] == nil {
+				r = withID(r, nid)
+				id = nid
+				break
 			}
 		}
 	}
@@ -138,7 +148,7 @@ func (b *Bundle) add(r obj, seen map[string]int) obj {
 // is taken), by "#id" when no other container uses that id, and by
 // "<container>#id" (the forms a reference to a contained resource takes).
 // They carry their container's security labels.
-func (b *Bundle) lift(r obj, fullURL string, seen map[string]int) {
+func (b *Bundle) lift(r obj, fullURL string) {
 	cont := list(r["contained"])
 	if len(cont) == 0 {
 		return
@@ -154,9 +164,8 @@ func (b *Bundle) lift(r obj, fullURL string, seen map[string]int) {
 		id := cid
 		if b.byKey[t+"/"+id] != nil {
 			id = str(r["id"]) + "." + cid
-			for b.byKey[t+"/"+id] != nil {
-				seen[t+"/"+id]++
-				id = fmt.Sprintf("%s.%s.%d", str(r["id"]), cid, seen[t+"/"+id])
+			for n := 1; b.byKey[t+"/"+id] != nil; n++ {
+				id = fmt.Sprintf("%s.%s.%d", str(r["id"]), cid, n)
 			}
 		}
 		lc := withID(co, id)
@@ -171,6 +180,7 @@ func (b *Bundle) lift(r obj, fullURL string, seen map[string]int) {
 		}
 		b.entries = append(b.entries, lc)
 		b.byKey[t+"/"+id] = lc
+		b.owner[t+"/"+id] = r
 		for _, k := range []string{host + "#" + cid, fullURL + "#" + cid} {
 			if !strings.HasPrefix(k, "#") {
 				b.byKey[k] = lc
