@@ -24,7 +24,17 @@ func (m *mapper) allergy(r obj) obj {
 	if verif != "" {
 		a["verificationStatus"] = concept{Coding: []coding{{System: systemAllergyVerif, Code: verif}}}
 	}
-	if clin := code(r["clinicalStatus"], "active", "inactive", "resolved"); clin != "" && verif != "entered-in-error" {
+	clin := code(r["clinicalStatus"], "active", "inactive", "resolved")
+	if clin == "" && verif != "entered-in-error" {
+		// R4 requires a clinical status (ait-1) that STU3 left optional: an
+		// allergy without one is resolved when it carries an end or sits in
+		// the ended-allergies List, else active (it is on the allergy list).
+		clin = "active"
+		if m.ended[key(r)] || hasExt(r, "AllergyIntoleranceEnd") {
+			clin = "resolved"
+		}
+	}
+	if clin != "" && verif != "entered-in-error" {
 		cs := obj{"coding": []coding{{System: systemAllergyClinical, Code: clin}}}
 		// A resolved allergy keeps its end date (UK Core AllergyIntoleranceEnd
 		// on clinicalStatus); the reason ended is free text and is not read.
@@ -174,6 +184,16 @@ func (m *mapper) condition(r obj) obj {
 	return c
 }
 
+func hasExt(r obj, name string) bool {
+	for _, e := range list(r["extension"]) {
+		eo, _ := e.(obj)
+		if strings.Contains(str(eo["url"]), name) {
+			return true
+		}
+	}
+	return false
+}
+
 func firstOf(r obj, keys ...string) any {
 	for _, k := range keys {
 		if v, ok := r[k]; ok {
@@ -310,17 +330,25 @@ func (m *mapper) observation(r obj) (obj, string) {
 	set(o, "specimen", m.ref(r["specimen"], "Specimen"))
 	set(o, "referenceRange", referenceRanges(r["referenceRange"]))
 	var members, derived []obj
+	self := obj{"reference": "Observation/" + m.cand[key(r)].id}
 	for _, x := range list(r["related"]) {
 		xo, _ := x.(obj)
+		ref := m.ref(xo["target"], "Observation")
+		if ref == nil || ref["reference"] == self["reference"] {
+			continue // an Observation is not its own member or source
+		}
 		switch str(xo["type"]) {
 		case "has-member":
-			if ref := m.ref(xo["target"], "Observation"); ref != nil {
+			members = append(members, ref)
+		case "":
+			// An untyped relation of a test group or result a laboratory
+			// report reaches is its membership (GP Connect fixes the type
+			// to has-member there; some records leave it out).
+			if m.labs[key(r)] {
 				members = append(members, ref)
 			}
 		case "derived-from":
-			if ref := m.ref(xo["target"], "Observation"); ref != nil {
-				derived = append(derived, ref)
-			}
+			derived = append(derived, ref)
 		}
 	}
 	set(o, "hasMember", members)
@@ -485,7 +513,7 @@ func (m *mapper) labLinked() map[string]bool {
 		out[k] = true
 		for _, x := range list(tgt["related"]) {
 			xo, _ := x.(obj)
-			if str(xo["type"]) == "has-member" {
+			if t := str(xo["type"]); t == "has-member" || t == "" {
 				mark(xo["target"], depth+1)
 			}
 		}
@@ -648,13 +676,13 @@ func (m *mapper) immunization(r obj) obj {
 	var protocols []obj
 	for _, p := range list(r["vaccinationProtocol"]) {
 		po, _ := p.(obj)
-		n, ok := number(po["doseSequence"])
+		n, ok := integer(po["doseSequence"], 1)
 		if !ok {
 			continue
 		}
 		pa := obj{"doseNumberPositiveInt": n}
 		set(pa, "targetDisease", concepts(po["targetDisease"]))
-		if s, ok := number(po["seriesDoses"]); ok {
+		if s, ok := integer(po["seriesDoses"], 1); ok {
 			pa["seriesDosesPositiveInt"] = s
 		}
 		protocols = append(protocols, pa)

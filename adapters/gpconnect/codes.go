@@ -2,7 +2,9 @@ package gpconnect
 
 import (
 	"encoding/json"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/gpgate/gpgate/fhir"
@@ -222,11 +224,16 @@ var (
 	reInstant  = regexp.MustCompile(`^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)-(0[1-9]|1[0-2])-(0[1-9]|[1-2][0-9]|3[0-1])T([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?(Z|(\+|-)((0[0-9]|1[0-3]):[0-5][0-9]|14:00))$`)
 )
 
-// dateTime returns v when it is an R4 dateTime ("" otherwise).
+// dateTime returns v when it is an R4 dateTime, its date when only the
+// time of day is malformed (no zone, no seconds: a time without a zone
+// cannot be placed, the day it names can), "" otherwise.
 func dateTime(v any) string {
 	s := strings.TrimSpace(str(v))
 	if reDateTime.MatchString(s) {
 		return s
+	}
+	if d, _, ok := strings.Cut(s, "T"); ok && len(d) == 10 && reDate.MatchString(d) {
+		return d
 	}
 	return ""
 }
@@ -284,11 +291,33 @@ func number(v any) (json.Number, bool) {
 	return n, true
 }
 
+// integer returns a JSON number that is a whole number from min to the
+// R4 integer maximum (positiveInt: min 1, unsignedInt: min 0). A value out
+// of its element's range is left out rather than failing the resource.
+func integer(v any, min int64) (json.Number, bool) {
+	n, ok := number(v)
+	if !ok {
+		return "", false
+	}
+	i, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil || i < min || i > math.MaxInt32 {
+		return "", false
+	}
+	return json.Number(strconv.FormatInt(i, 10)), true
+}
+
+var reDecimal = regexp.MustCompile(`^-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,18})?$`)
+
 // quantity maps a STU3 Quantity (SimpleQuantity, Duration, Age: same
-// shape): value, comparator, unit, system, code.
+// shape): value, comparator, unit, system, code. A value written as a JSON
+// string holding a decimal (as some examples write it) is read as the
+// number.
 func quantity(v any) obj {
 	q, _ := v.(obj)
 	n, ok := number(q["value"])
+	if s := strings.TrimSpace(str(q["value"])); !ok && reDecimal.MatchString(s) {
+		n, ok = json.Number(s), true
+	}
 	if !ok {
 		return nil
 	}

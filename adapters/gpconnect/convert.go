@@ -61,6 +61,7 @@ type mapper struct {
 	pid      string
 	cand     map[string]target // source "Type/id" -> what it becomes
 	labs     map[string]bool   // Observations reached from a laboratory DiagnosticReport
+	ended    map[string]bool   // entries of the ended-allergies List
 	bodyNHS  string
 	profiles map[string]string // source key -> claimed profile (BP)
 }
@@ -77,7 +78,7 @@ func (b *Bundle) Convert(opt Options) (*Result, error) {
 	used := map[string]bool{}
 	for _, r := range b.entries {
 		t := sourceTypes[str(r["resourceType"])]
-		if t == "" || str(r["id"]) == "" {
+		if t == "" || (str(r["id"]) == "" && t != "Patient") { // the Patient is always emitted, id or not
 			continue
 		}
 		k := key(r)
@@ -98,6 +99,7 @@ func (b *Bundle) Convert(opt Options) (*Result, error) {
 		m.cand[k] = target{typ: t, id: id}
 	}
 	m.labs = m.labLinked()
+	m.ended = m.listed(snomedEndedAllergies)
 	res := &Result{}
 	// Build until no entry is dropped: a drop can only remove references
 	// from others, so this ends; in practice in two passes.
@@ -236,7 +238,20 @@ func (m *mapper) ref(v any, types ...string) obj {
 	if v == nil {
 		return nil
 	}
-	_, k := m.b.resolve(v)
+	tgt, k := m.b.resolve(v)
+	if str(tgt["resourceType"]) == "PractitionerRole" {
+		// PractitionerRole is not emitted: a reference to one (GP Connect
+		// examples attribute recorders so) means its practitioner, else
+		// its organisation, where the element allows them.
+		for _, via := range []string{"practitioner", "organization"} {
+			if to, _ := m.b.resolve(tgt[via]); to != nil && str(to["resourceType"]) != "PractitionerRole" {
+				if r := m.ref(tgt[via], types...); r != nil {
+					return r
+				}
+			}
+		}
+		return nil
+	}
 	tg, ok := m.cand[k]
 	if !ok {
 		return nil
@@ -374,7 +389,7 @@ func (m *mapper) patient(r obj) obj {
 	if b, ok := boolean(r["multipleBirthBoolean"]); ok {
 		p["multipleBirthBoolean"] = b
 	}
-	if n, ok := number(r["multipleBirthInteger"]); ok {
+	if n, ok := integer(r["multipleBirthInteger"], 0); ok {
 		p["multipleBirthInteger"] = n
 	}
 	set(p, "generalPractitioner", m.refs(r["generalPractitioner"], "Organization", "Practitioner"))
@@ -516,6 +531,33 @@ func alnum(s string) bool {
 }
 
 // --- List warnings -----------------------------------------------------------
+
+const snomedEndedAllergies = "1103671000000101"
+
+// listed returns the entries of the section Lists with the given code.
+func (m *mapper) listed(code string) map[string]bool {
+	out := map[string]bool{}
+	is := func(r obj) bool {
+		return str(r["resourceType"]) == "List" && hasCoding(codings(r["code"]), map[string]bool{fhir.SNOMED + "|" + code: true})
+	}
+	for k, r := range m.b.owner {
+		if is(r) {
+			out[k] = true // contained in the List
+		}
+	}
+	for _, r := range m.b.entries {
+		if !is(r) {
+			continue
+		}
+		for _, e := range list(r["entry"]) {
+			eo, _ := e.(obj)
+			if _, k := m.b.resolve(eo["item"]); k != "" {
+				out[k] = true
+			}
+		}
+	}
+	return out
+}
 
 // listWarning maps the GP Connect List warning codes to gpgate's warnings.
 var listWarning = map[string]fhir.Code{

@@ -86,6 +86,18 @@
 // is not emitted) is dropped, and conversion repeats until no entry is
 // dropped, so no reference dangles.
 //
+// Contained resources (providers put ended allergies inside their List)
+// are entries like any other, reachable as "#id" (when no other container
+// uses the id) and "<container>#id", and carry their container's security
+// labels. A second resource reusing the id of an earlier one of its type
+// with other content is kept under a derived id. A reference to a
+// PractitionerRole (not emitted) means its practitioner, else its
+// organisation. Integers out of their R4 range are left out; a dateTime
+// whose time has no zone keeps its day; an allergy without a clinical
+// status is resolved when ended (end extension or ended-allergies List),
+// else active; an untyped relation of an Observation a laboratory report
+// reaches is membership.
+//
 // Codes keep every coding of the source (Read v2, CTV3, SNOMED CT, EMIS and
 // dm+d drug codes, LOINC) with system and code, display cleaned; STU3 URLs
 // of HL7 code systems become their R4 terminology.hl7.org URLs and

@@ -87,9 +87,12 @@ func unavailableWarnings(areas fhir.Areas, failed Sections, diary bool) []fhir.I
 // resource with an id once (the first answer's copy), the OperationOutcome
 // warnings of all.
 func mergeBundles(bs []*Bundle) *Bundle {
-	out := &Bundle{byKey: map[string]obj{}, patient: bs[0].patient}
+	out := &Bundle{byKey: map[string]obj{}, owner: map[string]obj{}, patient: bs[0].patient}
 	for i, b := range bs {
 		out.issues = append(out.issues, b.issues...)
+		for k, r := range b.owner {
+			out.owner[k] = r
+		}
 		for _, r := range b.entries {
 			if str(r["resourceType"]) == "Patient" {
 				if i > 0 {

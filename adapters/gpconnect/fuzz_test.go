@@ -15,6 +15,12 @@ func FuzzConvert(f *testing.F) {
 		map[string]any{"resourceType": "MedicationRequest", "id": "m", "intent": "order", "status": "active", "medicationReference": ref("Medication/x")}))
 	f.Add([]byte(`{"resourceType":"OperationOutcome","issue":[{"details":{"coding":[{"code":"PATIENT_NOT_FOUND"}]}}]}`))
 	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p"}},{"resource":{"resourceType":"Observation","id":"o","code":{"coding":[{"system":"s","code":"c"}]},"related":[{"type":"has-member","target":{"reference":"Observation/o"}}]}}]}`))
+	// contained resources, a reused id, an untyped test-group relation,
+	// a PractitionerRole reference, out-of-range integers, zone-less times
+	if b, err := os.ReadFile("testdata/contained-ended-allergies.json"); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte(`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Patient","id":"p"}},{"resource":{"resourceType":"List","contained":[{"resourceType":"AllergyIntolerance","id":"a","code":{"coding":[{"system":"s","code":"c"}]},"recorder":{"reference":"PractitionerRole/r"}},{"resourceType":"List","id":"a"}],"entry":[{"item":{"reference":"#a"}}]}},{"resource":{"resourceType":"PractitionerRole","id":"r","practitioner":{"reference":"PractitionerRole/r"}}},{"resource":{"resourceType":"DiagnosticReport","id":"d","code":{"coding":[{"system":"s","code":"c"}]},"result":[{"reference":"Observation/o"}]}},{"resource":{"resourceType":"Observation","id":"o","code":{"coding":[{"system":"s","code":"c"}]},"related":[{"target":{"reference":"Observation/o"}}],"effectiveDateTime":"2020-01-01T10:00"}},{"resource":{"resourceType":"Observation","id":"o","code":{"coding":[{"system":"s","code":"d"}]}}},{"resource":{"resourceType":"Immunization","id":"i","vaccineCode":{"coding":[{"system":"s","code":"c"}]},"vaccinationProtocol":[{"doseSequence":0}]}}]}`))
 	if files, err := sharedGlob(); err == nil && len(files) > 0 {
 		if b, err := os.ReadFile(files[0]); err == nil {
 			f.Add(b)

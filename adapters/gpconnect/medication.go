@@ -1,6 +1,7 @@
 package gpconnect
 
 import (
+	"math"
 	"strings"
 )
 
@@ -39,7 +40,7 @@ func dosages(v any) []obj {
 	for _, d := range list(v) {
 		do, _ := d.(obj)
 		ds := obj{}
-		if n, ok := number(do["sequence"]); ok {
+		if n, ok := integer(do["sequence"], math.MinInt32); ok {
 			ds["sequence"] = n
 		}
 		set(ds, "text", strings.TrimSpace(str(do["text"])))
@@ -79,12 +80,12 @@ func timing(v any) obj {
 	if rp := child(t, "repeat"); rp != nil {
 		r := obj{}
 		for _, k := range []string{"count", "countMax", "frequency", "frequencyMax"} {
-			if n, ok := number(rp[k]); ok {
+			if n, ok := integer(rp[k], 1); ok {
 				r[k] = n
 			}
 		}
 		for _, k := range []string{"duration", "durationMax", "period", "periodMax"} {
-			if n, ok := number(rp[k]); ok {
+			if n, ok := number(rp[k]); ok && !strings.HasPrefix(string(n), "-") {
 				r[k] = n
 			}
 		}
@@ -179,7 +180,7 @@ func (m *mapper) medicationRequest(r obj) obj {
 	dr := obj{}
 	if d := child(r, "dispenseRequest"); d != nil {
 		set(dr, "validityPeriod", period(d["validityPeriod"]))
-		if n, ok := number(d["numberOfRepeatsAllowed"]); ok {
+		if n, ok := integer(d["numberOfRepeatsAllowed"], 0); ok {
 			dr["numberOfRepeatsAllowed"] = n
 		}
 		set(dr, "quantity", simpleQuantity(d["quantity"]))
@@ -216,11 +217,11 @@ func (m *mapper) medicationRequest(r obj) obj {
 				so, _ := s.(obj)
 				switch str(so["url"]) {
 				case "numberOfRepeatPrescriptionsAllowed":
-					if n, ok := number(so["valueUnsignedInt"]); ok && dr["numberOfRepeatsAllowed"] == nil {
+					if n, ok := integer(so["valueUnsignedInt"], 0); ok && dr["numberOfRepeatsAllowed"] == nil {
 						dr["numberOfRepeatsAllowed"] = n
 					}
 				case "numberOfRepeatPrescriptionsIssued":
-					if n, ok := number(so["valueUnsignedInt"]); ok {
+					if n, ok := integer(so["valueUnsignedInt"], 0); ok {
 						sub = append(sub, obj{"url": "numberOfPrescriptionsIssued", "valueUnsignedInt": n})
 					}
 				case "authorisationExpiryDate":

@@ -41,7 +41,8 @@ type Bundle struct {
 	entries []obj          // resources, in Bundle order
 	byKey   map[string]obj // "Type/id" and fullUrl -> resource
 	patient obj
-	issues  []obj // OperationOutcome resources inside the Bundle (warnings)
+	issues  []obj          // OperationOutcome resources inside the Bundle (warnings)
+	owner   map[string]obj // "Type/id" of a lifted contained resource -> its container
 }
 
 // Parse reads a structured record response body: a STU3 Bundle holding
@@ -70,11 +71,12 @@ func Parse(body []byte) (*Bundle, error) {
 	default:
 		return nil, fmt.Errorf("%w: resourceType is not Bundle", ErrMalformed)
 	}
-	b := &Bundle{byKey: map[string]obj{}}
+	b := &Bundle{byKey: map[string]obj{}, owner: map[string]obj{}}
+	seen := map[string]int{} // "Type/id" -> occurrences, for renaming clashes
 	for _, e := range list(root["entry"]) {
 		eo, _ := e.(obj)
 		r, _ := eo["resource"].(obj)
-		t, id := str(r["resourceType"]), str(r["id"])
+		t := str(r["resourceType"])
 		if r == nil || t == "" {
 			continue
 		}
@@ -88,22 +90,124 @@ func Parse(body []byte) (*Bundle, error) {
 			}
 			b.patient = r
 		}
-		b.entries = append(b.entries, r)
-		if id != "" {
-			if _, dup := b.byKey[t+"/"+id]; !dup {
-				b.byKey[t+"/"+id] = r
-			}
-		}
+		r = b.add(r, seen)
 		if fu := str(eo["fullUrl"]); fu != "" {
 			if _, dup := b.byKey[fu]; !dup {
 				b.byKey[fu] = r
 			}
 		}
+		b.lift(r, str(eo["fullUrl"]))
 	}
 	if b.patient == nil {
 		return nil, fmt.Errorf("%w: no Patient", ErrMalformed)
 	}
 	return b, nil
+}
+
+// add appends a resource to the Bundle's entries and keys it by
+// "Type/id". A second resource with the id of an earlier one of its type
+// and other content (a supplier reusing an id) is kept under a derived id
+// (references by that id lead to the first), so no entry is lost; an
+// identical repeat is the same resource and is keyed once.
+func (b *Bundle) add(r obj, seen map[string]int) obj {
+	t, id := str(r["resourceType"]), str(r["id"])
+	if id != "" && t != "Patient" && b.byKey[t+"/"+id] != nil {
+		// The same resource again (the first or a renamed variant) is
+		// not a new entry.
+		if sameJSON(b.byKey[t+"/"+id], r) {
+			return b.byKey[t+"/"+id]
+		}
+		for i := 1; i <= seen[t+"/"+id]; i++ {
+			nid := fmt.Sprintf("%s.dup%d", id, i)
+			if v := b.byKey[t+"/"+nid]; v != nil && sameJSON(v, withID(r, nid)) {
+				return v
+			}
+		}
+		for {
+			seen[t+"/"+id]++
+			nid := fmt.Sprintf("%s.dup%d", id, seen[t+"/"+id])
+			if b.byKey[t+"/"+nid] == nil {
+				r = withID(r, nid)
+				id = nid
+				break
+			}
+		}
+	}
+	b.entries = append(b.entries, r)
+	if id != "" {
+		if _, dup := b.byKey[t+"/"+id]; !dup {
+			b.byKey[t+"/"+id] = r
+		}
+	}
+	return r
+}
+
+// lift makes the resources contained in r (GP Connect providers put
+// ended allergies, and sometimes other entries, inside their section List)
+// entries of the Bundle: each keyed by "Type/id" (or a derived id when that
+// is taken), by "#id" when no other container uses that id, and by
+// "<container>#id" (the forms a reference to a contained resource takes).
+// They carry their container's security labels.
+func (b *Bundle) lift(r obj, fullURL string) {
+	cont := list(r["contained"])
+	if len(cont) == 0 {
+		return
+	}
+	host := key(r)
+	sec := list(child(r, "meta")["security"])
+	for _, c := range cont {
+		co, _ := c.(obj)
+		t, cid := str(co["resourceType"]), str(co["id"])
+		if co == nil || t == "" || cid == "" || t == "Patient" || t == "OperationOutcome" {
+			continue
+		}
+		id := cid
+		if b.byKey[t+"/"+id] != nil {
+			id = str(r["id"]) + "." + cid
+			for n := 1; b.byKey[t+"/"+id] != nil; n++ {
+				id = fmt.Sprintf("%s.%s.%d", str(r["id"]), cid, n)
+			}
+		}
+		lc := withID(co, id)
+		delete(lc, "contained")
+		if len(sec) > 0 {
+			meta := obj{}
+			for k, v := range child(lc, "meta") {
+				meta[k] = v
+			}
+			meta["security"] = append(append([]any{}, list(meta["security"])...), sec...)
+			lc["meta"] = meta
+		}
+		b.entries = append(b.entries, lc)
+		b.byKey[t+"/"+id] = lc
+		b.owner[t+"/"+id] = r
+		for _, k := range []string{host + "#" + cid, fullURL + "#" + cid} {
+			if !strings.HasPrefix(k, "#") {
+				b.byKey[k] = lc
+			}
+		}
+		switch prev, taken := b.byKey["#"+cid]; {
+		case !taken:
+			b.byKey["#"+cid] = lc
+		case prev != nil && !sameJSON(prev, lc):
+			b.byKey["#"+cid] = nil // two containers use the id: ambiguous
+		}
+	}
+}
+
+func withID(r obj, id string) obj {
+	c := make(obj, len(r))
+	for k, v := range r {
+		c[k] = v
+	}
+	c["id"] = id
+	return c
+}
+
+func sameJSON(a, b obj) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
 
 // checkDepth refuses JSON nested deeper than maxDepth without decoding it.
