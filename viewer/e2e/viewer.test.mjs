@@ -131,6 +131,15 @@ async function signInAs(u) {
   await page.waitForURL(`${base}/find`);
 }
 
+// submitted runs fn in the page (a script's form.submit()) and waits for
+// the navigation it starts to load: waitForLoadState alone answers at once
+// for the page already loaded, before the new one has arrived.
+async function submitted(fn) {
+  const loaded = page.waitForNavigation({ waitUntil: 'load' });
+  await page.evaluate(fn);
+  await loaded;
+}
+
 // find submits an NHS number and returns the HTTP status of the server's
 // answer (null when the page's script stopped the form).
 let findStatus = null;
@@ -209,8 +218,7 @@ test('an invalid NHS number is explained as typed and by the server', async () =
   assert.equal(await page.getByLabel('NHS number').getAttribute('aria-invalid'), 'true');
   await check('invalid-nhs');
   // without the script, the server says the same
-  await page.evaluate(() => { const f = document.querySelector('[data-nhs-form]'); f.querySelector('#nhs').value = '123'; f.submit(); });
-  await page.waitForLoadState();
+  await submitted(() => { const f = document.querySelector('[data-nhs-form]'); f.querySelector('#nhs').value = '123'; f.submit(); });
   assert.match(await text('[data-testid=nhs-error]'), /You entered 3/);
 });
 
@@ -372,7 +380,7 @@ test('break-glass refused where the agreement does not allow it', async () => {
   assert.match(await text('[data-testid=no-breakglass]'), /not available/);
   await check('nobg-patient');
   // a forged break-glass form is refused by the server
-  await page.evaluate(() => {
+  await submitted(() => {
     const f = document.querySelector('[data-consent-form]');
     f.querySelector('#basis-patient').value = 'breakglass';
     const r = document.createElement('input');
@@ -380,7 +388,6 @@ test('break-glass refused where the agreement does not allow it', async () => {
     f.appendChild(r);
     f.submit();
   });
-  await page.waitForLoadState();
   assert.match(await text('[data-testid=message-error]'), /Emergency access is not available/);
   await check('breakglass-refused');
   // consent still works, and shares every area
