@@ -153,6 +153,30 @@ func searchPath(nhs fhir.NHSNumber) string {
 	return "/Patient?identifier=" + url.QueryEscape(fhir.NHSNumberSystem+"|"+string(nhs))
 }
 
+// patientID finds a patient's logical id as a consumer does: a Patient
+// search by NHS number (ids are keyed per deployment: a consumer cannot
+// derive them).
+func (c *consumer) patientID(ctx context.Context, nhs fhir.NHSNumber) (string, error) {
+	st, b, err := c.do(ctx, http.MethodGet, searchPath(nhs), nil, c.system.get())
+	if err != nil {
+		return "", err
+	}
+	if st != http.StatusOK {
+		return "", &statusError{status: st, body: b}
+	}
+	var bj bundleJSON
+	if err := json.Unmarshal(b, &bj); err != nil || len(bj.Entry) == 0 {
+		return "", fmt.Errorf("Patient search by NHS number found no Patient")
+	}
+	var p struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(bj.Entry[0].Resource, &p); err != nil || p.ID == "" {
+		return "", fmt.Errorf("Patient search by NHS number answered a Patient without an id")
+	}
+	return p.ID, nil
+}
+
 // structuredBody asks $getstructuredrecord for every section.
 func structuredBody(nhs fhir.NHSNumber) []byte {
 	params := []map[string]any{{"name": "patientNHSNumber", "valueIdentifier": map[string]string{"system": fhir.NHSNumberSystem, "value": string(nhs)}}}
@@ -218,7 +242,11 @@ func setup(ctx context.Context, c *consumer, bl *baseline, peer *peerData, o set
 	}
 	var mix []pat
 	for _, n := range sample(all, o.mixPool, o.seed+1) {
-		id := fhir.PatientID(n)
+		id, err := c.patientID(ctx, n)
+		if err != nil {
+			fmt.Fprintf(o.log, "setup: a mix patient left out: %v\n", err)
+			continue
+		}
 		t, err := c.patientToken(ctx, id)
 		if err != nil {
 			fmt.Fprintf(o.log, "setup: a mix patient left out: %v\n", err)
@@ -269,7 +297,10 @@ func setup(ctx context.Context, c *consumer, bl *baseline, peer *peerData, o set
 		if i >= 400 {
 			break
 		}
-		id := fhir.PatientID(n)
+		id, err := c.patientID(ctx, n)
+		if err != nil {
+			continue
+		}
 		t, err := c.patientToken(ctx, id)
 		if err != nil {
 			continue
