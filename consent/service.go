@@ -71,7 +71,11 @@ func (s *Service) input(ctx context.Context, p *fhir.Principal, req *fhir.Reques
 	}
 	in.Agreements = ags
 	if p != nil && p.ConsentRef != "" && fhir.ValidID(p.ConsentRef) {
-		if c, err := s.consents.Store.GetConsent(ctx, p.ConsentRef); err == nil {
+		// Both decisions of a request read the token's consent: once.
+		c, err := fhir.Memoize(ctx, consentMemo(p.ConsentRef), func() (*ViewConsent, error) {
+			return s.consents.Store.GetConsent(ctx, p.ConsentRef)
+		})
+		if err == nil {
 			in.Consent = c
 		} else if fhir.AsError(err).Code != fhir.CodeReferenceNotFound {
 			return in, err
@@ -79,6 +83,9 @@ func (s *Service) input(ctx context.Context, p *fhir.Principal, req *fhir.Reques
 	}
 	return in, nil
 }
+
+// consentMemo keys a consent to view in the request memo.
+type consentMemo string
 
 // Organisation is the pre-fetch decision (DecideOrganisation): it never
 // depends on whether the patient exists.

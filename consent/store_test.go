@@ -444,3 +444,52 @@ func TestDemoAgreements(t *testing.T) {
 		t.Errorf("RXX04 %+v", d)
 	}
 }
+
+// countingConsents counts reads of the consent store.
+type countingConsents struct {
+	ConsentStore
+	gets int
+}
+
+func (c *countingConsents) GetConsent(ctx context.Context, id string) (*ViewConsent, error) {
+	c.gets++
+	return c.ConsentStore.GetConsent(ctx, id)
+}
+
+// The decisions before and after the fetch of one request read the
+// token's consent to view once (the request memo); another request reads
+// it again (a revocation is seen on the next request).
+func TestServiceReadsTheConsentOncePerRequest(t *testing.T) {
+	ctx := context.Background()
+	c, _ := consentsFixture(t, DemoAgreements([]string{practice}, t0)...)
+	req, err := ParseConsentBody([]byte(consentBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &fhir.Principal{ClientID: "cl-RXX01", ConsumerODS: "RXX01", Practitioner: "555123"}
+	res, err := c.RecordConsent(ctx, p, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &countingConsents{ConsentStore: c.Store}
+	svc, err := NewService(ServiceOptions{Agreements: c.Agreements.(AgreementStore), Consents: store, PracticeOf: c.PracticeOf, ResolveNHS: c.ResolveNHS,
+		Now: func() time.Time { return t0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.ConsentRef, p.PatientID = res.ID, pidA
+	r := &fhir.Request{Interaction: "search-type", Type: "Condition", PatientID: pidA, Areas: fhir.AllAreas}
+	rec := &fhir.Record{PatientID: pidA, NHS: nhsA, Practice: practice}
+	for i := 1; i <= 2; i++ {
+		rctx := fhir.WithMemo(ctx) // one request
+		if _, err := svc.Organisation(rctx, p, r, practice); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.Patient(rctx, p, r, rec); err != nil {
+			t.Fatal(err)
+		}
+		if store.gets != i {
+			t.Fatalf("after %d requests: %d reads of the consent", i, store.gets)
+		}
+	}
+}

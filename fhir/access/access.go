@@ -167,6 +167,7 @@ func New(cfg Config) (*Core, error) {
 // audited by the operation just before it returns, when it knows what it
 // returns.
 func (c *Core) open(ctx context.Context, p *fhir.Principal, req *fhir.Request) (*fhir.Record, fhir.Decision, error) {
+	ctx = fhir.WithMemo(ctx) // what the decisions read once per request
 	if p == nil {
 		return nil, fhir.Decision{}, c.refuse(ctx, p, req, fhir.Decision{Code: fhir.CodeUnauthorized, Rule: "an access token is required"})
 	}

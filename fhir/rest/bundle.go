@@ -16,6 +16,16 @@ import (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
+// Bundles up to wholeBundle bytes are spliced into one buffer and sent with
+// Content-Length in one write (as a static file would be: no chunked
+// framing, one copy into the socket); larger ones stream in chunks of the
+// pooled buffer's size, so no answer is held whole beyond that. Buffers
+// that grew past poolBundle are left to the collector.
+const (
+	wholeBundle = 4 << 20
+	poolBundle  = 2 << 20
+)
+
 // writePage splices one page of a searchset into a Bundle with paging links
 // and writes it: the matches (as the query's _summary / _elements ask), the
 // resources _include / _revinclude added (search mode include), and an
@@ -72,9 +82,22 @@ func (s *Server) writeBundle(c echo.Context, b *fhir.Bundle) error {
 	h := c.Response().Header()
 	h.Set(echo.HeaderContentType, responseType(c))
 	h.Set("Cache-Control", "no-store")
-	c.Response().WriteHeader(http.StatusOK)
 	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	defer func() {
+		if cap(*bp) <= poolBundle {
+			bufPool.Put(bp)
+		}
+	}()
+	if b.Size() <= wholeBundle {
+		*bp = b.AppendJSON((*bp)[:0])
+		h.Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
+		c.Response().WriteHeader(http.StatusOK)
+		if _, err := c.Response().Write(*bp); err != nil {
+			s.log.Warn("bundle write failed", "request_id", h.Get(echo.HeaderXRequestID), "err", err)
+		}
+		return nil
+	}
+	c.Response().WriteHeader(http.StatusOK)
 	if err := b.WriteJSON(c.Response(), (*bp)[:0]); err != nil {
 		// The status is out; all that is left is to stop and log.
 		s.log.Warn("bundle write failed", "request_id", h.Get(echo.HeaderXRequestID), "err", err)
