@@ -305,6 +305,17 @@ func TestSensitiveMatchTable(t *testing.T) {
 		{"snomed congenital syphilis", fhir.SNOMED, "35742006", CategorySTI},
 		{"snomed syphilis", fhir.SNOMED, "76272004", CategorySTI},
 		{"snomed genital herpes simplex", fhir.SNOMED, "33839006", CategorySTI},
+		// SNOMED CT termination beyond the CPRD "probable" list (Manchester
+		// OpenSAFELY list, uom-preg-top): listed concepts match, the generic
+		// perinatal concept it also carries does not.
+		{"snomed legally induced abortion", fhir.SNOMED, "39406005", CategoryTermination},
+		{"snomed illegal abortion with complication", fhir.SNOMED, "198744009", CategoryTermination},
+		{"snomed referral for termination counselling", fhir.SNOMED, "183606009", CategoryTermination},
+		{"snomed selective feticide", fhir.SNOMED, "177095006", CategoryTermination},
+		{"snomed UK extension admission for abortifacient", fhir.SNOMED, "439741000000107", CategoryTermination},
+		{"snomed UK extension menstrual extraction", fhir.SNOMED, "444361000000109", CategoryTermination},
+		{"snomed fetal effect of maternal complication left out", fhir.SNOMED, "206035009", ""},
+		{"snomed legally induced abortion under ctv3", fhir.CTV3, "39406005", ""},
 		{"snomed intrauterine insemination", fhir.SNOMED, "265064001", CategoryAssistedConcept},
 		{"snomed fertility treatment type", fhir.SNOMED, "425866000", CategoryAssistedConcept},
 		{"snomed transsexual", fhir.SNOMED, "407374003", CategoryGenderReassigned},
