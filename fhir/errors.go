@@ -210,6 +210,30 @@ const (
 	WarnStatusDefaulted Code = "STATUS_DEFAULTED"
 )
 
+// Section empty reasons: why a source said a section of the record is
+// empty (UK Core ListEmptyReasonCode, base list-empty-reason). A source
+// reports one as an Issue whose Expression names the area (Area.Name());
+// a section List built for that area while empty carries it as its
+// emptyReason, so "nothing recorded" and "withheld" stay apart.
+const (
+	EmptyNoContentRecorded Code = "no-content-recorded" // UK Core: nothing recorded
+	EmptyNilKnown          Code = "nilknown"
+	EmptyNotAsked          Code = "notasked"
+	EmptyNotStarted        Code = "notstarted"
+	EmptyClosed            Code = "closed"
+	EmptyWithheld          Code = "withheld"    // may exist, not shared
+	EmptyUnavailable       Code = "unavailable" // may exist, could not be given
+)
+
+// EmptyReason reports whether c is a section empty reason.
+func EmptyReason(c Code) bool {
+	switch c {
+	case EmptyNoContentRecorded, EmptyNilKnown, EmptyNotAsked, EmptyNotStarted, EmptyClosed, EmptyWithheld, EmptyUnavailable:
+		return true
+	}
+	return false
+}
+
 var warnings = map[Code]struct{ issue, display string }{
 	WarnConfidentialItems:   {"suppressed", "Confidential Items"},
 	WarnDataInTransit:       {"incomplete", "Data in Transit"},
@@ -219,14 +243,35 @@ var warnings = map[Code]struct{ issue, display string }{
 	WarnUncodedItems:        {"suppressed", "Uncoded items withheld"},
 	WarnAttachmentsWithheld: {"suppressed", "Attachments withheld"},
 	WarnStatusDefaulted:     {"informational", "Status defaulted"},
+	EmptyNoContentRecorded:  {"informational", "No Content Recorded"},
+	EmptyNilKnown:           {"informational", "Nil Known"},
+	EmptyNotAsked:           {"informational", "Not Asked"},
+	EmptyNotStarted:         {"informational", "Not Started"},
+	EmptyClosed:             {"informational", "Closed"},
+	EmptyWithheld:           {"suppressed", "Information Withheld"},
+	EmptyUnavailable:        {"incomplete", "Unavailable"},
+}
+
+// EmptyDisplay is the display of a section empty reason ("" for others).
+func EmptyDisplay(c Code) string {
+	if !EmptyReason(c) {
+		return ""
+	}
+	return warnings[c].display
 }
 
 // WarningSystem returns the code system a warning code belongs to: the UK
-// Core ListWarningCode system for list warnings, the Spine system otherwise.
+// Core ListWarningCode system for list warnings, the UK Core or base
+// list-empty-reason system for section empty reasons, the Spine system
+// otherwise.
 func WarningSystem(c Code) string {
 	switch c {
 	case WarnConfidentialItems, WarnDataInTransit, WarnDataAwaitingFiling:
 		return ListWarningCodeSystem
+	case EmptyNoContentRecorded:
+		return UKCoreListEmptyReasonSystem
+	case EmptyNilKnown, EmptyNotAsked, EmptyNotStarted, EmptyClosed, EmptyWithheld, EmptyUnavailable:
+		return ListEmptyReasonSystem
 	}
 	return SpineErrorSystem
 }

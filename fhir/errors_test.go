@@ -205,6 +205,13 @@ func TestWarningsRender(t *testing.T) {
 		WarnUncodedItems:        {"suppressed", SpineErrorSystem},
 		WarnAttachmentsWithheld: {"suppressed", SpineErrorSystem},
 		WarnStatusDefaulted:     {"informational", SpineErrorSystem},
+		EmptyNoContentRecorded:  {"informational", UKCoreListEmptyReasonSystem},
+		EmptyNilKnown:           {"informational", ListEmptyReasonSystem},
+		EmptyNotAsked:           {"informational", ListEmptyReasonSystem},
+		EmptyNotStarted:         {"informational", ListEmptyReasonSystem},
+		EmptyClosed:             {"informational", ListEmptyReasonSystem},
+		EmptyWithheld:           {"suppressed", ListEmptyReasonSystem},
+		EmptyUnavailable:        {"incomplete", ListEmptyReasonSystem},
 	}
 	if len(want) != len(warnings) {
 		t.Errorf("this test knows %d warnings, the package declares %d", len(want), len(warnings))

@@ -35,6 +35,9 @@ const (
 	ListWarningCodeSystem = "https://fhir.hl7.org.uk/CodeSystem/UKCore-ListWarningCode"
 	// ListEmptyReasonSystem is the base list-empty-reason code system.
 	ListEmptyReasonSystem = "http://terminology.hl7.org/CodeSystem/list-empty-reason"
+	// UKCoreListEmptyReasonSystem is UK Core's list empty reason code
+	// system (no-content-recorded); its value set also takes the base codes.
+	UKCoreListEmptyReasonSystem = "https://fhir.hl7.org.uk/CodeSystem/UKCore-ListEmptyReasonCode"
 )
 
 // ProfileFor returns the UK Core profile for a resource type (the base

@@ -205,15 +205,42 @@ func (sec *Section) ListOf(patientID string, entries []*Resource, now time.Time,
 	}
 	if len(entries) == 0 {
 		l.OrderedBy = nil
-		reason := listCoding{System: ListEmptyReasonSystem, Code: "nilknown", Display: "Nil Known"}
-		if !permitted {
-			reason = listCoding{System: ListEmptyReasonSystem, Code: "withheld", Display: "Information Withheld"}
+		reason := EmptyNilKnown
+		if src := sourceEmptyReason(sec.Area, warnings); src != "" {
+			reason = src // the source said why: nothing recorded, withheld, ...
 		}
-		l.EmptyReason = &listConcept{Coding: []listCoding{reason}}
+		if !permitted {
+			reason = EmptyWithheld
+		}
+		l.EmptyReason = &listConcept{Coding: []listCoding{{System: WarningSystem(reason), Code: string(reason), Display: EmptyDisplay(reason)}}}
 	}
 	raw, _ := json.Marshal(l) // plain structs: cannot fail
 	r, _ := NewResource(raw)
 	return r
+}
+
+// sourceEmptyReason is the empty reason a source gave for the area (an
+// Issue whose Expression names it); when several, the one that says the
+// least is known (withheld, unavailable, then the others in order).
+func sourceEmptyReason(a Area, warnings []Issue) Code {
+	rank := func(c Code) int {
+		switch c {
+		case EmptyWithheld:
+			return 3
+		case EmptyUnavailable:
+			return 2
+		case EmptyNilKnown:
+			return 0
+		}
+		return 1
+	}
+	var best Code
+	for _, w := range warnings {
+		if EmptyReason(w.Code) && w.Expression == a.Name() && (best == "" || rank(w.Code) > rank(best)) {
+			best = w.Code
+		}
+	}
+	return best
 }
 
 type listJSON struct {

@@ -102,3 +102,62 @@ func TestListOfWarnings(t *testing.T) {
 		t.Errorf("not valid R4: %v", err)
 	}
 }
+
+// TestListOfEmptyReason: an empty section List says why it is empty: the
+// decision's "withheld" first, then the reason the source gave for the
+// section's area (the least-known one when several), else "nilknown".
+func TestListOfEmptyReason(t *testing.T) {
+	sec := SectionOf("includeAllergies")
+	if sec == nil {
+		t.Fatal("no includeAllergies section")
+	}
+	allergies, meds := AreaAllergies.Name(), AreaMedication.Name()
+	entry := &Resource{Type: "AllergyIntolerance", ID: "a1"}
+	for _, tc := range []struct {
+		name      string
+		entries   []*Resource
+		permitted bool
+		warnings  []Issue
+		want      string // system|code, "" for no emptyReason
+	}{
+		{"no reason given", nil, true, nil, ListEmptyReasonSystem + "|nilknown"},
+		{"not permitted", nil, false, []Issue{{Code: EmptyNoContentRecorded, Expression: allergies}}, ListEmptyReasonSystem + "|withheld"},
+		{"nothing recorded", nil, true, []Issue{{Code: EmptyNoContentRecorded, Expression: allergies}}, UKCoreListEmptyReasonSystem + "|no-content-recorded"},
+		{"withheld at source", nil, true, []Issue{{Code: EmptyWithheld, Expression: allergies}}, ListEmptyReasonSystem + "|withheld"},
+		{"least known wins", nil, true, []Issue{{Code: EmptyNoContentRecorded, Expression: allergies}, {Code: EmptyUnavailable, Expression: allergies}}, ListEmptyReasonSystem + "|unavailable"},
+		{"other area", nil, true, []Issue{{Code: EmptyWithheld, Expression: meds}}, ListEmptyReasonSystem + "|nilknown"},
+		{"unscoped", nil, true, []Issue{{Code: EmptyWithheld}}, ListEmptyReasonSystem + "|nilknown"},
+		{"has entries", []*Resource{entry}, true, []Issue{{Code: EmptyWithheld, Expression: allergies}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := sec.ListOf("p1", tc.entries, time.Unix(0, 0), tc.permitted, tc.warnings)
+			var got struct {
+				EmptyReason *struct {
+					Coding []struct{ System, Code, Display string } `json:"coding"`
+				} `json:"emptyReason"`
+				Extension []any `json:"extension"`
+			}
+			if err := json.Unmarshal(l.JSON, &got); err != nil {
+				t.Fatal(err)
+			}
+			have := ""
+			if got.EmptyReason != nil {
+				if len(got.EmptyReason.Coding) != 1 || got.EmptyReason.Coding[0].Display == "" {
+					t.Fatalf("emptyReason %+v", got.EmptyReason)
+				}
+				have = got.EmptyReason.Coding[0].System + "|" + got.EmptyReason.Coding[0].Code
+			}
+			if have != tc.want {
+				t.Errorf("emptyReason = %q, want %q", have, tc.want)
+			}
+			if len(got.Extension) != 0 {
+				t.Errorf("an empty reason became a warning extension: %v", got.Extension)
+			}
+			if len(tc.entries) == 0 {
+				if _, err := Parse(l.JSON); err != nil {
+					t.Errorf("not valid R4: %v", err)
+				}
+			}
+		})
+	}
+}

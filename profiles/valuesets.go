@@ -98,9 +98,12 @@ var (
 	vsSearchEntryMode        = vs(hl7VS+"search-entry-mode", hl7CS+"search-entry-mode", "match", "include", "outcome")
 	vsHTTPVerb               = vs(hl7VS+"http-verb", hl7CS+"http-verb", "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH")
 
-	// list-empty-reason is a preferred binding in R4; gpgate uses only it,
-	// so a coding in its system must carry one of its codes.
-	vsListEmptyReason = vs(hl7VS+"list-empty-reason", fhir.ListEmptyReasonSystem, "nilknown", "notasked", "withheld", "unavailable", "notstarted", "closed")
+	// list-empty-reason is a preferred binding in R4 (UK Core binds its
+	// UKCore-ListEmptyReasonCode, the base codes and no-content-recorded);
+	// gpgate uses only these, so a coding in their systems must carry one
+	// of their codes.
+	vsListEmptyReason = vs(hl7VS+"list-empty-reason", fhir.ListEmptyReasonSystem, "nilknown", "notasked", "withheld", "unavailable", "notstarted", "closed").
+				include(fhir.UKCoreListEmptyReasonSystem, "no-content-recorded")
 
 	// UKCore-NHSNumberVerificationStatus (required): England and Wales code
 	// systems and the NullFlavor NI.

@@ -321,7 +321,7 @@ func (m *mapper) observation(r obj) (obj, string) {
 	set(o, "encounter", m.ref(r["context"], "Encounter"))
 	set(o, "effectiveDateTime", dateTime(r["effectiveDateTime"]))
 	set(o, "effectivePeriod", period(r["effectivePeriod"]))
-	set(o, "issued", instant(r["issued"]))
+	issued(r, o)
 	set(o, "performer", m.refs(r["performer"], performers...))
 	observationValue(r, o)
 	set(o, "interpretation", concepts(r["interpretation"]))
@@ -374,6 +374,22 @@ func (m *mapper) observation(r obj) (obj, string) {
 		return o, fhir.ProfileBloodPressure
 	}
 	return o, fhir.ProfileObservation
+}
+
+// issued maps an Observation's or DiagnosticReport's issued time. R4
+// issued is an instant (a time with a zone); one the source gives only to
+// the day (or with a time but no zone) keeps its day as the effective date
+// when the source has no effective[x], and is otherwise left out (the
+// entry stays: R4 issued is optional).
+func issued(r, o obj) {
+	if i := instant(r["issued"]); i != "" {
+		o["issued"] = i
+		return
+	}
+	if r["effectiveDateTime"] != nil || r["effectivePeriod"] != nil || o["effectiveDateTime"] != nil || o["effectivePeriod"] != nil {
+		return
+	}
+	set(o, "effectiveDateTime", dateTime(r["issued"]))
 }
 
 func labCategory() *concept {
@@ -558,7 +574,7 @@ func (m *mapper) diagnosticReport(r obj) obj {
 	set(d, "encounter", m.ref(r["context"], "Encounter"))
 	set(d, "effectiveDateTime", dateTime(r["effectiveDateTime"]))
 	set(d, "effectivePeriod", period(r["effectivePeriod"]))
-	set(d, "issued", instant(r["issued"]))
+	issued(r, d)
 	var perf []obj
 	for _, p := range list(r["performer"]) {
 		po, _ := p.(obj)
@@ -720,6 +736,65 @@ func (m *mapper) referral(r obj) obj {
 	return s
 }
 
+// Test request categories (SNOMED CT, the R4 servicerequest-category
+// codes UK Core's example binding names).
+const (
+	snomedLabProcedure = "108252007"
+	snomedImaging      = "363679005"
+)
+
+var (
+	labProcedureCategory = &concept{Coding: []coding{{System: fhir.SNOMED, Code: snomedLabProcedure, Display: "Laboratory procedure"}}}
+	imagingCategory      = &concept{Coding: []coding{{System: fhir.SNOMED, Code: snomedImaging, Display: "Imaging"}}}
+)
+
+// orderIntents are the STU3 request intents of an order (GP Connect sends
+// a test request with intent order, a diary entry with intent plan).
+var orderIntents = map[string]bool{"order": true, "original-order": true, "reflex-order": true, "filler-order": true, "instance-order": true}
+
+// testRequest says whether a ProcedureRequest is a test request rather
+// than a diary entry, and whether it asks for imaging: a DiagnosticReport
+// is based on it, its intent is an order, or its category is a laboratory
+// procedure or imaging. A test request a laboratory report (or no report)
+// is based on is a laboratory procedure.
+func (m *mapper) testRequest(r obj) (test, img bool) {
+	rep, reported := m.requested[key(r)]
+	var cats []coding // STU3 ProcedureRequest.category is a list
+	for _, c := range concepts(r["category"]) {
+		cats = append(cats, c.Coding...)
+	}
+	img = (reported && rep) || hasCoding(cats, map[string]bool{fhir.SNOMED + "|" + snomedImaging: true})
+	test = reported || orderIntents[str(r["intent"])] || img ||
+		hasCoding(cats, map[string]bool{fhir.SNOMED + "|" + snomedLabProcedure: true})
+	return test, img
+}
+
+// requestedBy maps the ProcedureRequests DiagnosticReports are based on to
+// whether an imaging report is among them.
+func (m *mapper) requestedBy() map[string]bool {
+	out := map[string]bool{}
+	for _, r := range m.b.entries {
+		if str(r["resourceType"]) != "DiagnosticReport" {
+			continue
+		}
+		for _, x := range list(r["basedOn"]) {
+			if tgt, k := m.b.resolve(x); tgt != nil && str(tgt["resourceType"]) == "ProcedureRequest" {
+				out[k] = out[k] || imaging(r)
+			}
+		}
+	}
+	return out
+}
+
+// procedureRequest maps a ProcedureRequest: a test request or a diary
+// entry, both ServiceRequests (uncoded, each is free text and dropped).
+func (m *mapper) procedureRequest(r obj) obj {
+	if test, img := m.testRequest(r); test {
+		return m.testOrder(r, img)
+	}
+	return m.diaryEntry(r)
+}
+
 func (m *mapper) diaryEntry(r obj) obj {
 	s := m.request(r, "plan")
 	c := conceptOf(r["code"])
@@ -729,6 +804,37 @@ func (m *mapper) diaryEntry(r obj) obj {
 	s["code"] = c
 	set(s, "reasonCode", concepts(r["reasonCode"]))
 	set(s, "performer", m.refs(r["performer"], "Practitioner", "Organization"))
+	return s
+}
+
+// testOrder maps a test request: category laboratory procedure (imaging
+// when it asks for imaging) before the source's coded categories, the
+// tests asked for, reasons, performer, specimens and supporting entries;
+// notes are free text and stay behind.
+func (m *mapper) testOrder(r obj, img bool) obj {
+	s := m.request(r, "order")
+	c := conceptOf(r["code"])
+	if c == nil {
+		return nil // "No code available": the request is free text
+	}
+	s["code"] = c
+	cat := labProcedureCategory
+	if img {
+		cat = imagingCategory
+	}
+	cats := []*concept{cat}
+	for _, sc := range concepts(r["category"]) {
+		if !hasCoding(sc.Coding, map[string]bool{fhir.SNOMED + "|" + cat.Coding[0].Code: true}) {
+			cats = append(cats, sc)
+		}
+	}
+	s["category"] = cats
+	set(s, "reasonCode", concepts(r["reasonCode"]))
+	set(s, "reasonReference", m.refs(r["reasonReference"], "Condition", "Observation", "DiagnosticReport"))
+	set(s, "performer", m.refs(r["performer"], "Practitioner", "Organization"))
+	set(s, "specimen", m.refs(r["specimen"], "Specimen"))
+	set(s, "supportingInfo", m.refs(r["supportingInfo"], "Observation", "Condition", "AllergyIntolerance", "MedicationStatement",
+		"MedicationRequest", "Immunization", "DiagnosticReport", "Encounter"))
 	return s
 }
 
@@ -753,7 +859,11 @@ func (m *mapper) request(r obj, defIntent string) obj {
 	set(s, "basedOn", m.refs(r["basedOn"], "ServiceRequest"))
 	set(s, "replaces", m.refs(r["replaces"], "ServiceRequest"))
 	if rq := child(r, "requester"); rq != nil {
-		set(s, "requester", m.ref(rq["agent"], "Practitioner", "Organization"))
+		agent := rq["agent"]
+		if agent == nil && rq["reference"] != nil {
+			agent = rq // a plain Reference, as some test requests give it
+		}
+		set(s, "requester", m.ref(agent, "Practitioner", "Organization"))
 	}
 	return s
 }

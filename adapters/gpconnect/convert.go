@@ -56,14 +56,15 @@ var sourceTypes = map[string]string{
 type target struct{ typ, id string }
 
 type mapper struct {
-	b        *Bundle
-	opt      Options
-	pid      string
-	cand     map[string]target // source "Type/id" -> what it becomes
-	labs     map[string]bool   // Observations reached from a laboratory DiagnosticReport
-	ended    map[string]bool   // entries of the ended-allergies List
-	bodyNHS  string
-	profiles map[string]string // source key -> claimed profile (BP)
+	b         *Bundle
+	opt       Options
+	pid       string
+	cand      map[string]target // source "Type/id" -> what it becomes
+	labs      map[string]bool   // Observations reached from a laboratory DiagnosticReport
+	requested map[string]bool   // ProcedureRequests a DiagnosticReport is based on (true: an imaging one)
+	ended     map[string]bool   // entries of the ended-allergies List
+	bodyNHS   string
+	profiles  map[string]string // source key -> claimed profile (BP)
 }
 
 // Convert maps the record to UK Core R4 for the patient opt.NHS. Every
@@ -99,6 +100,7 @@ func (b *Bundle) Convert(opt Options) (*Result, error) {
 		m.cand[k] = target{typ: t, id: id}
 	}
 	m.labs = m.labLinked()
+	m.requested = m.requestedBy()
 	m.ended = m.listed(snomedEndedAllergies)
 	res := &Result{}
 	// Build until no entry is dropped: a drop can only remove references
@@ -216,7 +218,7 @@ func (m *mapper) build(tg target, r obj) obj {
 	case "ReferralRequest":
 		out = m.referral(r)
 	case "ProcedureRequest":
-		out = m.diaryEntry(r)
+		out = m.procedureRequest(r)
 	}
 	if out == nil {
 		return nil
@@ -621,6 +623,104 @@ func (m *mapper) warnings() []fhir.Issue {
 			d += " Sections: " + a.String() + "."
 		}
 		out = append(out, fhir.Issue{Severity: "warning", Code: w, Diagnostics: d})
+	}
+	return append(out, m.emptyReasons()...)
+}
+
+// emptyReasonCodes maps a coded List.emptyReason to gpgate's section empty
+// reasons, by code system: GP Connect's and UK Core's list empty reason
+// code systems, and the base list-empty-reason system (STU3 and R4 URLs).
+// Text alone (List.note, emptyReason.text) is never read.
+var emptyReasonCodes = map[string]fhir.Code{
+	"https://fhir.nhs.uk/STU3/CodeSystem/CareConnect-ListEmptyReasonCode-1|no-content-recorded":     fhir.EmptyNoContentRecorded,
+	"https://fhir.hl7.org.uk/STU3/CodeSystem/CareConnect-ListEmptyReasonCode-1|no-content-recorded": fhir.EmptyNoContentRecorded,
+	fhir.UKCoreListEmptyReasonSystem + "|no-content-recorded":                                       fhir.EmptyNoContentRecorded,
+}
+
+func init() {
+	for _, sys := range []string{"http://hl7.org/fhir/list-empty-reason", fhir.ListEmptyReasonSystem} {
+		for _, c := range []fhir.Code{fhir.EmptyNilKnown, fhir.EmptyNotAsked, fhir.EmptyNotStarted, fhir.EmptyClosed, fhir.EmptyWithheld, fhir.EmptyUnavailable} {
+			emptyReasonCodes[sys+"|"+string(c)] = c
+		}
+	}
+}
+
+// emptyReasonText says in fixed words what an empty reason means.
+var emptyReasonText = map[fhir.Code]string{
+	fhir.EmptyNoContentRecorded: "The practice system holds no entries for this section.",
+	fhir.EmptyNilKnown:          "The practice records that there are none known for this section.",
+	fhir.EmptyNotAsked:          "The practice did not ask about this section.",
+	fhir.EmptyNotStarted:        "The practice has not started this section.",
+	fhir.EmptyClosed:            "The practice has closed this section.",
+	fhir.EmptyWithheld:          "Entries for this section may exist but the practice withheld them.",
+	fhir.EmptyUnavailable:       "Entries for this section may exist but the practice could not supply them.",
+}
+
+// gone reports whether an empty reason says entries may exist but are
+// missing from the answer (rather than that none are recorded).
+func gone(c fhir.Code) bool { return c == fhir.EmptyWithheld || c == fhir.EmptyUnavailable }
+
+// emptyReasons reads the coded emptyReason of the section Lists that have
+// no entries, one Issue per area and reason, its Expression naming the
+// area (the section Lists gpgate builds read it from there). A reason that
+// nothing is recorded is left out for an area another of its Lists has
+// entries in; withheld and unavailable always stand (part of the area is
+// missing). Empty Lists of no known area count only when withheld or
+// unavailable, scoped to no area.
+func (m *mapper) emptyReasons() []fhir.Issue {
+	type ak struct {
+		area fhir.Area
+		code fhir.Code
+	}
+	var order []ak
+	seen := map[ak]bool{}
+	var filled fhir.Area
+	for _, r := range m.b.entries {
+		if str(r["resourceType"]) != "List" {
+			continue
+		}
+		var area fhir.Area
+		for _, c := range codings(r["code"]) {
+			if c.System == fhir.SNOMED {
+				area |= listArea[c.Code]
+			}
+		}
+		if len(list(r["entry"])) > 0 {
+			filled |= area
+			continue
+		}
+		for _, c := range codings(r["emptyReason"]) {
+			code, ok := emptyReasonCodes[c.System+"|"+c.Code]
+			if !ok || (area == 0 && !gone(code)) {
+				continue
+			}
+			areas := area.List()
+			if area == 0 {
+				areas = []fhir.Area{0}
+			}
+			for _, a := range areas {
+				k := ak{a, code}
+				if !seen[k] {
+					seen[k] = true
+					order = append(order, k)
+				}
+			}
+		}
+	}
+	var out []fhir.Issue
+	for _, k := range order {
+		if k.area&filled != 0 && !gone(k.code) {
+			continue
+		}
+		is := fhir.Issue{Severity: "information", Code: k.code, Diagnostics: emptyReasonText[k.code]}
+		if gone(k.code) {
+			is.Severity = "warning"
+		}
+		if k.area != 0 {
+			is.Expression = k.area.Name()
+			is.Diagnostics += " Section: " + k.area.Name() + "."
+		}
+		out = append(out, is)
 	}
 	return out
 }

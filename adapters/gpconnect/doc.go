@@ -171,12 +171,31 @@
 //     status (suspended -> on-hold, cancelled -> revoked), intent, priority,
 //     service requested or type -> code, reasonCode, recipients -> performer,
 //     requester agent -> requester, supporting information.
-//   - ProcedureRequest (diary entry) -> ServiceRequest intent plan.
+//   - ProcedureRequest -> ServiceRequest. GP Connect sends diary entries
+//     with intent plan and test requests (the request an investigation
+//     report is based on) with intent order: a ProcedureRequest a
+//     DiagnosticReport is based on, with an order intent, or with category
+//     SNOMED 108252007 / 363679005 is a test request, category 108252007
+//     Laboratory procedure (363679005 Imaging for an imaging report or
+//     category), with reasons, performer, requester, specimens and
+//     supporting entries; any other is a diary entry (intent plan, no
+//     category). Either is dropped when uncoded; notes never leave.
+//   - Observation, DiagnosticReport issued: R4 issued is an instant; an
+//     issued given only to the day (or without a zone) becomes
+//     effectiveDateTime (that day) when the source has no effective[x],
+//     and is otherwise left out; the entry stays.
 //
 // The List warning codes (extension ListWarningCode: confidential-items,
 // data-in-transit, data-awaiting-filing) become one fhir.Issue warning per
 // code on the Record, naming the dataset areas whose sections carried it;
-// unknown codes are ignored. OperationOutcomes inside the Bundle (warnings
+// unknown codes are ignored. The coded emptyReason of an empty section
+// List (GP Connect / UK Core no-content-recorded, base list-empty-reason
+// nilknown, withheld, unavailable, ...) becomes one fhir.Issue per area and
+// reason (fhir.EmptyNoContentRecorded, fhir.EmptyWithheld, ...), its
+// Expression the area name; the section Lists gpgate builds carry it as
+// their emptyReason. "Nothing recorded" reasons are left out for an area
+// another List has entries in; withheld and unavailable always stand.
+// OperationOutcomes inside the Bundle (warnings
 // about parameters) are logged. Record.Sharing is left SharingUnknown:
 // consent decides it from the coded entries.
 package gpconnect
