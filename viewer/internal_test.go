@@ -300,3 +300,37 @@ func FuzzClaimString(f *testing.F) {
 		claimString(claims, path)
 	})
 }
+
+// The API's warnings, and a section's empty reason that says something
+// may exist, each become one fixed message; nothing else is shown.
+func TestWarningMessages(t *testing.T) {
+	withheld, fetch := "Some items are withheld", "Part of the record could not be fetched"
+	for _, tc := range []struct {
+		name  string
+		codes []fhir.Code
+		want  []string
+	}{
+		{"none", nil, nil},
+		{"confidential items", []fhir.Code{fhir.WarnConfidentialItems}, []string{withheld}},
+		{"a section withheld", []fhir.Code{fhir.EmptyWithheld}, []string{withheld}},
+		{"both say withheld once", []fhir.Code{fhir.WarnConfidentialItems, fhir.EmptyWithheld, fhir.WarnConfidentialItems}, []string{withheld}},
+		{"in transit and awaiting filing: said once", []fhir.Code{fhir.WarnDataInTransit, fhir.WarnDataAwaitingFiling}, []string{fetch}},
+		{"a section unavailable", []fhir.Code{fhir.EmptyUnavailable}, []string{fetch}},
+		{"nothing recorded is not a warning", []fhir.Code{fhir.EmptyNoContentRecorded, fhir.EmptyNilKnown}, nil},
+		{"both kinds", []fhir.Code{fhir.EmptyUnavailable, fhir.WarnConfidentialItems}, []string{fetch, withheld}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var is []fhir.Issue
+			for _, c := range tc.codes {
+				is = append(is, fhir.Issue{Code: c})
+			}
+			var got []string
+			for _, m := range warningMessages(is) {
+				got = append(got, m.Heading)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

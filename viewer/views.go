@@ -330,15 +330,31 @@ func warningMessages(is []fhir.Issue) []*message {
 		}
 		seen[i.Code] = true
 		switch i.Code {
-		case fhir.WarnConfidentialItems:
+		case fhir.WarnConfidentialItems, fhir.EmptyWithheld:
+			if seen[fhir.WarnConfidentialItems] && seen[fhir.EmptyWithheld] {
+				continue // said once
+			}
 			out = append(out, &message{Kind: "warning", Heading: "Some items are withheld",
 				Body: "Confidential items: some entries in this record are not shared. Ask the patient or their GP practice if you need to know more."})
-		case fhir.WarnAreaUnavailable, fhir.WarnDataInTransit, fhir.WarnDataAwaitingFiling:
+		case fhir.WarnAreaUnavailable, fhir.WarnDataInTransit, fhir.WarnDataAwaitingFiling, fhir.EmptyUnavailable:
+			if n := countSeen(seen, fhir.WarnAreaUnavailable, fhir.WarnDataInTransit, fhir.WarnDataAwaitingFiling, fhir.EmptyUnavailable); n > 1 {
+				continue // said once
+			}
 			out = append(out, &message{Kind: "warning", Heading: "Part of the record could not be fetched",
 				Body: "The GP system did not return every part of the record in time, or some of it is awaiting filing. Lists may be incomplete."})
 		}
 	}
 	return out
+}
+
+func countSeen(seen map[fhir.Code]bool, codes ...fhir.Code) int {
+	n := 0
+	for _, c := range codes {
+		if seen[c] {
+			n++
+		}
+	}
+	return n
 }
 
 func buildView(rp *recordPage, rc *recCtx, key string) {
