@@ -18,7 +18,9 @@ package consent
 // patientInstruction, value[x] and onset[x] as string, CodeableConcept.text
 // (except the fixed labels), Reference.display, HumanName.text,
 // Address.text, Meta.source, element ids, contained resources and primitive
-// extensions (_element).
+// extensions (_element) — except R4's data-absent-reason on a listed
+// primitive (its code only: how a source says why a value R4 requires is
+// missing, e.g. an immunisation recorded without a date).
 //
 // A type column is one of
 //

@@ -130,7 +130,19 @@ type codedTables struct {
 	types     map[string]*node // data types and backbone paths
 	resources map[string]*node
 	exts      map[string]*extNode
+	// absent is what a primitive element's "_element" may hold: only the
+	// data-absent-reason extension, with its code (how R4 says why a
+	// required value is missing, e.g. an immunisation without a date).
+	absent *node
 }
+
+// dataAbsentReason is R4's extension for why a value is missing; its
+// value is a code of the data-absent-reason value set.
+const dataAbsentReason = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+
+// primitive reports whether an element of kind k holds a JSON primitive
+// (and so may have an "_element" beside it).
+func (k kind) primitive() bool { return k >= kString && k < kNever && k != kResourceType }
 
 var coded = mustBuildCoded()
 
@@ -325,6 +337,12 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 			return nil, err
 		}
 	}
+	dar := map[string]*extNode{}
+	if err := compile(&ExtensionDef{URL: dataAbsentReason, Value: []string{"code"}}, dar); err != nil {
+		return nil, err
+	}
+	t.absent = &node{name: "Element", kind: kObject, kids: map[string]*child{},
+		ext: &node{name: "Extension", kind: kExtension, exts: dar}}
 	seen := map[*node]bool{}
 	var index func(n *node)
 	index = func(n *node) {
@@ -347,6 +365,7 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 	for _, e := range t.exts {
 		index(e.node)
 	}
+	index(t.absent)
 	return t, nil
 }
 
@@ -530,6 +549,7 @@ func (w *walker) object(n *node) (bool, error) {
 	var present, kept uint64
 	count := 0
 	extSeen := false
+	var absentSeen uint64 // primitives whose "_element" was taken
 	w.ws()
 	if w.i < len(w.in) && w.in[w.i] == '}' {
 		w.i++
@@ -564,6 +584,12 @@ func (w *walker) object(n *node) (bool, error) {
 		var ext *node
 		if c == nil && !esc && n.ext != nil && !extSeen && string(key) == "extension" {
 			ext, extSeen = n.ext, true
+		} else if c == nil && !esc && len(key) > 1 && key[0] == '_' {
+			// "_element" of a listed primitive: a data-absent-reason only
+			// (once per element).
+			if pc := n.lookup(key[1:]); pc != nil && pc.n.kind.primitive() && absentSeen&pc.bit == 0 {
+				ext, absentSeen = w.t.absent, absentSeen|pc.bit
+			}
 		}
 		switch {
 		case c != nil && present&c.bit == 0, ext != nil:
