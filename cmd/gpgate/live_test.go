@@ -39,6 +39,7 @@ import (
 	"github.com/gpgate/gpgate/consent"
 	"github.com/gpgate/gpgate/consent/smart"
 	"github.com/gpgate/gpgate/fhir"
+	"github.com/gpgate/gpgate/profiles"
 )
 
 const (
@@ -433,6 +434,24 @@ func TestLiveGPConnect(t *testing.T) {
 		w.emFault.SetFault(emulator.Fault{})
 		if r := w.find(t, nhs); r.status != http.StatusOK {
 			t.Fatalf("%d %s", r.status, truncateBody(r.body))
+		}
+	})
+	// Last (it fills the record cache): every recorded patient, whole: each resource valid R4
+	// and coded only (everything checks both), each page within UK Core.
+	t.Run("every patient's $everything is valid R4 and UK Core", func(t *testing.T) {
+		w.emFault.SetFault(emulator.Fault{})
+		for _, nhs := range append(append([]fhir.NHSNumber{}, w.demoPats...), w.faultPats...) {
+			if r := w.find(t, nhs); r.status != http.StatusOK {
+				continue // a dissent or an unknown number: refused, nothing to check
+			}
+			pid := fhir.PatientID(nhs)
+			types, _, _ := w.everything(t, pid, 1000)
+			if types["Patient"] != 1 {
+				t.Errorf("%s: $everything without its Patient: %v", nhs, types)
+			}
+			if ps := profiles.CheckJSON(w.get(t, "/Patient/"+pid+"/$everything?_count=1000").body); profiles.HasErrors(ps) {
+				t.Errorf("%s: $everything breaks R4 or UK Core: %v", nhs, ps)
+			}
 		}
 	})
 }
