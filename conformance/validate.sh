@@ -72,7 +72,10 @@ else
   echo "validate: ../shared/testdata/gp2gp is absent: demo region only"
 fi
 
-"$bin" serve --data "$data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.log" &
+# One client walks every record: serve's rate limits (50 requests/s by default) would make the walk
+# wait out its 429s for minutes, so they are off here (the conformance step runs with them on).
+"$bin" serve --data "$data" --listen 127.0.0.1:0 --rate-address 0 --rate-client 0 --client-concurrency 0 \
+  >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do grep -q "serving FHIR R4 at" "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 base=$(sed -n 's/.*serving FHIR R4 at //p' "$work/serve.out")
