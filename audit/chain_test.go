@@ -40,3 +40,32 @@ func TestCheckEntry(t *testing.T) {
 		})
 	}
 }
+
+// Gather takes what is queued, without waiting, up to max in all.
+func TestGather(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		queued, max   int
+		closed        bool
+		want, remains int
+	}{
+		{"nothing queued", 0, 8, false, 1, 0},
+		{"some queued", 3, 8, false, 4, 0},
+		{"more than max", 10, 4, false, 4, 7},
+		{"closed queue", 2, 8, true, 3, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q := make(chan int, 16)
+			for i := 0; i < tc.queued; i++ {
+				q <- i
+			}
+			if tc.closed {
+				close(q)
+			}
+			got := Gather([]int{-1}, q, tc.max)
+			if len(got) != tc.want || len(q) != tc.remains {
+				t.Fatalf("batch of %d, %d left; want %d, %d", len(got), len(q), tc.want, tc.remains)
+			}
+		})
+	}
+}

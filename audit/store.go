@@ -215,6 +215,24 @@ type Store struct {
 	dequeued atomic.Uint64 // entries the writer has taken (tests)
 }
 
+// Gather is group commit's batching, shared by the stores: to batch
+// (holding the entry the writer woke for) it adds whatever else is already
+// queued, without waiting, up to max entries in all.
+func Gather[T any](batch []T, queue <-chan T, max int) []T {
+	for len(batch) < max {
+		select {
+		case q, ok := <-queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
 // Counters are a log store's running counts, for Stats (both stores keep
 // the same ones).
 type Counters struct {
@@ -618,19 +636,7 @@ func (s *Store) writer() {
 				}
 				return
 			}
-			batch = append(batch[:0], p)
-		drain:
-			for len(batch) < s.max {
-				select {
-				case q, ok := <-s.queue:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, q)
-				default:
-					break drain
-				}
-			}
+			batch = Gather(append(batch[:0], p), s.queue, s.max)
 			s.dequeued.Add(uint64(len(batch)))
 			err := s.commit(batch)
 			for _, q := range batch {

@@ -137,16 +137,11 @@ var (
 	categoryVitalSigns = []concept{{Coding: []coding{{System: fhir.ObservationCategorySystem, Code: "vital-signs", Display: "Vital Signs"}}}}
 )
 
-// observation maps a coded ObservationStatement to an Observation (a
-// laboratory result inside a report, with its specimen).
-func (m *mapper) observation(s *node, sc scope) string {
-	id := s.id()
-	code := conceptWith(s.child("code"), degradedRecordEntry)
-	if code == nil || id == "" {
-		m.uncoded++
-		return ""
-	}
-	local := localID(id)
+// observationHead is what an Observation mapped from statement s (a result
+// or a battery header) carries whatever it is: status, code, subject, the
+// laboratory category inside a report, encounter, dates, performer and
+// specimen of its scope.
+func (m *mapper) observationHead(s *node, sc scope, code *concept) obj {
 	r := obj{"status": "final", "code": code, "subject": m.subject()}
 	if sc.lab {
 		r["category"] = categoryLaboratory
@@ -164,6 +159,20 @@ func (m *mapper) observation(s *node, sc scope) string {
 	if sc.specimen != "" {
 		r["specimen"] = obj{"reference": sc.specimen}
 	}
+	return r
+}
+
+// observation maps a coded ObservationStatement to an Observation (a
+// laboratory result inside a report, with its specimen).
+func (m *mapper) observation(s *node, sc scope) string {
+	id := s.id()
+	code := conceptWith(s.child("code"), degradedRecordEntry)
+	if code == nil || id == "" {
+		m.uncoded++
+		return ""
+	}
+	local := localID(id)
+	r := m.observationHead(s, sc, code)
 	observationBody(s, r)
 	if !m.emit("Observation", local, r, "", sc.conf) {
 		return ""
@@ -543,23 +552,7 @@ func (m *mapper) group(s *node, sc scope) {
 		return
 	}
 	local := localID(id)
-	r := obj{"status": "final", "code": code, "subject": m.subject()}
-	if sc.lab {
-		r["category"] = categoryLaboratory
-	}
-	if e := m.encounterRef(sc.comp); e != nil {
-		r["encounter"] = e
-	}
-	m.effective(s, r)
-	if is := m.issued(sc.comp); is != "" {
-		r["issued"] = is
-	}
-	if p := m.performer(s, sc.comp); p != nil {
-		r["performer"] = []obj{p}
-	}
-	if sc.specimen != "" {
-		r["specimen"] = obj{"reference": sc.specimen}
-	}
+	r := m.observationHead(s, sc, code)
 	if len(members) > 0 {
 		r["hasMember"] = members
 	}

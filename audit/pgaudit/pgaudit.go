@@ -335,19 +335,7 @@ func (l *Log) writer() {
 				}
 				return
 			}
-			batch = append(batch[:0], p)
-		drain:
-			for len(batch) < l.max {
-				select {
-				case q, ok := <-l.queue:
-					if !ok {
-						break drain
-					}
-					batch = append(batch, q)
-				default:
-					break drain
-				}
-			}
+			batch = audit.Gather(append(batch[:0], p), l.queue, l.max)
 			ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 			err := l.commit(ctx, batch)
 			cancel()
