@@ -75,6 +75,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/gpgate/gpgate/fhir"
+	"github.com/gpgate/gpgate/internal/boltmem"
 )
 
 // Bucket names. Every bucket the package owns starts with "audit_".
@@ -556,6 +557,12 @@ func contains(ss []string, s string) bool {
 
 // Stats returns the Store's counters.
 func (s *Store) Stats() Stats { return s.st.Stats(len(s.queue)) }
+
+// ReleaseMapped drops the log's pages read through bbolt's memory map
+// from the process (they stay in the page cache): the log only grows, and
+// its forwarders and queries read it, so without this the process's
+// resident set grows with the log (boltmem).
+func (s *Store) ReleaseMapped() error { return boltmem.Release(s.db) }
 
 // Close stops accepting entries, commits everything already queued, signs a
 // final checkpoint and exports it, stops the forwarders (their cursors are

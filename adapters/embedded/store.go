@@ -23,6 +23,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/gpgate/gpgate/fhir"
+	"github.com/gpgate/gpgate/internal/boltmem"
 )
 
 // Bucket names.
@@ -62,6 +63,12 @@ type options struct {
 	readOnly   bool
 	sharing    SharingClassifier
 }
+
+// ReleaseMapped drops the pages of records read through bbolt's memory map
+// from the process (they stay in the page cache; decoded records are
+// cached by bytes anyway), so the resident set does not grow with the
+// records a region's callers have read (boltmem).
+func (s *Store) ReleaseMapped() error { return boltmem.Release(s.db) }
 
 // Option configures Open.
 type Option func(*options)

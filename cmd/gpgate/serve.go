@@ -113,10 +113,11 @@ type serveOpts struct {
 	// shutdownTimeout bounds the drain of requests in flight.
 	shutdownGrace, shutdownTimeout time.Duration
 
-	signals bool                // handle SIGHUP (the real command; tests reload through onReload)
-	hooks   func(h *serveHooks) // tests: reach the running server
-	stderr  io.Writer           // where runServe prints
-	pprof   string              // net/http/pprof on this loopback address ("": off)
+	signals       bool                // handle SIGHUP (the real command; tests reload through onReload)
+	hooks         func(h *serveHooks) // tests: reach the running server
+	stderr        io.Writer           // where runServe prints
+	pprof         string              // net/http/pprof on this loopback address ("": off)
+	releaseMapped time.Duration       // how often mapped bbolt pages are given back (0: never)
 }
 
 // serveHooks let tests drive a running in-process server.
@@ -161,6 +162,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&o.clientConcurrent, "client-concurrency", 32, "concurrent requests per client (0: no limit)")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "on SIGTERM, how long /readyz answers 503 before the listener closes")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "on SIGTERM, how long requests in flight may take to finish")
+	fs.DurationVar(&o.releaseMapped, "release-mapped", 10*time.Second, "how often to give back the pages of the bbolt files (audit log, records, state) read through their memory maps, keeping the resident set flat as the log grows; they stay in the page cache (0: never)")
 	fs.StringVar(&o.pprof, "pprof-listen", "", "serve net/http/pprof on this loopback address (e.g. 127.0.0.1:6060); off by default")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -274,6 +276,17 @@ func serve(ctx context.Context, o serveOpts, log *slog.Logger, ready func(url st
 	// signs a final checkpoint and exports it.
 	defer back.Close()
 	auditLog, st := back.audit, back.state
+	var mapped []mappedReleaser
+	if r, ok := auditLog.(mappedReleaser); ok { // not the PostgreSQL log
+		mapped = append(mapped, r)
+	}
+	if store != nil {
+		mapped = append(mapped, store)
+	}
+	if st.db != nil {
+		mapped = append(mapped, boltFile{st.db})
+	}
+	releaseMappedEvery(ctx, o.releaseMapped, log, mapped...)
 
 	m := metrics.New(version)
 	auditor := &timedAuditor{st: auditLog, m: m}
