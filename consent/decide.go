@@ -191,7 +191,7 @@ func DecidePatient(in Input) fhir.Decision {
 	p := in.Principal
 	sharing := in.Record.Sharing
 	if sharing == fhir.SharingUnknown {
-		sharing = SharingFromRecord(in.Record)
+		sharing = in.Record.DerivedSharing(SharingFromRecord) // once per record value
 	}
 	switch sharing {
 	case fhir.SharingDissent:

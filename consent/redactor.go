@@ -27,8 +27,15 @@ type cleaned struct {
 	res      *fhir.Resource // after stripping and reference pruning; nil: withheld
 	withheld bool
 	refs     []string // relative references of res to other resources ("Type/id")
+	targets  []int    // per refs: the item it points at, or refKept / refMissing
 	variants map[string]*fhir.Resource
 }
+
+// Targets of a reference that is not an item of the record.
+const (
+	refKept    = -1 // contained ("#id") or the record's own Patient: always kept
+	refMissing = -2 // not in the record: always dropped
+)
 
 // cleanRecord is the area-independent pass over one record.
 type cleanRecord struct {
@@ -93,6 +100,17 @@ func newCleanRecord(rec *fhir.Record, excl *Exclusions) *cleanRecord {
 	for i := range cr.items {
 		if it := &cr.items[i]; !it.withheld {
 			it.refs = fhir.References(it.res.JSON)
+			it.targets = make([]int, len(it.refs))
+			for k, ref := range it.refs {
+				j, ok := cr.index[ref]
+				switch {
+				case strings.HasPrefix(ref, "#") || ref == cr.self:
+					j = refKept
+				case !ok:
+					j = refMissing
+				}
+				it.targets[k] = j
+			}
 		}
 	}
 	return cr
@@ -157,12 +175,12 @@ func (cr *cleanRecord) filter(rec *fhir.Record, dec fhir.Decision, now time.Time
 			}
 			it := &cr.items[i]
 			var drop []string
-			for _, ref := range it.refs {
-				if strings.HasPrefix(ref, "#") || ref == cr.self {
+			for k, j := range it.targets { // resolved once per record version
+				if j == refKept {
 					continue
 				}
-				if j, ok := cr.index[ref]; !ok || !visible[j] {
-					drop = append(drop, ref)
+				if j == refMissing || !visible[j] {
+					drop = append(drop, it.refs[k])
 				}
 			}
 			if len(drop) == 0 {

@@ -45,9 +45,15 @@ var (
 
 // BoltStore is the bbolt AgreementStore and ConsentStore. It shares an open
 // database with other stores: it only touches buckets prefixed "consent_".
+//
+// Consents to view are read on every patient-context request, so the store
+// keeps them decoded (viewCache): its own writes invalidate them, which is
+// every write there is, as long as it is the one BoltStore of its database
+// (bbolt's file lock keeps other processes out; cmd/gpgate makes one).
 type BoltStore struct {
-	db  *bolt.DB
-	now func() time.Time
+	db    *bolt.DB
+	now   func() time.Time
+	views viewCache
 }
 
 // NewBoltStore creates the consent_ buckets in db if needed. now is the
@@ -67,7 +73,7 @@ func NewBoltStore(db *bolt.DB, now func() time.Time) (*BoltStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consent: create buckets: %w", err)
 	}
-	return &BoltStore{db: db, now: now}, nil
+	return &BoltStore{db: db, now: now, views: viewCache{max: viewCacheBytes}}, nil
 }
 
 func newID() string {
@@ -276,11 +282,19 @@ func (s *BoltStore) PutConsent(ctx context.Context, c *ViewConsent) error {
 	if err != nil {
 		return fhir.Internal(err)
 	}
+	// Invalidated whether or not the write commits: a reader that read the
+	// old value before it cannot put it back (viewCache.put's generation).
+	defer s.views.invalidate(c.ID)
 	return wrap0(s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketConsents).Put([]byte(c.ID), b) }))
 }
 
-// GetConsent returns a stored consent to view, or REFERENCE_NOT_FOUND.
+// GetConsent returns a stored consent to view, or REFERENCE_NOT_FOUND. The
+// caller owns the returned value (a copy of the cached one).
 func (s *BoltStore) GetConsent(ctx context.Context, id string) (*ViewConsent, error) {
+	if c, ok := s.views.get(id); ok {
+		return c, nil
+	}
+	gen := s.views.generation()
 	var c ViewConsent
 	err := s.db.View(func(tx *bolt.Tx) error {
 		v := tx.Bucket(bucketConsents).Get([]byte(id))
@@ -292,5 +306,6 @@ func (s *BoltStore) GetConsent(ctx context.Context, id string) (*ViewConsent, er
 	if err != nil {
 		return nil, wrap(err)
 	}
+	s.views.put(gen, &c) // keeps a copy
 	return &c, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base32"
 	"strings"
+	"sync/atomic"
 )
 
 // Record is one patient's GP record as a source returned it: canonical
@@ -16,6 +17,27 @@ type Record struct {
 	Resources []*Resource
 	Warnings  []Issue // areas unavailable, items withheld at source, ...
 	Sharing   SharingConsent
+
+	// derivedSharing memoizes DerivedSharing: 0 not yet derived, else
+	// 1 + the SharingConsent. Read and written atomically.
+	derivedSharing int32
+}
+
+// DerivedSharing returns scan(r) — the patient's consent to share derived
+// from the coded entries of the whole record (consent.SharingFromRecord) —
+// computed once per Record: a record a source returns is read-only and
+// shared between requests (the sources' caches), so the scan need not run
+// on every request that decides on it. scan must be a pure function of the
+// record, the same for every call. A copy of the Record carries the
+// answer with it: copies keep or narrow the resources (area filters),
+// and the consent to share is the whole record's.
+func (r *Record) DerivedSharing(scan func(*Record) SharingConsent) SharingConsent {
+	if v := atomic.LoadInt32(&r.derivedSharing); v != 0 {
+		return SharingConsent(v - 1)
+	}
+	s := scan(r)
+	atomic.StoreInt32(&r.derivedSharing, int32(s)+1)
+	return s
 }
 
 // SharingConsent is the patient's consent to share as the GP system records it.

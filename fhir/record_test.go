@@ -2,6 +2,7 @@ package fhir
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +101,32 @@ func TestProfileFor(t *testing.T) {
 	}
 	if ProfileFor("Bundle") != ProfileBundle || ProfileFor("OperationOutcome") != ProfileOperationOutcome {
 		t.Error("ProfileFor disagrees with the constants")
+	}
+}
+
+func TestDerivedSharingScansOncePerRecord(t *testing.T) {
+	for _, want := range []SharingConsent{SharingUnknown, SharingConsented, SharingDissent} {
+		t.Run(fmt.Sprint(want), func(t *testing.T) {
+			rec := &Record{PatientID: "p"}
+			scans := 0
+			scan := func(r *Record) SharingConsent {
+				if r != rec {
+					t.Fatal("scanned another record")
+				}
+				scans++
+				return want
+			}
+			for i := 0; i < 3; i++ {
+				if got := rec.DerivedSharing(scan); got != want {
+					t.Fatalf("call %d: %v, want %v", i, got, want)
+				}
+			}
+			if scans != 1 {
+				t.Fatalf("%d scans of one record, want 1", scans)
+			}
+			if other := (&Record{}).DerivedSharing(func(*Record) SharingConsent { return SharingDissent }); other != SharingDissent {
+				t.Fatalf("another record answered %v from the first's scan", other)
+			}
+		})
 	}
 }

@@ -1,8 +1,6 @@
 package smart
 
 import (
-	"strings"
-
 	"github.com/gpgate/gpgate/fhir"
 )
 
@@ -52,7 +50,7 @@ func (Authorizer) Authorize(p *fhir.Principal, req *fhir.Request) fhir.Decision 
 	if p == nil {
 		return refuse(fhir.CodeUnauthorized, "an access token is required")
 	}
-	scopes, err := ParseScopes(strings.Join(p.Scopes, " "))
+	scopes, err := scopesOf(p.Scopes)
 	if err != nil {
 		return refuse(fhir.CodeAccessDenied, "the token's scopes could not be read")
 	}
