@@ -72,6 +72,11 @@ type ForwardOptions struct {
 	CursorEvery time.Duration
 	// Timeout bounds one Deliver call; defaults to 30 seconds.
 	Timeout time.Duration
+	// Linger is how long the forwarder waits, once woken by a commit,
+	// before it reads: one pass then delivers what the commits meanwhile
+	// added, in one read of the log, instead of one pass per commit. For a
+	// Deliverer off the request path (the practice trail); 0 reads at once.
+	Linger time.Duration
 	// MinBackoff and MaxBackoff bound the retry wait, which doubles per
 	// failure with jitter; default 100ms and one minute.
 	MinBackoff, MaxBackoff time.Duration
@@ -391,6 +396,9 @@ func (f *Forwarder) deliverLoop(wake <-chan struct{}, lost <-chan struct{}) {
 			return
 		case <-lost:
 		case <-wake:
+			if f.opt.Linger > 0 && !f.sleep(f.opt.Linger) {
+				return
+			}
 		case <-save.C:
 			saveArmed = false
 			f.persist()

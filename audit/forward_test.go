@@ -336,3 +336,52 @@ func TestForwarderDrain(t *testing.T) {
 		t.Fatalf("Drain after Close = %v", err)
 	}
 }
+
+// readCounter is a Feed that counts the forwarder's reads of the log.
+type readCounter struct {
+	Feed
+	mu    sync.Mutex
+	reads int
+}
+
+func (r *readCounter) ReadAfter(ctx context.Context, after uint64, limit int) ([]Entry, bool, error) {
+	r.mu.Lock()
+	r.reads++
+	r.mu.Unlock()
+	return r.Feed.ReadAfter(ctx, after, limit)
+}
+
+func (r *readCounter) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reads
+}
+
+// TestForwarderLingerGroupsCommits: woken by a commit, a lingering
+// forwarder waits before it reads, so the commits meanwhile are delivered
+// by one read of the log, in order, each once (without Linger each commit
+// is a pass of its own).
+func TestForwarderLingerGroupsCommits(t *testing.T) {
+	s, _ := openTest(t, Options{})
+	defer s.Close()
+	feed := &readCounter{Feed: storeFeed{s}}
+	c := &collector{}
+	f, err := NewForwarder(feed, ForwardOptions{Name: "lingering", To: c, Linger: 3 * time.Second})
+	must(t, err)
+	defer f.Close()
+	waitFor(t, "the first pass", func() bool { return feed.count() >= 1 })
+	before := feed.count()
+	const n = 10
+	for i := 0; i < n; i++ { // each Append returns once its commit is durable
+		if _, err := s.Append(context.Background(), entryFor(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "delivery", func() bool { return f.Stats().Position == n })
+	if got := c.got(); fmt.Sprint(got) != fmt.Sprint(matchingSeqs(t, s, n, nil)) {
+		t.Fatalf("delivered %v", got)
+	}
+	if passes := feed.count() - before; passes > 2 {
+		t.Fatalf("%d commits read in %d passes: the forwarder did not linger", n, passes)
+	}
+}

@@ -15,8 +15,10 @@ import (
 // accessWriter writes the practice trail behind its callers, in groups:
 // RecordAccess checks the patient, queues the access and returns; one
 // goroutine writes everything queued in one transaction with one fsync,
-// then everything queued during that commit in the next, and so on (no
-// timer: a group is whatever arrived during the last commit). The caller
+// then everything queued during that commit in the next, and so on. Woken
+// by a first access, it lingers (accessLinger) before writing, so a group
+// gathers what arrives meanwhile: nobody waits on the trail (it is off the
+// request path), and each fsync of records.db is CPU the requests lack. The caller
 // of RecordAccess, the practice trail, hands accesses over one at a time,
 // so only a queue lets them share an fsync: one per access cost ~a third
 // of the server's CPU under load and could not keep up.
@@ -33,11 +35,13 @@ type accessWriter struct {
 	queue     []*pendingAccess
 	queued    uint64 // accesses ever queued
 	committed uint64 // accesses ever written (or dropped at Close)
+	commits   uint64 // transactions that wrote accesses
 	err       error  // the last write's failure, until one succeeds
 	closed    bool
 	wake      chan struct{}
 	stopped   chan struct{}
 	retry     time.Duration
+	linger    time.Duration
 }
 
 type pendingAccess struct {
@@ -47,6 +51,7 @@ type pendingAccess struct {
 }
 
 const (
+	accessLinger    = 50 * time.Millisecond
 	maxAccessBatch  = 4096  // accesses per transaction
 	maxAccessQueued = 65536 // accesses waiting
 )
@@ -54,7 +59,7 @@ const (
 var errStoreClosed = errors.New("the store is closed")
 
 func newAccessWriter(s *Store) *accessWriter {
-	w := &accessWriter{s: s, wake: make(chan struct{}, 1), stopped: make(chan struct{}), retry: 100 * time.Millisecond}
+	w := &accessWriter{s: s, wake: make(chan struct{}, 1), stopped: make(chan struct{}), retry: 100 * time.Millisecond, linger: accessLinger}
 	w.cond = sync.NewCond(&w.mu)
 	go w.run()
 	return w
@@ -119,6 +124,12 @@ func (w *accessWriter) flush(ctx context.Context) error {
 func (w *accessWriter) run() {
 	defer close(w.stopped)
 	for range w.wake {
+		w.mu.Lock()
+		closed := w.closed
+		w.mu.Unlock()
+		if !closed && w.linger > 0 {
+			time.Sleep(w.linger) // Close waits at most this long
+		}
 		for {
 			w.mu.Lock()
 			n := min(len(w.queue), maxAccessBatch)
@@ -133,6 +144,9 @@ func (w *accessWriter) run() {
 			}
 			err := w.commit(batch)
 			w.mu.Lock()
+			if err == nil {
+				w.commits++
+			}
 			if err == nil || closed {
 				// Written; or, at Close, the one last try failed: dropped.
 				w.queue = w.queue[n:]

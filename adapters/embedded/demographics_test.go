@@ -219,7 +219,7 @@ func TestAccessesGroupCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	src := s.Source("Y99001")
-	before := writeTxs(s)
+	before := accessCommits(s)
 	const n = 256
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -249,9 +249,9 @@ func TestAccessesGroupCommit(t *testing.T) {
 	if err := s.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	txs := writeTxs(s) - before
+	txs := accessCommits(s) - before
 	t.Logf("%d accesses in %d write transactions", written, txs)
-	if txs >= int64(written) {
+	if txs >= uint64(written) {
 		t.Errorf("%d write transactions for %d accesses: not grouped", txs, written)
 	}
 	got, err := src.Accesses(context.Background(), nhsA)
@@ -321,7 +321,47 @@ func TestAccessWriteFailure(t *testing.T) {
 	}
 }
 
-func writeTxs(s *Store) int64 {
-	st := s.db.Stats()
-	return st.TxStats.GetWrite()
+// accessCommits is the transactions that wrote accesses.
+func accessCommits(s *Store) uint64 {
+	s.accesses.mu.Lock()
+	defer s.accesses.mu.Unlock()
+	return s.accesses.commits
+}
+
+// TestAccessesLinger: accesses that arrive one at a time, spaced out (as
+// the practice trail hands them over), still share a transaction: woken by
+// the first, the writer lingers before it writes. Without the linger each
+// would be a transaction and an fsync of its own.
+func TestAccessesLinger(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "gp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutPractice("Y99001", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("Y99001", record(t, nhsA)); err != nil {
+		t.Fatal(err)
+	}
+	s.accesses.mu.Lock()
+	s.accesses.linger = 2 * time.Second // longer than the spacing below, however slow the machine
+	s.accesses.mu.Unlock()
+	src := s.Source("Y99001")
+	const n = 10
+	for i := 0; i < n; i++ {
+		if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted, RequestID: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if txs := accessCommits(s); txs > 2 {
+		t.Fatalf("%d spaced accesses took %d transactions: the writer did not linger", n, txs)
+	}
+	if got, err := src.Accesses(context.Background(), nhsA); err != nil || len(got) != n {
+		t.Fatalf("%d accesses written (%v), want %d", len(got), err, n)
+	}
 }
