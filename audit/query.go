@@ -362,9 +362,9 @@ func (s *Store) QueryPage(ctx context.Context, f Filter) (Page, error) {
 		var next func() (uint64, []byte)
 		switch {
 		case patient != "":
-			next = indexIter(tx.Bucket(bucketPatient), lb, patient)
+			next = tailThenIndex(tx, indexIter(tx.Bucket(bucketPatient), lb, patient))
 		case f.Agent != "":
-			next = indexIter(tx.Bucket(bucketAgent), lb, f.Agent)
+			next = tailThenIndex(tx, indexIter(tx.Bucket(bucketAgent), lb, f.Agent))
 		default:
 			c := lb.Cursor()
 			k, v := c.Last()
@@ -502,6 +502,32 @@ func seqBefore(lb *bbolt.Bucket, last uint64, t time.Time) (uint64, bool) {
 		}
 	}
 	return lo - 1, lo > 1
+}
+
+// tailThenIndex walks the log entries after the "indexed" mark newest
+// first (every one: visit's matcher picks the patient's or agent's, as it
+// does behind an index), then the index: the entries the indexes do not
+// cover yet (store.go, deferred index) are found all the same.
+func tailThenIndex(tx *bbolt.Tx, index func() (uint64, []byte)) func() (uint64, []byte) {
+	through := indexedThrough(tx)
+	c := tx.Bucket(bucketLog).Cursor()
+	var k, v []byte
+	started, tail := false, true
+	return func() (uint64, []byte) {
+		if tail {
+			if !started {
+				started = true
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+			if len(k) == 8 && binary.BigEndian.Uint64(k) > through {
+				return binary.BigEndian.Uint64(k), v
+			}
+			tail = false
+		}
+		return index()
+	}
 }
 
 // indexIter walks the index entries of id newest first, yielding sequence

@@ -60,6 +60,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -68,6 +69,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,7 +91,32 @@ var (
 	// check (AcceptUnverified): kept as evidence, no longer verified
 	bucketSuperseded = []byte("audit_checkpoint_superseded")
 	keyHead          = []byte("head")
+	// keyIndexed -> seq(8): the patient and agent indexes cover the log up
+	// to seq; the entries after it are indexed later (deferredIndex).
+	keyIndexed = []byte("indexed")
 )
+
+// The patient and agent indexes are written behind the log (deferred
+// index): a commit writes its entries and the head, and the index keys of
+// the entries since the last index write wait in memory until
+// indexEvery has passed or indexMaxKeys are waiting, then go in with that
+// commit, sorted, in the same transaction as the "indexed" mark. The
+// index keys of a patient are spread over the whole index, so writing
+// them per commit cost a leaf page per entry (copied, materialised and
+// written, most of a commit's work); written in groups, entries of the
+// same leaves share it. Nothing is lost or hidden meanwhile: a query by
+// patient or agent reads the log after the mark itself (at most one
+// group), and Open indexes whatever a crash left after the mark.
+const (
+	indexEvery   = time.Second
+	indexMaxKeys = 16384
+)
+
+// idxKey is one index key waiting to be written.
+type idxKey struct {
+	agent bool // the agent index; else the patient index
+	key   []byte
+}
 
 // ErrClosed is returned by Record after Close.
 var ErrClosed = errors.New("audit: store closed")
@@ -209,8 +236,10 @@ type Store struct {
 	head     uint64
 	headHash [32]byte
 	headTime time.Time
-	cpSeq    uint64 // sequence number the newest checkpoint covers
-	cpDue    bool   // the interval timer fired: checkpoint with the next commit
+	cpSeq    uint64    // sequence number the newest checkpoint covers
+	cpDue    bool      // the interval timer fired: checkpoint with the next commit
+	idx      []idxKey  // index keys of the entries after the "indexed" mark
+	idxAt    time.Time // when the indexes were last written
 
 	st       Counters
 	dequeued atomic.Uint64 // entries the writer has taken (tests)
@@ -252,7 +281,7 @@ func (c *Counters) Stats(queueDepth int) Stats {
 	}
 }
 
-type pending struct {
+type pending struct { // an entry waiting for the writer
 	payload []byte
 	pid     string
 	agents  []string
@@ -353,6 +382,9 @@ func New(db *bbolt.DB, opt Options) (*Store, error) {
 		if err := s.anchorAtOpen(); err != nil {
 			return nil, err
 		}
+	}
+	if err := s.indexTail(); err != nil {
+		return nil, fmt.Errorf("audit: index the log: %w", err)
 	}
 	s.st.Head.Store(s.head)
 	s.exportCh = make(chan Head, 1)
@@ -519,12 +551,7 @@ func (s *Store) Append(ctx context.Context, e *fhir.AuditEntry) (uint64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("audit: encode entry: %w", err)
 	}
-	p := &pending{payload: payload, pid: n.PatientID, done: make(chan struct{})}
-	for _, a := range []string{n.ClientID, n.Practitioner, n.ConsumerODS} {
-		if a != "" && !contains(p.agents, a) {
-			p.agents = append(p.agents, a)
-		}
-	}
+	p := &pending{payload: payload, pid: n.PatientID, agents: agentsOf(&n), done: make(chan struct{})}
 
 	s.mu.RLock()
 	if s.closed {
@@ -638,6 +665,7 @@ func (s *Store) writer() {
 				if tick != nil {
 					tick.Stop()
 				}
+				s.flushIndex() // logged; Open indexes what is left
 				if s.key != nil && s.head > s.cpSeq {
 					s.checkpointNow() //nolint:errcheck // logged; Close must finish
 				}
@@ -682,8 +710,11 @@ func (s *Store) commit(batch []*pending) error {
 	seq, prev := s.head, s.headHash
 	buf := make([]byte, 0, 1024)
 	var cp *Head
+	var added []idxKey // this batch's index keys
+	flush := false     // write the waiting index keys with this commit
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		lb, ib, ab, mb := tx.Bucket(bucketLog), tx.Bucket(bucketPatient), tx.Bucket(bucketAgent), tx.Bucket(bucketMeta)
+		lb, mb := tx.Bucket(bucketLog), tx.Bucket(bucketMeta)
+		added = added[:0]
 		for _, p := range batch {
 			seq++
 			buf = frame(append(buf[:0], prev[:]...), seq, now, s.node, p.payload)
@@ -694,17 +725,14 @@ func (s *Store) commit(batch []*pending) error {
 			if err := lb.Put(seqKey(seq), val); err != nil {
 				return err
 			}
-			if p.pid != "" {
-				if err := ib.Put(indexKey(p.pid, seq), nil); err != nil {
-					return err
-				}
-			}
-			for _, a := range p.agents {
-				if err := ab.Put(indexKey(a, seq), nil); err != nil {
-					return err
-				}
-			}
+			added = appendIndexKeys(added, p.pid, p.agents, seq)
 			p.seq, prev = seq, h
+		}
+		flush = len(s.idx)+len(added) >= indexMaxKeys || now.Sub(s.idxAt) >= indexEvery
+		if flush {
+			if err := writeIndex(tx, seq, s.idx, added); err != nil {
+				return err
+			}
 		}
 		head := make([]byte, 48)
 		binary.BigEndian.PutUint64(head, seq)
@@ -729,6 +757,11 @@ func (s *Store) commit(batch []*pending) error {
 		return fmt.Errorf("audit: commit: %w", err)
 	}
 	s.head, s.headHash, s.headTime = seq, prev, now
+	if flush {
+		s.idx, s.idxAt = s.idx[:0], now
+	} else {
+		s.idx = append(s.idx, added...)
+	}
 	s.st.Commits.Add(1)
 	s.st.Entries.Add(uint64(len(batch)))
 	s.st.LastBatch.Store(int64(len(batch)))
@@ -815,6 +848,112 @@ func (s *Store) exporter() {
 
 // indexKey is id 0x00 seq: ids never contain NUL, so one id's keys are
 // contiguous and in log order.
+// agentsOf is who an entry indexes under: the client, the clinician and
+// the organisation, each once.
+func agentsOf(e *fhir.AuditEntry) []string {
+	var out []string
+	for _, a := range []string{e.ClientID, e.Practitioner, e.ConsumerODS} {
+		if a != "" && !contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func appendIndexKeys(dst []idxKey, pid string, agents []string, seq uint64) []idxKey {
+	if pid != "" {
+		dst = append(dst, idxKey{key: indexKey(pid, seq)})
+	}
+	for _, a := range agents {
+		dst = append(dst, idxKey{agent: true, key: indexKey(a, seq)})
+	}
+	return dst
+}
+
+// writeIndex writes index keys (sorted: neighbours share leaf pages) and
+// marks the indexes complete through seq, in tx.
+func writeIndex(tx *bbolt.Tx, through uint64, lists ...[]idxKey) error {
+	var all []idxKey
+	for _, l := range lists {
+		all = append(all, l...)
+	}
+	slices.SortFunc(all, func(a, b idxKey) int {
+		if a.agent != b.agent {
+			if a.agent {
+				return 1
+			}
+			return -1
+		}
+		return bytes.Compare(a.key, b.key)
+	})
+	ib, ab := tx.Bucket(bucketPatient), tx.Bucket(bucketAgent)
+	for _, k := range all {
+		b := ib
+		if k.agent {
+			b = ab
+		}
+		if err := b.Put(k.key, nil); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyIndexed, seqKey(through))
+}
+
+// flushIndex writes the waiting index keys in a transaction of their own
+// (at Close).
+func (s *Store) flushIndex() {
+	if len(s.idx) == 0 {
+		return
+	}
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return writeIndex(tx, s.head, s.idx) }); err != nil {
+		s.log.Error("audit index write failed; the next open indexes the entries", "err", err)
+		return
+	}
+	s.idx = s.idx[:0]
+}
+
+// indexedThrough is the log's "indexed" mark in tx: the indexes cover the
+// entries up to it. A log without the mark (written before the indexes
+// were deferred) was indexed entry by entry: all of it.
+func indexedThrough(tx *bbolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyIndexed); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	if k, _ := tx.Bucket(bucketLog).Cursor().Last(); len(k) == 8 {
+		return binary.BigEndian.Uint64(k)
+	}
+	return 0
+}
+
+// indexTail indexes the entries after the "indexed" mark (what a crash
+// left unindexed) and sets the mark to the head, at Open.
+func (s *Store) indexTail() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		through := indexedThrough(tx)
+		lb := tx.Bucket(bucketLog)
+		var keys []idxKey
+		c := lb.Cursor()
+		for k, v := c.Seek(seqKey(through + 1)); k != nil; k, v = c.Next() {
+			if len(k) != 8 {
+				continue
+			}
+			e, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			keys = appendIndexKeys(keys, e.PatientID, agentsOf(&e.AuditEntry), binary.BigEndian.Uint64(k))
+		}
+		last := through
+		if k, _ := c.Last(); len(k) == 8 {
+			last = max(last, binary.BigEndian.Uint64(k))
+		}
+		if len(keys) > 0 {
+			s.log.Info("audit: indexing the entries a stop left unindexed", "after", through, "keys", len(keys))
+		}
+		return writeIndex(tx, last, keys)
+	})
+}
+
 func indexKey(id string, seq uint64) []byte {
 	k := make([]byte, 0, len(id)+9)
 	k = append(k, id...)
