@@ -714,6 +714,10 @@ func (s *Store) commit(batch []*pending) error {
 	flush := false     // write the waiting index keys with this commit
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		lb, mb := tx.Bucket(bucketLog), tx.Bucket(bucketMeta)
+		// The log only appends: pages split full, not half full (bbolt's
+		// default, for random inserts, left the log's pages half empty:
+		// twice the file, the page cache and the pages written).
+		lb.FillPercent = 1.0
 		added = added[:0]
 		for _, p := range batch {
 			seq++
