@@ -50,10 +50,11 @@ func (Authorizer) Authorize(p *fhir.Principal, req *fhir.Request) fhir.Decision 
 	if p == nil {
 		return refuse(fhir.CodeUnauthorized, "an access token is required")
 	}
-	scopes, err := scopesOf(p.Scopes)
+	ent, err := scopesOf(p.Scopes)
 	if err != nil {
 		return refuse(fhir.CodeAccessDenied, "the token's scopes could not be read")
 	}
+	scopes := ent.scopes
 	reqPatient := req.PatientID
 	if reqPatient == "" && req.NHS != "" {
 		reqPatient = fhir.PatientID(req.NHS)
@@ -70,8 +71,21 @@ func (Authorizer) Authorize(p *fhir.Principal, req *fhir.Request) fhir.Decision 
 	case "Agreement", "Client", "SigningKey":
 		return adminDecision(scopes, req.Type, req.Interaction)
 	}
+	key := decisionKey{samePatient: p.PatientID != "" && reqPatient == p.PatientID, interaction: req.Interaction, typ: req.Type, areas: req.Areas}
+	if d, ok := ent.decision(key); ok {
+		return d
+	}
+	d := areaDecision(scopes, p.PatientID, reqPatient, interaction, req)
+	ent.remember(key, d)
+	return d
+}
+
+// areaDecision decides a request for clinical or demographic resources by
+// the scopes. It depends only on the scopes and decisionKey (contextOK
+// compares the token's patient with the request's, nothing more).
+func areaDecision(scopes []Scope, patientContext, reqPatient, interaction string, req *fhir.Request) fhir.Decision {
 	ctx := func(typ string, g *areaGrant) Context {
-		c := Context{Type: typ, Interaction: interaction, PatientContext: p.PatientID, RequestPatient: reqPatient}
+		c := Context{Type: typ, Interaction: interaction, PatientContext: patientContext, RequestPatient: reqPatient}
 		if g != nil {
 			c.Categories, c.Codes = g.categories, g.codes
 		}

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/gpgate/gpgate/fhir"
 )
 
 func TestScopesOfCachesParsesAndStaysBounded(t *testing.T) {
@@ -25,7 +27,11 @@ func TestScopesOfCachesParsesAndStaysBounded(t *testing.T) {
 				if (err == nil) != tc.ok || (werr == nil) != tc.ok {
 					t.Fatalf("call %d: err %v (parse: %v), want ok=%v", i, err, werr, tc.ok)
 				}
-				if !reflect.DeepEqual(got, want) {
+				var gotScopes []Scope
+				if got != nil {
+					gotScopes = got.scopes
+				}
+				if !reflect.DeepEqual(gotScopes, want) {
 					t.Fatalf("call %d: %+v, want %+v", i, got, want)
 				}
 			}
@@ -44,4 +50,51 @@ func TestScopesOfCachesParsesAndStaysBounded(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAuthorizeCachedDecisions: a decision answered from the cache is the
+// decision made afresh, whatever was decided before on the same scopes:
+// the same and another patient, each interaction, type and set of areas.
+func TestAuthorizeCachedDecisions(t *testing.T) {
+	pid, other := "p1", "p2"
+	principals := []*fhir.Principal{
+		{ClientID: "c", Scopes: []string{"patient/Condition.rs", "patient/Observation.rs?category=laboratory", "patient/Patient.r"}, PatientID: pid},
+		{ClientID: "c", Scopes: []string{"system/*.rs"}},
+		{ClientID: "c", Scopes: []string{"user/MedicationStatement.rs", "user/AllergyIntolerance.rs"}, PatientID: pid},
+	}
+	interactions := []string{"read", "search-type", "operation"}
+	types := []string{"Patient", "Condition", "Observation", "MedicationStatement", "AllergyIntolerance"}
+	areas := []fhir.Areas{fhir.AllAreas, fhir.AreaDemographics, fhir.AreaProblems | fhir.AreaInvestigations, fhir.AreaMedication}
+	for i, p := range principals {
+		for _, patient := range []string{pid, other, pid} { // the same patient again after another: from the cache
+			for _, ia := range interactions {
+				for _, typ := range types {
+					for _, a := range areas {
+						req := &fhir.Request{Interaction: ia, Type: typ, PatientID: patient, Areas: a}
+						t.Run(fmt.Sprintf("principal%d/%s/%s/%s/%v", i, patient, ia, typ, a), func(t *testing.T) {
+							interaction := "search"
+							if ia == "read" {
+								interaction = "read"
+							}
+							want := areaDecision(mustParse(t, p.Scopes), p.PatientID, patient, interaction, req)
+							for n := 0; n < 2; n++ {
+								if got := (Authorizer{}).Authorize(p, req); !reflect.DeepEqual(got, want) {
+									t.Fatalf("call %d: %+v\nwant %+v", n, got, want)
+								}
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
+func mustParse(t *testing.T, s []string) []Scope {
+	t.Helper()
+	sc, err := ParseScopes(strings.Join(s, " "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sc
 }

@@ -123,10 +123,18 @@ func (c *Core) Everything(ctx context.Context, p *fhir.Principal, e *fhir.Everyt
 	if err != nil {
 		return nil, err
 	}
-	matches := make([]*fhir.Resource, 0, len(rec.Resources))
-	for _, r := range rec.Resources {
-		if req.Areas.Any(r.Ix.Area) && e.Match(r) {
-			matches = append(matches, r)
+	// rec is this request's own (redaction made it): when everything
+	// matches, as for a plain $everything, it is the list of matches.
+	matches := rec.Resources
+	for i, r := range rec.Resources {
+		if !req.Areas.Any(r.Ix.Area) || !e.Match(r) {
+			matches = append(make([]*fhir.Resource, 0, len(rec.Resources)), rec.Resources[:i]...)
+			for _, r := range rec.Resources[i+1:] {
+				if req.Areas.Any(r.Ix.Area) && e.Match(r) {
+					matches = append(matches, r)
+				}
+			}
+			break
 		}
 	}
 	var pg []*fhir.Resource

@@ -14,6 +14,28 @@ import (
 	"github.com/gpgate/gpgate/fhir"
 )
 
+// entriesPool keeps the entry lists of written Bundles (a 500-resource
+// page's is 12 KB of pointers, per request).
+var entriesPool sync.Pool
+
+func getEntries(n int) []fhir.BundleEntry {
+	if p, ok := entriesPool.Get().(*[]fhir.BundleEntry); ok && cap(*p) >= n {
+		return (*p)[:0]
+	}
+	return make([]fhir.BundleEntry, 0, n)
+}
+
+// putEntries returns a list once the Bundle is written: it is cleared, so
+// the pool holds no resource alive.
+func putEntries(e []fhir.BundleEntry) {
+	if cap(e) > 1<<16 {
+		return
+	}
+	clear(e[:cap(e)])
+	e = e[:0]
+	entriesPool.Put(&e)
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
 
 // Bundles up to wholeBundle bytes are spliced into one buffer and sent with
@@ -41,8 +63,9 @@ func (s *Server) writePage(c echo.Context, pg *fhir.Page, path string, params ur
 		Total:     total,
 		Base:      s.cfg.BaseURL,
 		Links:     s.links(path, params, q, total),
-		Entries:   make([]fhir.BundleEntry, 0, len(pg.Resources)+len(pg.Included)+1),
+		Entries:   getEntries(len(pg.Resources) + len(pg.Included) + 1),
 	}
+	defer func() { putEntries(b.Entries) }()
 	for _, r := range pg.Resources {
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "match"})
 	}
