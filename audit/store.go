@@ -108,8 +108,8 @@ var (
 // patient or agent reads the log after the mark itself (at most one
 // group), and Open indexes whatever a crash left after the mark.
 const (
-	indexEvery   = time.Second
-	indexMaxKeys = 16384
+	indexEvery   = 250 * time.Millisecond
+	indexMaxKeys = 4096
 )
 
 // idxKey is one index key waiting to be written.
