@@ -29,20 +29,11 @@ func releaseMappedEvery(ctx context.Context, every time.Duration, log *slog.Logg
 	if every <= 0 || len(stores) == 0 {
 		return
 	}
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			for _, s := range stores {
-				if err := s.ReleaseMapped(); err != nil {
-					log.Warn("releasing mapped pages failed", "err", err)
-				}
+	go tickEvery(ctx, every, func() {
+		for _, s := range stores {
+			if err := s.ReleaseMapped(); err != nil {
+				log.Warn("releasing mapped pages failed", "err", err)
 			}
 		}
-	}()
+	})
 }

@@ -561,6 +561,18 @@ func registerPractices(ctx context.Context, reg *adapters.Registry, store *embed
 // reindexLoop picks up new and removed patients of folder practices, in
 // the registry serving now (SIGHUP replaces it).
 func reindexLoop(ctx context.Context, regs *liveRegistry, folders func() []string, every time.Duration, log *slog.Logger) {
+	tickEvery(ctx, every, func() {
+		reg := regs.get()
+		for _, o := range folders() {
+			if err := reg.Reindex(ctx, o); err != nil {
+				log.Warn("reindex failed", "practice", o, "err", err)
+			}
+		}
+	})
+}
+
+// tickEvery calls fn every interval until ctx ends (and returns then).
+func tickEvery(ctx context.Context, every time.Duration, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -568,12 +580,7 @@ func reindexLoop(ctx context.Context, regs *liveRegistry, folders func() []strin
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			reg := regs.get()
-			for _, o := range folders() {
-				if err := reg.Reindex(ctx, o); err != nil {
-					log.Warn("reindex failed", "practice", o, "err", err)
-				}
-			}
+			fn()
 		}
 	}
 }
