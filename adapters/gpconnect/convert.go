@@ -583,6 +583,17 @@ var listArea = map[string]fhir.Area{
 	"792931000000107": fhir.AreaEvents, "714311000000108": fhir.AreaEvents, "826501000000100": fhir.AreaInvestigations,
 }
 
+// areaOfList is the dataset area a GP Connect List's SNOMED code names.
+func areaOfList(r map[string]any) fhir.Area {
+	var area fhir.Area
+	for _, c := range codings(r["code"]) {
+		if c.System == fhir.SNOMED {
+			area |= listArea[c.Code]
+		}
+	}
+	return area
+}
+
 // warnings collects the List warning codes into one warning per code,
 // naming the areas whose sections carried it.
 func (m *mapper) warnings() []fhir.Issue {
@@ -592,12 +603,7 @@ func (m *mapper) warnings() []fhir.Issue {
 		if str(r["resourceType"]) != "List" {
 			continue
 		}
-		var area fhir.Area
-		for _, c := range codings(r["code"]) {
-			if c.System == fhir.SNOMED {
-				area |= listArea[c.Code]
-			}
-		}
+		area := areaOfList(r)
 		for _, e := range list(r["extension"]) {
 			eo, _ := e.(obj)
 			if !strings.Contains(str(eo["url"]), "ListWarningCode") {
@@ -679,12 +685,7 @@ func (m *mapper) emptyReasons() []fhir.Issue {
 		if str(r["resourceType"]) != "List" {
 			continue
 		}
-		var area fhir.Area
-		for _, c := range codings(r["code"]) {
-			if c.System == fhir.SNOMED {
-				area |= listArea[c.Code]
-			}
-		}
+		area := areaOfList(r)
 		if len(list(r["entry"])) > 0 {
 			filled |= area
 			continue
