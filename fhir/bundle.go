@@ -29,12 +29,16 @@ type Bundle struct {
 	Total     int // searchset only; -1 leaves it out
 	Links     []Link
 	Base      string // absolute base URL for fullUrl, no trailing slash
-	Entries   []BundleEntry
+	// Rendered, when not empty, are entries already rendered by
+	// AppendEntries with the same Base: they stand first, before Entries,
+	// and go out as they are (not copied again when written).
+	Rendered []byte
+	Entries  []BundleEntry
 }
 
 // Size estimates the assembled length, for preallocation.
 func (b *Bundle) Size() int {
-	n := 256 + len(b.ID)
+	n := 256 + len(b.ID) + len(b.Rendered)
 	for _, l := range b.Links {
 		n += 40 + len(l.URL)
 	}
@@ -48,10 +52,23 @@ func (b *Bundle) Size() int {
 // compact JSON in the element order jsonformat uses for R4 Bundle.
 func (b *Bundle) AppendJSON(dst []byte) []byte {
 	dst = b.appendHead(dst)
+	dst = append(dst, b.Rendered...)
 	for i := range b.Entries {
 		dst = b.appendEntry(dst, i)
 	}
 	return b.appendTail(dst)
+}
+
+// AppendParts appends the Bundle's JSON to dst as AppendJSON does, but for
+// Rendered, which belongs at split: dst[:split] + Rendered + dst[split:] is
+// the Bundle. A writer sends Rendered from where it is, uncopied.
+func (b *Bundle) AppendParts(dst []byte) (out []byte, split int) {
+	dst = b.appendHead(dst)
+	split = len(dst)
+	for i := range b.Entries {
+		dst = b.appendEntry(dst, i)
+	}
+	return b.appendTail(dst), split
 }
 
 // WriteJSON writes the same bytes as AppendJSON to w, a chunk of about
@@ -65,6 +82,15 @@ func (b *Bundle) WriteJSON(w io.Writer, buf []byte) error {
 		buf = make([]byte, 0, chunk)
 	}
 	buf = b.appendHead(buf[:0])
+	if len(b.Rendered) > 0 {
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
+		if _, err := w.Write(b.Rendered); err != nil {
+			return err
+		}
+		buf = buf[:0]
+	}
 	for i := range b.Entries {
 		// Flush before an entry that would not fit, so the buffer given is
 		// the only one (an entry larger than it grows it, once).
@@ -113,47 +139,97 @@ func (b *Bundle) appendHead(dst []byte) []byte {
 		}
 		dst = append(dst, ']')
 	}
-	if len(b.Entries) > 0 {
+	if b.hasEntries() {
 		dst = append(dst, `,"entry":[`...)
 	}
 	return dst
 }
 
-// entrySize bounds the bytes appendEntry appends for entry i.
+func (b *Bundle) hasEntries() bool { return len(b.Entries) > 0 || len(b.Rendered) > 0 }
+
+// entrySize is the length appendEntry appends for entry i, its comma
+// included.
 func (b *Bundle) entrySize(i int) int {
-	r := b.Entries[i].Resource
-	return 64 + len(b.Base) + len(r.Type) + len(r.ID) + len(r.JSON) + len(b.Entries[i].Mode)
+	return 1 + entryLen(b.Base, b.Entries[i].Resource, b.Entries[i].Mode)
 }
 
 func (b *Bundle) appendEntry(dst []byte, i int) []byte {
-	e := b.Entries[i]
-	if i > 0 {
+	if i > 0 || len(b.Rendered) > 0 {
 		dst = append(dst, ',')
 	}
-	r := e.Resource
-	dst = append(dst, `{"fullUrl":"`...)
+	return appendEntry(dst, b.Base, b.Entries[i].Resource, b.Entries[i].Mode)
+}
+
+// AppendEntries appends the Bundle entries of rs, each in search mode mode
+// ("" for none), comma-separated, as a Bundle with base base renders them:
+// the bytes a Bundle's Rendered takes.
+func AppendEntries(dst []byte, base, mode string, rs []*Resource) []byte {
+	for i, r := range rs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendEntry(dst, base, r, mode)
+	}
+	return dst
+}
+
+// EntriesSize is the exact length AppendEntries appends.
+func EntriesSize(base, mode string, rs []*Resource) int {
+	n := 0
+	for _, r := range rs {
+		n += 1 + entryLen(base, r, mode)
+	}
+	if n > 0 {
+		n-- // no comma before the first
+	}
+	return n
+}
+
+const (
+	entryOpen     = `{"fullUrl":"`
+	entryResource = `","resource":`
+	entryMode     = `,"search":{"mode":"`
+	entryUUID     = "urn:uuid:"
+)
+
+// entryLen is the length appendEntry appends for r.
+func entryLen(base string, r *Resource, mode string) int {
+	n := len(entryOpen) + len(entryResource) + len(r.JSON) + 1
 	if r.Type == "OperationOutcome" || r.ID == "" {
-		dst = append(dst, "urn:uuid:"...)
+		n += len(entryUUID) + len(r.ID)
+	} else {
+		n += len(base) + 1 + len(r.Type) + 1 + len(r.ID)
+	}
+	if mode != "" {
+		n += len(entryMode) + len(mode) + 2
+	}
+	return n
+}
+
+func appendEntry(dst []byte, base string, r *Resource, mode string) []byte {
+	dst = append(dst, entryOpen...)
+	if r.Type == "OperationOutcome" || r.ID == "" {
+		dst = append(dst, entryUUID...)
 		dst = append(dst, r.ID...)
 	} else {
-		dst = append(dst, b.Base...)
+		dst = append(dst, base...)
 		dst = append(dst, '/')
 		dst = append(dst, r.Type...)
 		dst = append(dst, '/')
 		dst = append(dst, r.ID...)
 	}
-	dst = append(dst, `","resource":`...)
+	dst = append(dst, entryResource...)
 	dst = append(dst, r.JSON...)
-	if e.Mode != "" {
-		dst = append(dst, `,"search":{"mode":"`...)
-		dst = append(dst, e.Mode...)
+	if mode != "" {
+		dst = append(dst, entryMode...)
+		dst = append(dst, mode...)
 		dst = append(dst, `"}`...)
 	}
 	return append(dst, '}')
 }
 
 func (b *Bundle) appendTail(dst []byte) []byte {
-	if len(b.Entries) > 0 {
+	if b.hasEntries() {
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')

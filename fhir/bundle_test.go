@@ -405,3 +405,57 @@ func TestBundleWriteJSONIsAppendJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestBundleRendered checks that a Bundle whose first entries come
+// pre-rendered (AppendEntries, as a render cache keeps them) is the same
+// bytes as the one that splices them all, at every split point and through
+// both writers; and that EntriesSize is exact.
+func TestBundleRendered(t *testing.T) {
+	for name, whole := range goldenBundles(t) {
+		want := whole.AppendJSON(nil)
+		for k := 0; k <= len(whole.Entries); k++ {
+			// Pre-rendered entries share one mode (a cache renders a list
+			// of matches): a head that mixes modes is not a split made.
+			var rs []*Resource
+			mode := ""
+			for i, e := range whole.Entries[:k] {
+				if i > 0 && e.Mode != mode {
+					rs = nil
+					break
+				}
+				mode = e.Mode
+				rs = append(rs, e.Resource)
+			}
+			if len(rs) != k {
+				continue
+			}
+			t.Run(fmt.Sprintf("%s/first %d rendered", name, k), func(t *testing.T) {
+				block := AppendEntries(nil, whole.Base, mode, rs)
+				if n := EntriesSize(whole.Base, mode, rs); n != len(block) {
+					t.Errorf("EntriesSize = %d, AppendEntries appended %d", n, len(block))
+				}
+				b := *whole
+				b.Rendered, b.Entries = block, whole.Entries[k:]
+				if got := b.AppendJSON(nil); !bytes.Equal(got, want) {
+					t.Fatalf("AppendJSON:\n got %s\nwant %s", got, want)
+				}
+				for _, chunk := range []int{1, 64, 64 << 10} {
+					var w bytes.Buffer
+					if err := b.WriteJSON(&w, make([]byte, 0, chunk)); err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(w.Bytes(), want) {
+						t.Fatalf("WriteJSON, chunk %d:\n got %s\nwant %s", chunk, w.Bytes(), want)
+					}
+				}
+				parts, split := b.AppendParts([]byte("prefix"))
+				if got := append(append(bytes.Clone(parts[:split]), block...), parts[split:]...); !bytes.Equal(got, append([]byte("prefix"), want...)) {
+					t.Fatalf("AppendParts, Rendered at %d:\n got %s\nwant prefix%s", split, got, want)
+				}
+				if b.Size() < len(want) {
+					t.Errorf("Size() = %d underestimates %d bytes", b.Size(), len(want))
+				}
+			})
+		}
+	}
+}

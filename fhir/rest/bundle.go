@@ -66,8 +66,13 @@ func (s *Server) writePage(c echo.Context, pg *fhir.Page, path string, params ur
 		Entries:   getEntries(len(pg.Resources) + len(pg.Included) + 1),
 	}
 	defer func() { putEntries(b.Entries) }()
-	for _, r := range pg.Resources {
-		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "match"})
+	if q.Subset.Whole() {
+		b.Rendered = s.ents.entries(b.Base, "match", pg.Resources)
+	}
+	if b.Rendered == nil {
+		for _, r := range pg.Resources {
+			b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "match"})
+		}
 	}
 	for _, r := range pg.Included {
 		b.Entries = append(b.Entries, fhir.BundleEntry{Resource: q.Subset.Apply(r), Mode: "include"})
@@ -86,6 +91,7 @@ func (s *Server) writePage(c echo.Context, pg *fhir.Page, path string, params ur
 // writeCollection writes a $getstructuredrecord answer as a collection
 // Bundle, its warnings in a final OperationOutcome.
 func (s *Server) writeCollection(c echo.Context, col *fhir.Collection) error {
+	// Not from the entry cache: a collection's Lists are made per request.
 	b := fhir.Bundle{ID: newUUID(), Type: "collection", Timestamp: s.now(), Total: -1, Base: s.cfg.BaseURL,
 		Entries: make([]fhir.BundleEntry, 0, len(col.Resources)+1)}
 	for _, r := range col.Resources {
@@ -112,11 +118,17 @@ func (s *Server) writeBundle(c echo.Context, b *fhir.Bundle) error {
 		}
 	}()
 	if b.Size() <= wholeBundle {
-		*bp = b.AppendJSON((*bp)[:0])
-		h.Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)))
+		// Rendered entries go out from where they are kept: the head
+		// before them, the rest after.
+		var split int
+		*bp, split = b.AppendParts((*bp)[:0])
+		h.Set(echo.HeaderContentLength, strconv.Itoa(len(*bp)+len(b.Rendered)))
 		c.Response().WriteHeader(http.StatusOK)
-		if _, err := c.Response().Write(*bp); err != nil {
-			s.log.Warn("bundle write failed", "request_id", h.Get(echo.HeaderXRequestID), "err", err)
+		for _, part := range [][]byte{(*bp)[:split], b.Rendered, (*bp)[split:]} {
+			if _, err := c.Response().Write(part); err != nil {
+				s.log.Warn("bundle write failed", "request_id", h.Get(echo.HeaderXRequestID), "err", err)
+				break
+			}
 		}
 		return nil
 	}

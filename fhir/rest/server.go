@@ -64,6 +64,9 @@ type Config struct {
 	Security Security
 	Limits   Limits
 	Observer Observer
+	// EntryCacheBytes bounds the cache of rendered Bundle entries
+	// (entrycache.go): 0 is DefaultEntryCacheBytes, negative turns it off.
+	EntryCacheBytes int
 }
 
 // Server holds the wired dependencies of the handlers.
@@ -73,6 +76,7 @@ type Server struct {
 	log  *slog.Logger
 	now  func() time.Time
 	lim  *limiters
+	ents *entryCache // nil: every Bundle spliced afresh
 }
 
 // New builds the echo instance with every route and middleware. It refuses
@@ -96,6 +100,10 @@ func New(cfg Config) (*echo.Echo, error) {
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
 	s := &Server{cfg: cfg, core: cfg.Core, log: cfg.Logger, now: cfg.Now}
 	s.lim = newLimiters(cfg.Limits)
+	if cfg.EntryCacheBytes == 0 {
+		cfg.EntryCacheBytes = DefaultEntryCacheBytes
+	}
+	s.ents = newEntryCache(cfg.EntryCacheBytes)
 
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
