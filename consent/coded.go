@@ -167,8 +167,9 @@ var datatypeRows = []row{
 	{"Meta.tag", "Coding"},
 }
 
-// needRows name, per data type or backbone element, the elements of which
-// at least one must be left for the element to be kept at all: a
+// needRows name, per data type, backbone element or resource, the elements
+// of which at least one must be left for it to be kept at all (a resource
+// not kept is withheld): a
 // CodeableConcept without a coding, a Coding without a code, a Reference
 // that points nowhere, a reference range without a bound (R4 obs-3), a
 // Condition stage without summary or assessment (con-1), a patient contact
@@ -180,6 +181,48 @@ var needRows = []row{
 	{"Observation.referenceRange", "low|high"},
 	{"Condition.stage", "summary|assessment"},
 	{"Patient.contact", "name|telecom|address|organization"},
+	{"Patient.link", "other"},
+	{"Patient.link", "type"},
+	{"Observation.component", "code"},
+	{"AllergyIntolerance.reaction", "manifestation"},
+	{"Immunization.protocolApplied", "doseNumberPositiveInt|doseNumberString"},
+
+	// A resource without an element R4 requires of it (minimum
+	// cardinality 1) is not valid R4: whatever the source sent, such an
+	// entry is withheld, not sent broken. A required primitive may stand
+	// as its data-absent-reason ("_element").
+	{"Condition", "subject"},
+	{"MedicationStatement", "status"},
+	{"MedicationStatement", "medicationCodeableConcept|medicationReference"},
+	{"MedicationStatement", "subject"},
+	{"MedicationRequest", "status"},
+	{"MedicationRequest", "intent"},
+	{"MedicationRequest", "medicationCodeableConcept|medicationReference"},
+	{"MedicationRequest", "subject"},
+	{"AllergyIntolerance", "patient"},
+	{"Observation", "status"},
+	{"Observation", "code"},
+	{"Encounter", "status"},
+	{"Encounter", "class"},
+	{"Flag", "status"},
+	{"Flag", "code"},
+	{"Flag", "subject"},
+	{"Procedure", "status"},
+	{"Procedure", "subject"},
+	{"DiagnosticReport", "status"},
+	{"DiagnosticReport", "code"},
+	{"ServiceRequest", "status"},
+	{"ServiceRequest", "intent"},
+	{"ServiceRequest", "subject"},
+	{"Immunization", "status"},
+	{"Immunization", "vaccineCode"},
+	{"Immunization", "patient"},
+	{"Immunization", "occurrenceDateTime|occurrenceString"},
+	{"List", "status"},
+	{"List", "mode"},
+	{"Consent", "status"},
+	{"Consent", "scope"},
+	{"Consent", "category"},
 }
 
 // resourceRows are the elements of each resource type gpgate serves (the

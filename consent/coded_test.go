@@ -288,7 +288,12 @@ func TestCodedWithholds(t *testing.T) {
 		{"type not served", `{"resourceType":"DocumentReference","id":"x","status":"current"}`, true},
 		{"basic", `{"resourceType":"Basic","id":"x","code":` + sct("1") + `}`, true},
 		{"no id left", `{"resourceType":"Condition","id":"x y","code":` + sct("1") + `,` + s + `}`, true},
+		{"vaccination without a date", `{"resourceType":"Immunization","id":"x","status":"completed","vaccineCode":` + sct("1") + `,"patient":{"reference":"Patient/p1"}}`, true},
+		{"vaccination date absent with free text for a reason", `{"resourceType":"Immunization","id":"x","status":"completed","vaccineCode":` + sct("1") + `,"patient":{"reference":"Patient/p1"},"_occurrenceDateTime":{"extension":[{"url":"http://example.org/why","valueString":"lost"}]}}`, true},
+		{"encounter without a class", `{"resourceType":"Encounter","id":"x","status":"finished",` + s + `}`, true},
+		{"request without an intent", `{"resourceType":"MedicationRequest","id":"x","status":"active","medicationCodeableConcept":` + sct("1") + `,` + s + `}`, true},
 		// Not withheld.
+		{"vaccination date absent for a reason", `{"resourceType":"Immunization","id":"x","status":"completed","vaccineCode":` + sct("1") + `,"patient":{"reference":"Patient/p1"},"_occurrenceDateTime":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"unknown"}]}}`, false},
 		{"no code at all", `{"resourceType":"Condition","id":"x",` + s + `}`, false},
 		{"coded and text", `{"resourceType":"Condition","id":"x","code":{"coding":[{"system":"http://snomed.info/sct","code":"1"}],"text":"t"},` + s + `}`, false},
 		{"one of two codings without a code", `{"resourceType":"Condition","id":"x","code":{"coding":[{"display":"t"},{"system":"http://snomed.info/sct","code":"1"}]},` + s + `}`, false},

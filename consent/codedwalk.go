@@ -249,6 +249,9 @@ func buildCoded(dtRows, resRows, needs []row, exts []ExtensionDef) (*codedTables
 	for _, nr := range needs {
 		n := t.types[nr.Path]
 		if n == nil {
+			n = t.resources[nr.Path]
+		}
+		if n == nil {
 			return nil, fmt.Errorf("coded table: needs of unknown %s", nr.Path)
 		}
 		var mask uint64
@@ -550,6 +553,7 @@ func (w *walker) object(n *node) (bool, error) {
 	count := 0
 	extSeen := false
 	var absentSeen uint64 // primitives whose "_element" was taken
+	var absent uint64     // ... and kept: the element is there, its value absent for a reason
 	w.ws()
 	if w.i < len(w.in) && w.in[w.i] == '}' {
 		w.i++
@@ -582,13 +586,14 @@ func (w *walker) object(n *node) (bool, error) {
 			w.path = append(append(w.path, '.'), key...)
 		}
 		var ext *node
+		var absentBit uint64
 		if c == nil && !esc && n.ext != nil && !extSeen && string(key) == "extension" {
 			ext, extSeen = n.ext, true
 		} else if c == nil && !esc && len(key) > 1 && key[0] == '_' {
 			// "_element" of a listed primitive: a data-absent-reason only
 			// (once per element).
 			if pc := n.lookup(key[1:]); pc != nil && pc.n.kind.primitive() && absentSeen&pc.bit == 0 {
-				ext, absentSeen = w.t.absent, absentSeen|pc.bit
+				ext, absentSeen, absentBit = w.t.absent, absentSeen|pc.bit, pc.bit
 			}
 		}
 		switch {
@@ -617,6 +622,7 @@ func (w *walker) object(n *node) (bool, error) {
 				if c != nil {
 					kept |= c.bit
 				}
+				absent |= absentBit
 			} else {
 				w.out = w.out[:mark]
 				if err := w.lose(); err != nil {
@@ -653,7 +659,8 @@ func (w *walker) object(n *node) (bool, error) {
 	}
 	lost := n.req&present&^kept != 0
 	for _, need := range n.needs {
-		lost = lost || kept&need == 0
+		// An element R4 requires may stand as its data-absent-reason.
+		lost = lost || (kept|absent)&need == 0
 	}
 	w.depth--
 	if count == 0 || lost {

@@ -16,13 +16,14 @@ func referencesRecord(t *testing.T) *fhir.Record {
 	subj := `"subject":{"reference":"Patient/` + pidA + `"}`
 	id := func(l string) string { return `"id":"` + pidA + `-` + l + `"` }
 	ref := func(typ, l string) string { return `{"reference":"` + typ + `/` + pidA + `-` + l + `"}` }
+	class := `"class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"}`
 	return &fhir.Record{NHS: nhsA, PatientID: pidA, Practice: practice, Version: "v1", Resources: []*fhir.Resource{
 		mustRes(t, `{"resourceType":"Patient","id":"`+pidA+`"}`),
 		mustRes(t, `{"resourceType":"Condition",`+id("top")+`,"code":{"coding":[{"system":"http://snomed.info/sct","code":"386639001"}]},`+subj+`}`),
 		mustRes(t, `{"resourceType":"Condition",`+id("htn")+`,"clinicalStatus":{"coding":[{"code":"active"}]},"code":{"coding":[{"system":"http://snomed.info/sct","code":"38341003"}]},"encounter":`+ref("Encounter", "e2")+`,`+subj+`}`),
 		mustRes(t, `{"resourceType":"MedicationRequest",`+id("mr")+`,"status":"active","intent":"plan","medicationCodeableConcept":{"coding":[{"system":"http://snomed.info/sct","code":"318137001"}]},"reasonReference":[`+ref("Condition", "top")+`,`+ref("Condition", "htn")+`],`+subj+`}`),
-		mustRes(t, `{"resourceType":"Encounter",`+id("e1")+`,"status":"finished","diagnosis":[{"condition":`+ref("Condition", "top")+`,"rank":1},{"condition":`+ref("Condition", "htn")+`,"rank":2}],`+subj+`}`),
-		mustRes(t, `{"resourceType":"Encounter",`+id("e2")+`,"status":"finished",`+subj+`}`),
+		mustRes(t, `{"resourceType":"Encounter",`+id("e1")+`,"status":"finished",`+class+`,"diagnosis":[{"condition":`+ref("Condition", "top")+`,"rank":1},{"condition":`+ref("Condition", "htn")+`,"rank":2}],`+subj+`}`),
+		mustRes(t, `{"resourceType":"Encounter",`+id("e2")+`,"status":"finished",`+class+`,`+subj+`}`),
 		mustRes(t, `{"resourceType":"Medication",`+id("med")+`,"code":{"coding":[{"system":"http://snomed.info/sct","code":"52637005"}]}}`),
 		mustRes(t, `{"resourceType":"MedicationStatement",`+id("ms")+`,"status":"active","medicationReference":`+ref("Medication", "med")+`,`+subj+`}`),
 	}}

@@ -225,6 +225,10 @@ func TestMain(m *testing.M) {
 	}
 	if shared != nil {
 		os.RemoveAll(shared.dir)
+		// serve keeps the audit key and signed head beside the data
+		// directory, not in it.
+		os.Remove(auditKeyDefault(shared.dir))
+		os.Remove(auditHeadDefault(shared.dir))
 	}
 	if live != nil {
 		os.RemoveAll(filepath.Dir(live.dir)) // the live tests' folder (data, recorded links)

@@ -36,7 +36,7 @@ func TestEntryCache(t *testing.T) {
 	small := conditions(t, "p2", 4, 100)  // under minRendering: never kept
 	same := conditions(t, "p1", 64, 1024) // the same bytes, other resources (a record reloaded)
 	reordered := append([]*fhir.Resource{big[1], big[0]}, big[2:]...)
-	middle := append(append([]*fhir.Resource{big[0], big[2], big[1]}, big[3:]...)) // first, last and length as big's
+	middle := append([]*fhir.Resource{big[0], big[2], big[1]}, big[3:]...) // first, last and length as big's
 	for _, tc := range []struct {
 		name string
 		// asks are lists asked for in turn; want[i] says whether ask i is
