@@ -16,8 +16,9 @@ import (
 // RecordAccess checks the patient, queues the access and returns; one
 // goroutine writes everything queued in one transaction with one fsync,
 // then everything queued during that commit in the next, and so on. Woken
-// by a first access, it lingers (accessLinger) before writing, so a group
-// gathers what arrives meanwhile: nobody waits on the trail (it is off the
+// by a first access, it lingers (accessLinger, 250 ms) before writing, so a
+// group gathers what arrives meanwhile (a patient looked at again within it
+// costs no page of its own): nobody waits on the trail (it is off the
 // request path), and each fsync of records.db is CPU the requests lack. The caller
 // of RecordAccess, the practice trail, hands accesses over one at a time,
 // so only a queue lets them share an fsync: one per access cost ~a third
@@ -51,7 +52,7 @@ type pendingAccess struct {
 }
 
 const (
-	accessLinger    = 50 * time.Millisecond
+	accessLinger    = 250 * time.Millisecond
 	maxAccessBatch  = 4096  // accesses per transaction
 	maxAccessQueued = 65536 // accesses waiting
 )
@@ -176,6 +177,9 @@ func (w *accessWriter) commit(batch []*pendingAccess) error {
 			if err != nil {
 				return err
 			}
+			// A patient's trail only appends (sequence keys): its pages
+			// split full, not half full.
+			b.FillPercent = 1.0
 			seq, err := b.NextSequence()
 			if err != nil {
 				return err

@@ -365,3 +365,50 @@ func TestAccessesLinger(t *testing.T) {
 		t.Fatalf("%d accesses written (%v), want %d", len(got), err, n)
 	}
 }
+
+// TestAccessTrailPagesFull: a patient's trail only appends, so its pages
+// are filled before they split (bbolt's default leaves an appended bucket's
+// pages half empty: twice the file and the pages written).
+func TestAccessTrailPagesFull(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "gp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.PutPractice("Y99001", "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("Y99001", record(t, nhsA)); err != nil {
+		t.Fatal(err)
+	}
+	s.accesses.mu.Lock()
+	s.accesses.linger = 0 // a transaction per Flush below, without waiting
+	s.accesses.mu.Unlock()
+	src := s.Source("Y99001")
+	for i := range 2000 {
+		if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted, RequestID: fmt.Sprint("request-", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if i%100 == 99 { // many transactions, as under load
+			if err := s.Flush(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err = s.db.View(func(tx *bolt.Tx) error {
+		st := tx.Bucket(bucketAccess).Bucket([]byte(nhsA)).Stats()
+		if st.LeafPageN < 10 {
+			return fmt.Errorf("%d leaf pages: too few to tell", st.LeafPageN)
+		}
+		if used := float64(st.LeafInuse) / float64(st.LeafPageN*tx.DB().Info().PageSize); used < 0.8 {
+			return fmt.Errorf("the trail's leaf pages are %.0f%% used (%d pages)", used*100, st.LeafPageN)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
