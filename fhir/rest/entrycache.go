@@ -57,7 +57,7 @@ type rendering struct {
 
 // Defaults of the render cache.
 const (
-	DefaultEntryCacheBytes = 32 << 20
+	DefaultEntryCacheBytes = 16 << 20
 	minRendering           = 32 << 10
 	maxSeen                = 4096 // keys remembered before the set starts afresh
 )
