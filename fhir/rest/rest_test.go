@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 // fakeCore answers every operation from canned values and records what it
 // was asked.
 type fakeCore struct {
+	mu    sync.Mutex // note runs from concurrent requests
 	calls []string
 	err   error
 	res   *fhir.Resource
@@ -28,6 +30,8 @@ type fakeCore struct {
 }
 
 func (f *fakeCore) note(op string, got any) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.calls = append(f.calls, op)
 	f.got = got
 	return f.err
