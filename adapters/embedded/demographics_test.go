@@ -328,16 +328,15 @@ func accessCommits(s *Store) uint64 {
 	return s.accesses.commits
 }
 
-// TestAccessesLinger: accesses that arrive one at a time, spaced out (as
-// the practice trail hands them over), still share a transaction: woken by
-// the first, the writer lingers before it writes. Without the linger each
-// would be a transaction and an fsync of its own.
-func TestAccessesLinger(t *testing.T) {
+// trailStore is a store with one practice and patient nhsA, its access
+// writer lingering linger, closed when the test ends.
+func trailStore(t *testing.T, linger time.Duration) (*Store, *Source) {
+	t.Helper()
 	s, err := Open(filepath.Join(t.TempDir(), "gp.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	if err := s.PutPractice("Y99001", "p"); err != nil {
 		t.Fatal(err)
 	}
@@ -345,9 +344,17 @@ func TestAccessesLinger(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.accesses.mu.Lock()
-	s.accesses.linger = 2 * time.Second // longer than the spacing below, however slow the machine
+	s.accesses.linger = linger
 	s.accesses.mu.Unlock()
-	src := s.Source("Y99001")
+	return s, s.Source("Y99001")
+}
+
+// TestAccessesLinger: accesses that arrive one at a time, spaced out (as
+// the practice trail hands them over), still share a transaction: woken by
+// the first, the writer lingers before it writes. Without the linger each
+// would be a transaction and an fsync of its own.
+func TestAccessesLinger(t *testing.T) {
+	s, src := trailStore(t, 2*time.Second) // longer than the spacing below, however slow the machine
 	const n = 10
 	for i := 0; i < n; i++ {
 		if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted, RequestID: fmt.Sprint(i)}); err != nil {
@@ -370,21 +377,8 @@ func TestAccessesLinger(t *testing.T) {
 // are filled before they split (bbolt's default leaves an appended bucket's
 // pages half empty: twice the file and the pages written).
 func TestAccessTrailPagesFull(t *testing.T) {
-	s, err := Open(filepath.Join(t.TempDir(), "gp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.PutPractice("Y99001", "p"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutRecord("Y99001", record(t, nhsA)); err != nil {
-		t.Fatal(err)
-	}
-	s.accesses.mu.Lock()
-	s.accesses.linger = 0 // a transaction per Flush below, without waiting
-	s.accesses.mu.Unlock()
-	src := s.Source("Y99001")
+	s, src := trailStore(t, 0) // a transaction per Flush below, without waiting
+	var err error
 	for i := range 2000 {
 		if err := src.RecordAccess(context.Background(), nhsA, &fhir.AuditEntry{Outcome: fhir.OutcomeGranted, RequestID: fmt.Sprint("request-", i)}); err != nil {
 			t.Fatal(err)
