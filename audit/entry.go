@@ -135,17 +135,24 @@ func decodeRecord(v []byte) (Entry, error) {
 	if err := json.Unmarshal(v[32:], &r); err != nil {
 		return e, fmt.Errorf("audit record: %w", err)
 	}
-	w := &r.Entry
 	rec, err := time.Parse(timeFormat, r.Recorded)
 	if err != nil {
 		return e, fmt.Errorf("audit record time: %w", err)
 	}
 	e.Seq, e.Recorded, e.Node = r.Seq, rec, r.Node
-	a := &e.AuditEntry
+	e.AuditEntry, err = r.Entry.audit()
+	return e, err
+}
+
+// audit is the entry w stores.
+func (w *wireEntry) audit() (fhir.AuditEntry, error) {
+	var a fhir.AuditEntry
 	if w.Time != "" {
-		if a.Time, err = time.Parse(timeFormat, w.Time); err != nil {
-			return e, fmt.Errorf("audit entry time: %w", err)
+		t, err := time.Parse(timeFormat, w.Time)
+		if err != nil {
+			return a, fmt.Errorf("audit entry time: %w", err)
 		}
+		a.Time = t
 	}
 	a.RequestID, a.Action, a.Interaction = w.RequestID, w.Action, w.Interaction
 	a.Outcome, a.Code, a.Rule = w.Outcome, fhir.Code(w.Code), w.Rule
@@ -156,11 +163,13 @@ func decodeRecord(v []byte) (Entry, error) {
 	a.Types, a.Query, a.Count = w.Types, w.Query, w.Count
 	a.CorrelationID, a.SourceAddress = w.Correlation, w.Address
 	if w.Areas != "" && w.Areas != "none" {
-		if a.Areas, err = fhir.ParseAreas(w.Areas); err != nil {
-			return e, fmt.Errorf("audit entry areas: %w", err)
+		areas, err := fhir.ParseAreas(w.Areas)
+		if err != nil {
+			return a, fmt.Errorf("audit entry areas: %w", err)
 		}
+		a.Areas = areas
 	}
-	return e, nil
+	return a, nil
 }
 
 // seqKey is the big-endian key of seq: keys sort in log order.

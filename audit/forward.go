@@ -572,6 +572,9 @@ func (f *Forwarder) persist() {
 type storeFeed struct{ s *Store }
 
 func (sf storeFeed) ReadAfter(ctx context.Context, after uint64, limit int) (out []Entry, more bool, err error) {
+	if out, more, ok := sf.s.recent.after(after, limit); ok {
+		return out, more, nil
+	}
 	err = sf.s.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketLog).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {

@@ -231,6 +231,9 @@ type Store struct {
 	subMu sync.Mutex
 	subs  map[chan struct{}]struct{} // woken after each entry commit
 	fwds  map[*Forwarder]struct{}
+	// recent holds the newest committed entries, decoded, so forwarders
+	// keeping up with the log read them from memory, not back from the file.
+	recent recentRing
 
 	// writer state, owned by the writer goroutine after New returns
 	head     uint64
@@ -283,11 +286,15 @@ func (c *Counters) Stats(queueDepth int) Stats {
 
 type pending struct { // an entry waiting for the writer
 	payload []byte
-	pid     string
-	agents  []string
-	seq     uint64
-	err     error
-	done    chan struct{}
+	// entry is the entry as decodeRecord reads it back from payload (nil:
+	// decode payload when it is needed), for the recent ring.
+	entry  *fhir.AuditEntry
+	pid    string
+	agents []string
+	seq    uint64
+	hash   [32]byte
+	err    error
+	done   chan struct{}
 }
 
 // Open opens (creating if needed) the bbolt file at path and returns a Store
@@ -551,7 +558,7 @@ func (s *Store) Append(ctx context.Context, e *fhir.AuditEntry) (uint64, error) 
 	if err != nil {
 		return 0, fmt.Errorf("audit: encode entry: %w", err)
 	}
-	p := &pending{payload: payload, pid: n.PatientID, agents: agentsOf(&n), done: make(chan struct{})}
+	p := &pending{payload: payload, entry: asStored(&n), pid: n.PatientID, agents: agentsOf(&n), done: make(chan struct{})}
 
 	s.mu.RLock()
 	if s.closed {
@@ -678,10 +685,11 @@ func (s *Store) writer() {
 				q.err = err
 				close(q.done)
 			}
-			clear(batch)
 			if err == nil {
+				s.recent.add(batch, s.headTime, s.node) // after the callers are released
 				s.notify()
 			}
+			clear(batch)
 		case <-tickC:
 			tickC = nil
 			if s.head > s.cpSeq {
@@ -730,7 +738,7 @@ func (s *Store) commit(batch []*pending) error {
 				return err
 			}
 			added = appendIndexKeys(added, p.pid, p.agents, seq)
-			p.seq, prev = seq, h
+			p.seq, p.hash, prev = seq, h, h
 		}
 		flush = len(s.idx)+len(added) >= indexMaxKeys || now.Sub(s.idxAt) >= indexEvery
 		if flush {
