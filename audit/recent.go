@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/gpgate/gpgate/fhir"
 )
@@ -14,8 +15,9 @@ import (
 // what forwarders keeping up with the log read between two wake-ups.
 const recentBytes = 1 << 20
 
-// entryOverhead is what an Entry costs in memory beyond its strings.
-const entryOverhead = 256
+// entryOverhead is what an Entry costs in memory beyond its strings (whose
+// bytes the payload's length stands for).
+const entryOverhead = int(unsafe.Sizeof(Entry{}))
 
 // recentRing keeps the newest committed entries in log order, decoded, for
 // forwarders: one that keeps up reads what was just committed from here
